@@ -1,0 +1,13 @@
+"""fer-bench: a reproducible FER-2013 benchmark of a Keras CNN against classic baselines.
+
+Data flow: data (fer_bench.data) -> task (fer_bench.tasks) -> model (fer_bench.models, fer_bench.baselines)
+-> run (fer_bench.run) -> predictions -> metrics (fer_bench.metrics) -> tables/figures (fer_bench.report,
+fer_bench.figures).
+"""
+
+__version__ = "0.1.0"
+
+# Canonical FER-2013 label order (the original challenge CSV's `emotion` column).
+CLASS_NAMES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+IMAGE_SIZE = 48
+USAGES = ("Training", "PublicTest", "PrivateTest")

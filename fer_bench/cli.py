@@ -1,0 +1,125 @@
+"""The `fer-bench` command line: data info|download|audit, run, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fer_bench import CLASS_NAMES, USAGES, __version__
+from fer_bench.errors import FerBenchError
+
+
+def _add_data_arg(p):
+    p.add_argument("--data", metavar="PATH",
+                   help="FER-2013 folder (Kaggle layout) or fer2013.csv; default: $FER2013_DIR, ./data/fer2013, "
+                        "the kagglehub cache, else the built-in synthetic data")
+    p.add_argument("--rgb-to-gray", action="store_true",
+                   help="convert RGB images to grayscale instead of rejecting them")
+
+
+def cmd_data_info(args) -> int:
+    from fer_bench.data import load_dataset
+
+    ds = load_dataset(args.data, rgb_to_gray=args.rgb_to_gray)
+    counts = ds.counts()
+    print(f"dataset: {ds.name}  source: {ds.source}")
+    print(f"fingerprint: {ds.fingerprint}")
+    width = max(len(c) for c in CLASS_NAMES)
+    print(f"{'class':<{width}}  " + "  ".join(f"{u:>11}" for u in USAGES))
+    for c in CLASS_NAMES:
+        print(f"{c:<{width}}  " + "  ".join(f"{counts[u][c]:>11,}" for u in USAGES))
+    print(f"{'total':<{width}}  " + "  ".join(f"{sum(counts[u].values()):>11,}" for u in USAGES))
+    return 0
+
+
+def cmd_data_download(args) -> int:
+    from fer_bench.data.discovery import download_fer2013
+
+    path = download_fer2013()
+    print(f"FER-2013 is at {path}")
+    return 0
+
+
+def cmd_data_audit(args) -> int:
+    from fer_bench.audit import run_audit
+
+    run_audit(data=args.data, out=args.out, rgb_to_gray=args.rgb_to_gray)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from fer_bench.run import run_grid
+
+    run_grid(data=args.data, tasks=args.tasks, models=args.models, seeds=args.seeds, out=args.out,
+             force=args.force, quick=args.quick, rgb_to_gray=args.rgb_to_gray, report=not args.no_report)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from fer_bench.report import write_report
+
+    write_report(args.out)
+    return 0
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fer-bench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fer-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="inspect, download or audit the data set")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("info", help="per-split x per-class counts and the content fingerprint")
+    _add_data_arg(p)
+    p.set_defaults(func=cmd_data_info)
+    p = data_sub.add_parser("download", help="download FER-2013 with kagglehub (needs network and credentials)")
+    p.set_defaults(func=cmd_data_download)
+    p = data_sub.add_parser("audit", help="find duplicate, leaked, conflicting and blank images")
+    _add_data_arg(p)
+    p.add_argument("--out", metavar="DIR", help="results folder (default results/<dataset>)")
+    p.set_defaults(func=cmd_data_audit)
+
+    p = sub.add_parser("run", help="train and evaluate every (task, model, seed) cell, then report")
+    _add_data_arg(p)
+    p.add_argument("--tasks", type=_csv_list, default=None, help="comma-separated (default: all registered)")
+    p.add_argument("--models", type=_csv_list, default=None, help="comma-separated (default: all registered)")
+    p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated integers (default: 0)")
+    p.add_argument("--out", metavar="DIR", help="results folder (default results/<dataset>)")
+    p.add_argument("--force", action="store_true", help="recompute cells that already finished")
+    p.add_argument("--quick", action="store_true", help="small, fast configuration for smoke checks")
+    p.add_argument("--no-report", action="store_true", help="skip `fer-bench report` at the end")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="recompute metrics, tables and figures from stored predictions")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="results folder holding runs/ (default: results/fer2013 if present, else results/synthetic)")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except FerBenchError as exc:
+        print(f"fer-bench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("fer-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
