@@ -8,3 +8,9 @@ class FerBenchError(Exception):
     """
 
     exit_code = 2
+
+
+class Interrupted(FerBenchError):
+    """Ctrl-C: the message names what finished; exit code 130 as shells expect."""
+
+    exit_code = 130

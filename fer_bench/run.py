@@ -1,0 +1,213 @@
+"""`fer-bench run`: train and evaluate every (task, model, seed) cell, storing predictions atomically.
+
+Each cell is computed in a hidden staging folder and renamed into place when complete, so a run killed at any
+moment leaves only finished cells behind; running the same command again skips them and resumes the rest.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from fer_bench.data.dataset import Dataset
+from fer_bench.errors import FerBenchError, Interrupted
+from fer_bench.models import available_models, get_factory_spec, make_model, missing_requirements
+from fer_bench.models.base import save_model
+from fer_bench.provenance import environment_info
+from fer_bench.storage import (
+    PREDICTION_SPLITS,
+    atomic_write_text,
+    cell_dir,
+    check_results_folder,
+    dumps_json,
+    predictions_csv,
+    read_json,
+    replace_dir,
+)
+from fer_bench.tasks import Task, available_tasks, balance, get_task
+
+
+@dataclass
+class TaskData:
+    """A task's view of the data set: balanced training set and the untouched test splits."""
+
+    task: Task
+    X_train: np.ndarray
+    y_train: np.ndarray
+    sample_weight: np.ndarray | None
+    n_train_before_balancing: int
+    train_class_counts: list[int]  # before balancing; the report's majority-class floor uses it
+    tests: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # split -> (images, labels, ids)
+
+
+def prepare_task_data(dataset: Dataset, task: Task, *, seed: int, balancing: str | None = None) -> TaskData:
+    train = dataset.split("Training")
+    X, y, _ = task.select(train.images, train.labels, train.ids)
+    if len(X) == 0:
+        raise FerBenchError(f"task {task.name}: no Training images with its labels in {dataset.source}")
+    X_bal, y_bal, weights = balance(X, y, balancing or task.balancing, n_classes=task.n_classes, seed=seed)
+    tests = {}
+    for split in PREDICTION_SPLITS:
+        part = dataset.split(split)
+        tests[split] = task.select(part.images, part.labels, part.ids)
+        if len(tests[split][0]) == 0:
+            raise FerBenchError(f"task {task.name}: no {split} images with its labels in {dataset.source}")
+    counts = np.bincount(y, minlength=task.n_classes).tolist()
+    return TaskData(task, X_bal, y_bal, weights, len(X), counts, tests)
+
+
+def _predict_timed(model, X):
+    start = time.perf_counter()
+    proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    seconds = time.perf_counter() - start
+    proba = np.clip(proba, 0, None)
+    return proba / proba.sum(axis=1, keepdims=True), seconds
+
+
+def run_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, out: Path, *, quick: bool = False,
+             command: str = "") -> Path:
+    """Fit one model on one task with one seed, predict PublicTest and PrivateTest, store everything."""
+    task = get_task(task_name)
+    data = prepare_task_data(dataset, task, seed=seed)
+    final = cell_dir(out, task_name, model_name, seed)
+    staging = final.with_name(f".{final.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    checkpoints = Path(out) / "checkpoints" / task_name / model_name / f"seed{seed}"
+
+    model = make_model(model_name, seed=seed, quick=quick)
+    if "checkpoint_dir" in model.get_params():
+        # Lets an interrupted CNN training resume from its last finished epoch.
+        model.set_params(checkpoint_dir=str(checkpoints))
+    started = datetime.now(timezone.utc)
+    fit_start = time.perf_counter()
+    model.fit(data.X_train, data.y_train, sample_weight=data.sample_weight,
+              validation_data=data.tests["PublicTest"][:2])
+    fit_seconds = time.perf_counter() - fit_start
+
+    splits, ids, labels, probas, timings = [], [], [], [], {"fit_seconds": fit_seconds}
+    for split in PREDICTION_SPLITS:
+        X, y, image_ids = data.tests[split]
+        proba, seconds = _predict_timed(model, X)
+        if proba.shape != (len(X), task.n_classes):
+            raise RuntimeError(f"{model_name}.predict_proba returned shape {proba.shape}, "
+                               f"expected {(len(X), task.n_classes)}")
+        splits += [split] * len(X)
+        ids.append(image_ids)
+        labels.append(y)
+        probas.append(proba)
+        timings[f"predict_seconds_{split}"] = seconds
+        timings[f"predict_images_per_s_{split}"] = len(X) / seconds if seconds > 0 else None
+    timings["n_train"] = len(data.X_train)
+    timings["train_images_per_s"] = len(data.X_train) * _epochs(model) / fit_seconds if fit_seconds > 0 else None
+
+    atomic_write_text(staging / "predictions.csv", predictions_csv(
+        splits, np.concatenate(ids), np.concatenate(labels), np.concatenate(probas), task.class_names))
+    atomic_write_text(staging / "params.json", dumps_json({
+        "params": {k: v for k, v in model.get_params().items() if k != "checkpoint_dir"},
+        "selected": getattr(model, "selected_params_", {}),
+    }))
+    atomic_write_text(staging / "timings.json", dumps_json(timings))
+    save_model(model, staging / "model")
+    atomic_write_text(staging / "manifest.json", dumps_json({
+        "task": task_name, "model": model_name, "seed": seed, "quick": quick,
+        "class_names": list(task.class_names), "balancing": task.balancing,
+        "n_train_before_balancing": data.n_train_before_balancing, "n_train": len(data.X_train),
+        "train_class_counts": data.train_class_counts,
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "source": dataset.source},
+        "command": command, "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **environment_info(),
+    }))
+    replace_dir(staging, final)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return final
+
+
+def _epochs(model) -> int:
+    """Passes over the training set (CNN epochs actually run; 1 for single-pass models)."""
+    return int(getattr(model, "selected_params_", {}).get("epochs_run", 1) or 1)
+
+
+def _format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def resolve_names(requested, available, kind: str, getter) -> list[str]:
+    names = list(requested) if requested else list(available)
+    for name in names:
+        getter(name)  # raises FerBenchError naming the unknown task/model
+    if len(set(names)) != len(names):
+        raise FerBenchError(f"{kind} listed twice: {','.join(names)}")
+    return names
+
+
+def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=False, quick=False,
+             rgb_to_gray=False, report=True, dataset: Dataset | None = None) -> Path:
+    """Run every (task, model, seed) cell not already finished under `out`, then write the report."""
+    task_names = resolve_names(tasks, available_tasks(), "task", get_task)
+    model_names = resolve_names(models, available_models(), "model", get_factory_spec)
+    if models is None:
+        # Default grid: skip models whose dependency is not installed (e.g. the CNN without TensorFlow).
+        for name in [m for m in model_names if missing_requirements(m)]:
+            print(f"skipping model {name}: needs {', '.join(missing_requirements(name))}", file=sys.stderr)
+            model_names.remove(name)
+    else:
+        for name in model_names:
+            if missing_requirements(name):
+                raise FerBenchError(f"model {name!r} needs {', '.join(missing_requirements(name))}, "
+                                    "which is not installed (pip install 'fer-bench[cnn]')")
+    seeds = list(seeds)
+    if dataset is None:
+        from fer_bench.data import load_dataset
+
+        dataset = load_dataset(data, rgb_to_gray=rgb_to_gray)
+    if dataset.name == "synthetic":
+        print("using the built-in synthetic data: results are labelled 'synthetic', not FER-2013", file=sys.stderr)
+    out = Path(out) if out else Path("results") / (f"{dataset.name}-quick" if quick else dataset.name)
+    check_results_folder(out, dataset=dataset.name, fingerprint=dataset.fingerprint, create=True)
+
+    cells = list(itertools.product(task_names, model_names, seeds))
+    todo = []
+    for task_name, model_name, seed in cells:
+        manifest_path = cell_dir(out, task_name, model_name, seed) / "manifest.json"
+        if manifest_path.exists() and not force:
+            if read_json(manifest_path).get("quick", False) != quick:
+                raise FerBenchError(f"{manifest_path.parent} was computed with{'out' if quick else ''} --quick; "
+                                    "use --force to replace it or another --out")
+            continue
+        todo.append((task_name, model_name, seed))
+    print(f"{len(cells)} cells in {out}: {len(cells) - len(todo)} already finished, {len(todo)} to run")
+
+    command = " ".join(["fer-bench", *sys.argv[1:]]) if sys.argv and "fer-bench" in sys.argv[0] else ""
+    grid_start = time.perf_counter()
+    finished = []
+    try:
+        for i, (task_name, model_name, seed) in enumerate(todo, 1):
+            elapsed = time.perf_counter() - grid_start
+            eta = f", ETA {_format_seconds(elapsed / (i - 1) * (len(todo) - i + 1))}" if i > 1 else ""
+            print(f"[{i}/{len(todo)}] {task_name} / {model_name} / seed{seed}  "
+                  f"(elapsed {_format_seconds(elapsed)}{eta})", flush=True)
+            cell_start = time.perf_counter()
+            run_cell(dataset, task_name, model_name, seed, out, quick=quick, command=command)
+            finished.append(f"{task_name}/{model_name}/seed{seed}")
+            print(f"      done in {_format_seconds(time.perf_counter() - cell_start)}", flush=True)
+    except KeyboardInterrupt:
+        done = ", ".join(finished) if finished else "none"
+        raise Interrupted(f"interrupted; cells finished in this run: {done}; "
+                            "run the same command again to resume") from None
+    except OSError as exc:
+        raise FerBenchError(f"cannot write results under {out}: {exc.strerror or exc}") from None
+    if report:
+        from fer_bench.report import write_report
+
+        write_report(out)
+    return out
