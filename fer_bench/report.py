@@ -170,7 +170,8 @@ def confusions_table(report: Report) -> list[dict]:
             _, y, proba = cell.split(split)
             cm = confusion(y, proba.argmax(axis=1), len(cell.class_names))
             rates = row_normalise(cm)
-            pairs = [(cm[i, j], rates[i, j], i, j) for i in range(len(cm)) for j in range(len(cm)) if i != j]
+            pairs = [(cm[i, j], rates[i, j], i, j) for i in range(len(cm)) for j in range(len(cm))
+                     if i != j and cm[i, j] > 0]
             pairs.sort(key=lambda p: (-p[0], p[2], p[3]))
             for rank, (count, rate, i, j) in enumerate(pairs[:TOP_CONFUSIONS], 1):
                 rows.append({"task": cell.task, "model": cell.model, "seed": cell.seed, "split": split,
