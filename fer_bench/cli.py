@@ -73,8 +73,15 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """Usage mistakes (bad --seeds, unknown option) print one line and exit 2, like every fer-bench error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fer-bench", description=__doc__)
+    parser = _OneLineErrorParser(prog="fer-bench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"fer-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

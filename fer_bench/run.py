@@ -7,6 +7,7 @@ moment leaves only finished cells behind; running the same command again skips t
 from __future__ import annotations
 
 import itertools
+import shlex
 import shutil
 import sys
 import time
@@ -136,6 +137,14 @@ def _epochs(model) -> int:
     return int(getattr(model, "selected_params_", {}).get("epochs_run", 1) or 1)
 
 
+def _command_line() -> str:
+    """The command that started this process when it is the CLI (the fer-bench script or python -m fer_bench)."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if program is None or not ("fer-bench" in program.name or program.parts[-2:] == ("fer_bench", "__main__.py")):
+        return ""
+    return shlex.join(["fer-bench", *sys.argv[1:]])
+
+
 def _format_seconds(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes}m{secs:02d}s"
@@ -166,6 +175,12 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
                 raise FerBenchError(f"model {name!r} needs {', '.join(missing_requirements(name))}, "
                                     "which is not installed (pip install 'fer-bench[cnn]')")
     seeds = list(seeds)
+    # numpy and scikit-learn take seeds 0..2**32-1; a repeated seed would compute (and overwrite) a cell twice.
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int | np.integer) or not 0 <= s < 2**32
+                        for s in seeds):
+        raise FerBenchError(f"seeds must be one or more integers 0..{2**32 - 1}, got {seeds}")
+    if len(set(seeds)) != len(seeds):
+        raise FerBenchError(f"seed listed twice: {','.join(map(str, seeds))}")
     if dataset is None:
         from fer_bench.data import load_dataset
 
@@ -187,7 +202,7 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
         todo.append((task_name, model_name, seed))
     print(f"{len(cells)} cells in {out}: {len(cells) - len(todo)} already finished, {len(todo)} to run")
 
-    command = " ".join(["fer-bench", *sys.argv[1:]]) if sys.argv and "fer-bench" in sys.argv[0] else ""
+    command = _command_line()
     grid_start = time.perf_counter()
     finished = []
     try:

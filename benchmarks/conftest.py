@@ -1,0 +1,326 @@
+"""Set-up of the pytest-benchmark suite: sizes, data, fixed training subsets and the fitted models.
+
+    pytest benchmarks/                                   # the comparison tables (~10 minutes on 2 cores)
+    pytest benchmarks/ --benchmark-autosave              # also save to .benchmarks/ (git-ignored)
+    pytest benchmarks/ --benchmark-compare               # compare with the last saved run
+    pytest benchmarks/ --benchmark-json=bench.json       # speed and quality (extra_info) as JSON
+    FER_BENCH_BENCH_SIZE=tiny pytest benchmarks/ --benchmark-disable   # CI smoke run: every benchmark once
+
+Data: $FER2013_DIR or ../shared/fer2013 (relative to the repository) when it holds FER-2013, else the built-in
+synthetic data (written to a temporary fer2013.csv so the loading benchmarks have a file to read). Decoded data is
+cached in a temporary folder of the session, never in ~/.cache, so "cold" and "warm" loads mean the same on every
+machine.
+
+Sizes (FER_BENCH_BENCH_SIZE):
+
+* full (default): every fit uses a fixed seeded sample of 3,000 of the task's Training images (then the task's
+  balancing; binary undersamples to ~2,000) and 1,000 of its PublicTest images as validation data. The classic
+  models use their full configuration (hyper-parameter grid included). The CNN uses its full architecture for
+  1 epoch (warmup_epochs=0, so the cosine schedule spans that epoch): the point is its training speed, and one
+  epoch of 3,000 images already takes about a minute on 2 cores; its accuracy is therefore far below the
+  headline CNN's (after one epoch its BatchNorm statistics are not yet settled, so it is close to chance or
+  worse; set FER_BENCH_BENCH_CNN_EPOCHS=N to train N epochs, ~20-40 s each). Accuracy is measured on the task's
+  whole PrivateTest; batch inference on 1,000 PrivateTest images; latency over 100 single-image calls after 10
+  warm-up calls.
+* tiny: 240 training images, the models' quick configurations, the CNN for 1 epoch, 100 test images and 10
+  latency calls: every benchmark runs in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_bench.data import load_path, write_csv
+from fer_bench.data.dataset import Dataset
+from fer_bench.models import make_model, missing_requirements
+from fer_bench.tasks import balance, get_task
+from fer_bench.timing import matmul_peak, thread_info
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SIZE_VARIABLE = "FER_BENCH_BENCH_SIZE"
+CNN_EPOCHS_VARIABLE = "FER_BENCH_BENCH_CNN_EPOCHS"
+SUBSET_SEED = 0
+MIN_PER_CLASS = 20
+
+
+@dataclass(frozen=True)
+class BenchSize:
+    name: str
+    n_train: int  # training images sampled per fit (before the task's balancing)
+    n_validation: int  # PublicTest images given to fit as validation data
+    n_accuracy: int | None  # PrivateTest images the accuracy is measured on (None: all of the task's)
+    n_inference: int  # PrivateTest images of the batch inference benchmark
+    inference_rounds: int
+    n_latency: int  # timed single-image calls
+    latency_warmup: int
+    n_hog: int  # Training images of the HOG throughput benchmark
+    quick: bool  # the models' quick configurations
+    cnn_params: dict = field(default_factory=dict)
+    synthetic_sizes: tuple[int, int, int] = (2800, 700, 700)
+    matmul_seconds: float = 3.0  # duration of the float32 matmul peak measurement
+
+
+SIZES = {
+    "full": BenchSize("full", n_train=3000, n_validation=1000, n_accuracy=None, n_inference=1000,
+                      inference_rounds=3, n_latency=100, latency_warmup=10, n_hog=5000, quick=False,
+                      cnn_params={"epochs": 1, "warmup_epochs": 0}),
+    "tiny": BenchSize("tiny", n_train=240, n_validation=70, n_accuracy=100, n_inference=100, inference_rounds=1,
+                      n_latency=10, latency_warmup=2, n_hog=500, quick=True,
+                      cnn_params={"epochs": 1, "warmup_epochs": 0}, synthetic_sizes=(700, 140, 140),
+                      matmul_seconds=0.3),
+}
+
+
+def bench_size() -> BenchSize:
+    """The size named by $FER_BENCH_BENCH_SIZE, with the CNN's epochs from $FER_BENCH_BENCH_CNN_EPOCHS if set."""
+    name = os.environ.get(SIZE_VARIABLE, "full") or "full"
+    if name not in SIZES:
+        raise pytest.UsageError(f"{SIZE_VARIABLE}={name!r}: expected one of {', '.join(SIZES)}")
+    size = SIZES[name]
+    epochs = os.environ.get(CNN_EPOCHS_VARIABLE)
+    if epochs:
+        if not epochs.isdigit() or int(epochs) < 1:
+            raise pytest.UsageError(f"{CNN_EPOCHS_VARIABLE}={epochs!r}: expected a whole number >= 1")
+        size = replace(size, cnn_params={**size.cnn_params, "epochs": int(epochs)})
+    return size
+
+
+def real_fer2013_dir() -> Path | None:
+    """$FER2013_DIR, else ../shared/fer2013 next to the repository, when it holds train/ and test/."""
+    candidate = Path(os.environ.get("FER2013_DIR") or REPO_ROOT.parent / "shared" / "fer2013")
+    return candidate if (candidate / "train").is_dir() and (candidate / "test").is_dir() else None
+
+
+def machine_peak() -> dict:
+    """The float32 matmul peak (fer_bench.timing.matmul_peak), measured once per session."""
+    return matmul_peak(bench_size().matmul_seconds)
+
+
+def load_average() -> float | None:
+    """1-minute load average: other work on the machine slows every benchmark, so it is recorded with each."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+class CallTimer:
+    """Wraps a function and records the wall-clock seconds of every call (also with --benchmark-disable,
+    where pytest-benchmark keeps no statistics)."""
+
+    def __init__(self, function):
+        self.function = function
+        self.seconds: list[float] = []
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        result = self.function(*args, **kwargs)
+        self.seconds.append(time.perf_counter() - start)
+        return result
+
+    def last(self, n: int) -> np.ndarray:
+        return np.array(self.seconds[-n:])
+
+
+@dataclass
+class BenchData:
+    dataset: Dataset
+    source: Path  # what the loading benchmarks read: the FER-2013 folder or the synthetic data's CSV
+    size: BenchSize
+
+    @property
+    def name(self) -> str:
+        return self.dataset.name
+
+    def info(self, **extra) -> dict:
+        """extra_info every benchmark records: data set, size, `extra`, and the machine's load average."""
+        return {"dataset": self.name, "bench_size": self.size.name, **extra, "load_average_1min": load_average()}
+
+    def task_split(self, task_name: str, usage: str):
+        part = self.dataset.split(usage)
+        images, labels, _ = get_task(task_name).select(part.images, part.labels)
+        return images, labels
+
+    def sample(self, images, labels, n: int | None, salt: int):
+        """A fixed seeded stratified sample of about n images (all when n is None or larger), in the original
+        order: every class keeps its share, and at least MIN_PER_CLASS images (or all it has), so the rare class
+        (disgust) is present even in the tiny size, in every split the models make (calibration, validation)."""
+        if n is None or n >= len(images):
+            return images, labels
+        rng = np.random.default_rng([SUBSET_SEED, salt])
+        classes, counts = np.unique(labels, return_counts=True)
+        quotas = np.floor(n * counts / counts.sum()).astype(int)
+        remainders = n * counts / counts.sum() - quotas
+        quotas[np.argsort(-remainders, kind="stable")[:n - quotas.sum()]] += 1  # largest remainders first
+        quotas = np.minimum(np.maximum(quotas, MIN_PER_CLASS), counts)
+        index = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), k, replace=False)
+                                        for c, k in zip(classes, quotas, strict=True)]))
+        return images[index], labels[index]
+
+    def training(self, task_name: str):
+        """(images, labels, sample_weight, n_before_balancing) of the fixed training subset of a task."""
+        task = get_task(task_name)
+        images, labels = self.sample(*self.task_split(task_name, "Training"), self.size.n_train, salt=1)
+        X, y, weights = balance(images, labels, task.balancing, n_classes=task.n_classes, seed=SUBSET_SEED)
+        return X, y, weights, len(images)
+
+    def validation(self, task_name: str):
+        return self.sample(*self.task_split(task_name, "PublicTest"), self.size.n_validation, salt=2)
+
+    def private(self, task_name: str, n: int | None):
+        """The first n of the task's PrivateTest images (all when n is None)."""
+        images, labels = self.task_split(task_name, "PrivateTest")
+        return (images, labels) if n is None else (images[:n], labels[:n])
+
+
+@dataclass
+class FittedModel:
+    model: object
+    task: str
+    name: str
+    n_train: int
+    fit_seconds: float
+    accuracy: float
+    n_accuracy: int
+    info: dict = field(default_factory=dict)  # model-specific measurements of the fit (CNN: steady rate, FLOPs)
+
+
+class FittedModels:
+    """The models fitted in this session, so the inference and latency benchmarks reuse the fit benchmark's
+    model (or fit one, untimed, when run on their own)."""
+
+    def __init__(self, data: BenchData):
+        self.data = data
+        self._models: dict[tuple[str, str], FittedModel] = {}
+        self._cnn_warm = False
+
+    def new_model(self, name: str, **params):
+        if missing_requirements(name):
+            pytest.skip(f"model {name} needs {', '.join(missing_requirements(name))}")
+        if name == "cnn":
+            params = {**self.data.size.cnn_params, "verbose": 0, **params}
+        return make_model(name, seed=0, quick=self.data.size.quick, **params)
+
+    def warm_up_cnn(self) -> None:
+        """Pay TensorFlow's one-time start-up (thread pools, kernel selection) before the first timed CNN fit,
+        with an untimed 1-epoch fit of the same configuration on 256 images."""
+        if self._cnn_warm:
+            return
+        X, y, _, _ = self.data.training("7class")
+        self.new_model("cnn").fit(X[:256], y[:256])
+        self._cnn_warm = True
+
+    def fit(self, task: str, name: str, fit_function=None) -> FittedModel:
+        """Fit `name` on the task's training subset; `fit_function(model, X, y, weights, validation)` lets the
+        fit benchmark time the call. Measures the PrivateTest accuracy afterwards (untimed)."""
+        X, y, weights, _ = self.data.training(task)
+        validation = self.data.validation(task)
+        info = {}
+        if name == "cnn":
+            self.warm_up_cnn()
+            timer = make_batch_timer()
+            model = self.new_model("cnn", callbacks=[timer])
+        else:
+            model = self.new_model(name)
+        start = time.perf_counter()
+        (fit_function or _plain_fit)(model, X, y, weights, validation)
+        fit_seconds = time.perf_counter() - start
+        if name == "cnn":
+            model.set_params(callbacks=None)
+            info["steady_train_images_per_s"] = timer.steady_images_per_s(model.batch_size)
+        X_test, y_test = self.data.private(task, self.data.size.n_accuracy)
+        accuracy = float(np.mean(model.predict(X_test) == y_test))
+        fitted = FittedModel(model, task, name, len(X), fit_seconds, accuracy, len(X_test), info)
+        self._models[(task, name)] = fitted
+        return fitted
+
+    def get(self, task: str, name: str) -> FittedModel:
+        if (task, name) not in self._models:
+            self.fit(task, name)
+        return self._models[(task, name)]
+
+
+def _plain_fit(model, X, y, weights, validation):
+    model.fit(X, y, sample_weight=weights, validation_data=validation)
+
+
+def make_batch_timer():
+    """A Keras callback timing every training batch, for the steady-state training rate (the first batches
+    include tracing the training function; the last may be partial)."""
+    import keras
+
+    class BatchTimer(keras.callbacks.Callback):
+        SKIPPED_FIRST_BATCHES = 2
+
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+            self._start = 0.0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+        def steady_images_per_s(self, batch_size: int) -> float | None:
+            steady = self.seconds[self.SKIPPED_FIRST_BATCHES:-1]
+            return batch_size * len(steady) / sum(steady) if steady else None
+
+    return BatchTimer()
+
+
+@pytest.fixture(scope="session")
+def size() -> BenchSize:
+    return bench_size()
+
+
+@pytest.fixture(scope="session")
+def bench_data(size, tmp_path_factory) -> BenchData:
+    """The data set, loaded once per session through a session-private cache (FER_BENCH_CACHE)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FER_BENCH_CACHE", str(tmp_path_factory.mktemp("fer-bench-cache")))
+        real = real_fer2013_dir()
+        if real is not None:
+            source = real
+        else:
+            from fer_bench.data.synthetic import make_synthetic
+
+            n_train, n_public, n_private = size.synthetic_sizes
+            synthetic = make_synthetic(n_train, n_public, n_private, seed=0)
+            source = write_csv(synthetic, tmp_path_factory.mktemp("synthetic") / "fer2013.csv")
+        dataset = load_path(source)
+        if real is None:
+            # load_csv names every CSV "fer2013"; these are the synthetic faces
+            dataset = Dataset("synthetic", dataset.images, dataset.labels, dataset.usage, dataset.ids,
+                              source=str(source))
+        yield BenchData(dataset, Path(source), size)
+
+
+@pytest.fixture(scope="session")
+def fitted_models(bench_data) -> FittedModels:
+    return FittedModels(bench_data)
+
+
+@pytest.fixture(scope="session")
+def peak() -> dict:
+    """The machine's float32 matmul peak (see machine_peak)."""
+    return machine_peak()
+
+
+@pytest.fixture
+def call_timer():
+    """The CallTimer class: wrap a function to record the seconds of each call."""
+    return CallTimer
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["fer_bench"] = {"bench_size": bench_size().name, "threads": thread_info(),
+                                 "python": sys.version.split()[0], "load_average_1min": load_average()}

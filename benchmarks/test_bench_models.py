@@ -1,0 +1,139 @@
+"""Per model and task: fit time, batch inference throughput and single-image latency, with accuracy.
+
+Groups ("fit: 7class", "inference: 7class", "latency: 7class", ...) put the three models side by side for each
+task. Every benchmark's extra_info holds the task, the model, the subset sizes, the PrivateTest accuracy of the
+fitted model and its images/s, so `--benchmark-json` has speed and quality together. Targets from the project
+brief are recorded next to the measurements (extra_info "target"), not asserted: timings depend on the machine
+and on whatever else runs on it (see extra_info "load_average_1min").
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from fer_bench.models import make_model
+from fer_bench.timing import cnn_training_gflops, count_parameters, forward_flops
+
+MODELS = ("cnn", "hog_svm", "logreg")
+TASKS = ("7class", "5class", "binary")
+CASES = [pytest.param(task, model, id=f"{task}-{model}") for task in TASKS for model in MODELS]
+
+
+def _fit(model, X, y, weights, validation):
+    model.fit(X, y, sample_weight=weights, validation_data=validation)
+
+
+def test_matmul_peak(benchmark, bench_data, peak):
+    """The machine's float32 matmul rate (what the CNN's training GFLOP/s are compared with)."""
+    benchmark.group = "machine: float32 matmul"
+    size = peak["size"]
+    a, b = (np.random.default_rng(seed).standard_normal((size, size), dtype=np.float32) for seed in (1, 2))
+    if peak["backend"] == "tensorflow":
+        import tensorflow as tf
+
+        a, b = tf.constant(a), tf.constant(b)
+        benchmark.pedantic(lambda: tf.linalg.matmul(a, b)[0, 0].numpy(), rounds=5, warmup_rounds=1)
+    else:
+        benchmark.pedantic(np.matmul, args=(a, b), rounds=5, warmup_rounds=1)
+    benchmark.extra_info.update(bench_data.info(
+        matmul_backend=peak["backend"], matrix_size=size, peak_gflops=round(peak["gflops"], 2),
+        mean_gflops=round(peak["mean_gflops"], 2), calls=peak["calls"]))
+
+
+@pytest.mark.parametrize(("task", "model_name"), CASES)
+def test_fit(benchmark, bench_data, fitted_models, request, task, model_name):
+    """fit() on the task's fixed training subset, once (a fit is seconds to minutes; see conftest for sizes)."""
+    benchmark.group = f"fit: {task}"
+
+    def timed_fit(model, X, y, weights, validation):
+        benchmark.pedantic(_fit, args=(model, X, y, weights, validation), rounds=1, iterations=1)
+
+    fitted = fitted_models.fit(task, model_name, fit_function=timed_fit)
+    model = fitted.model
+    passes = int(getattr(model, "selected_params_", {}).get("epochs_run", 1) or 1)
+    info = bench_data.info(
+        task=task, model=model_name, n_train=fitted.n_train,
+        n_validation=bench_data.size.n_validation, accuracy=round(fitted.accuracy, 4),
+        n_accuracy=fitted.n_accuracy, fit_seconds=round(fitted.fit_seconds, 3),
+        images_per_s=round(fitted.n_train * passes / fitted.fit_seconds, 1), passes=passes,
+        n_parameters=count_parameters(model)["n_parameters"])
+    if model_name == "cnn":
+        peak = request.getfixturevalue("peak")
+        steady = fitted.info["steady_train_images_per_s"]
+        info.update(matmul_peak_gflops=round(peak["gflops"], 2), matmul_backend=peak["backend"],
+                    steady_train_images_per_s=None if steady is None else round(steady, 1),
+                    forward_flops_per_image=forward_flops(model),
+                    target="training >= 70% of the measured matmul peak")
+        if steady:
+            # the steady rate (batches after the first two): tracing and validation are not training arithmetic
+            gflops = cnn_training_gflops(model, steady, peak_gflops=peak["gflops"])
+            info.update(train_gflops=round(gflops["train_gflops"], 2),
+                        fraction_of_peak=round(gflops["fraction_of_peak"], 4))
+        default_epochs = make_model("cnn", quick=bench_data.size.quick).epochs
+        if passes < default_epochs:
+            info["accuracy_note"] = (f"after {passes} of the configuration's {default_epochs} epochs (a speed "
+                                     "measurement): not the CNN's accuracy, see the results' summary.md")
+    benchmark.extra_info.update(info)
+
+
+@pytest.mark.parametrize(("task", "model_name"), CASES)
+def test_batch_inference(benchmark, bench_data, fitted_models, call_timer, task, model_name):
+    """predict_proba on a fixed batch of the task's PrivateTest images (one warm-up call, then timed rounds)."""
+    benchmark.group = f"inference: {task}"
+    fitted = fitted_models.get(task, model_name)
+    X, _ = bench_data.private(task, bench_data.size.n_inference)
+    timer = call_timer(fitted.model.predict_proba)
+    rounds = bench_data.size.inference_rounds
+    benchmark.pedantic(timer, args=(X,), rounds=rounds, warmup_rounds=1)
+    seconds = float(np.median(timer.last(rounds)))
+    info = bench_data.info(task=task, model=model_name, n_train=fitted.n_train, n_images=len(X),
+                     accuracy=round(fitted.accuracy, 4), n_accuracy=fitted.n_accuracy,
+                     images_per_s=round(len(X) / seconds, 1))
+    if model_name == "cnn":
+        info["target"] = "CNN batch inference >= 1,000 images/s"
+    benchmark.extra_info.update(info)
+
+
+def _latency(benchmark, bench_data, timer, task: str):
+    """Single-image calls of `timer` (a CallTimer) on the task's PrivateTest images in turn; returns the seconds
+    of the timed calls."""
+    X, _ = bench_data.private(task, max(bench_data.size.n_latency, 1))
+    images = itertools.cycle(X[:, None])
+    size = bench_data.size
+    benchmark.pedantic(timer, setup=lambda: ((next(images),), {}), rounds=size.n_latency,
+                       warmup_rounds=size.latency_warmup)
+    return timer.last(size.n_latency)
+
+
+@pytest.mark.parametrize(("task", "model_name"), CASES)
+def test_latency(benchmark, bench_data, fitted_models, call_timer, task, model_name):
+    """Single-image predict_proba: p50 and p95 over the timed calls (after the warm-up calls)."""
+    benchmark.group = f"latency: {task}"
+    fitted = fitted_models.get(task, model_name)
+    ms = _latency(benchmark, bench_data, call_timer(fitted.model.predict_proba), task) * 1e3
+    info = bench_data.info(task=task, model=model_name, n_train=fitted.n_train, latency_n=len(ms),
+                     latency_warmup=bench_data.size.latency_warmup, latency_p50_ms=round(float(np.median(ms)), 3),
+                     latency_p95_ms=round(float(np.percentile(ms, 95)), 3), accuracy=round(fitted.accuracy, 4),
+                     n_accuracy=fitted.n_accuracy, images_per_s=round(1e3 / float(np.median(ms)), 1))
+    if model_name == "cnn":
+        info["target"] = "CNN single-image p50 <= 5 ms"
+    benchmark.extra_info.update(info)
+
+
+def test_cnn_network_call_latency(benchmark, bench_data, fitted_models, call_timer):
+    """Diagnostic: the CNN's network alone on one image (Keras predict_on_batch, no per-call data pipeline), to
+    separate the network's own latency from the overhead of the predict_proba path."""
+    task = "7class"
+    benchmark.group = f"latency: {task}"
+    fitted = fitted_models.get(task, "cnn")
+    network = fitted.model.keras_model_
+    timer = call_timer(lambda image: network.predict_on_batch(image.astype(np.float32)[..., None]))
+    ms = _latency(benchmark, bench_data, timer, task) * 1e3
+    benchmark.extra_info.update(bench_data.info(
+        task=task, model="cnn (network only: predict_on_batch)", latency_n=len(ms),
+        latency_p50_ms=round(float(np.median(ms)), 3), latency_p95_ms=round(float(np.percentile(ms, 95)), 3),
+        accuracy=round(fitted.accuracy, 4), n_accuracy=fitted.n_accuracy,
+        images_per_s=round(1e3 / float(np.median(ms)), 1)))

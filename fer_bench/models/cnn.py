@@ -1,0 +1,573 @@
+"""The Keras 3 CNN: a VGG-style functional network trained on raw 48x48 grayscale faces.
+
+    from fer_bench.models import make_model
+    model = make_model("cnn", seed=0)                       # or make_cnn(seed=0, epochs=10, tta=True)
+    model.fit(X_train, y_train, sample_weight=w, validation_data=(X_public, y_public))
+    model.predict_proba(X_private)
+
+Design:
+
+* The network takes raw 0..255 pixels (a Rescaling layer normalises them), so saliency code can feed images
+  as they are. Blocks of 3x3 Conv -> BatchNorm -> ReLU, max-pooling between blocks; the last block's output
+  is the layer `last_conv_layer_name_` (Grad-CAM); global average pooling, dropout, a Dense layer named
+  "logits" and a separate softmax Activation (saliency maps differentiate the logits).
+* Augmentation (horizontal flip, shift, rotation, zoom: one affine warp per image) runs in the tf.data input
+  pipeline with stateless random numbers keyed by (seed, epoch, batch), and the epoch's shuffle order is
+  drawn from (seed, epoch). Together with re-seeding the dropout generators at every epoch this makes an
+  epoch's randomness independent of what ran before it, so a training resumed from a checkpoint ends with
+  exactly the weights of an uninterrupted one.
+* Model selection uses validation_data (PublicTest) only: the weights of the epoch with the best validation
+  accuracy are restored at the end; early stopping (`patience`) and, with schedule="plateau", the learning
+  rate reductions are driven by it too. Without validation_data the fixed number of epochs is trained.
+* Checkpointing (`checkpoint_dir`): after every epoch the model with its optimizer state, the best weights
+  and a JSON state (epoch, best-so-far, early-stopping counters, history) are written, the JSON last and
+  atomically, so the JSON always names complete files. fit() with the same checkpoint_dir and the same
+  data and parameters resumes after the last finished epoch; a finished training is loaded, not retrained.
+  (Keras' BackupAndRestore keeps neither the best weights nor the early-stopping/plateau state, and cannot
+  restore the random state of a resumed epoch; hence this small loop around model.fit, one call per epoch.)
+* Determinism (`deterministic=True`): keras.utils.set_random_seed(seed) and
+  tf.config.experimental.enable_op_determinism(). The latter is process-wide and cannot be undone; on this
+  CPU it cost no measurable throughput (see below). tests/test_cnn.py trains twice and compares.
+
+Throughput measured on the 2-core AVX-512/AVX512_BF16 machine (FER-2013 images, 30 steps after warm-up,
+default net unless stated; the machine was shared, load 6-9, so images per CPU-second of the training
+process are the comparable number; wall img/s depended on the share of CPU it got):
+
+    configuration                               img/CPU-s
+    float32, op determinism on                    229
+    float32, op determinism off                   212   (same within noise: determinism is free)
+    bfloat16 mixed precision                      269   (+17%: oneDNN uses AVX512_BF16)   <- default ("auto")
+    float32 + XLA (jit_compile)                   222
+    bfloat16 + XLA                                290   (+8% over bfloat16 alone, within noise; XLA off)
+    batch 256 (float32)                           218   (no gain over 128)
+    filters (24, 48, 96, 192) (float32)           326   (0.56x the FLOPs, only 1.4x faster)
+    filters (32, 64, 128) (float32)               273
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from fer_bench.errors import FerBenchError
+from fer_bench.models.base import ImageClassifier, check_images
+
+IMAGE_SIZE = 48
+LOGITS_LAYER = "logits"
+LAST_CONV_LAYER = "last_conv_block"
+KERAS_FILE = "model.keras"
+PARAMS_FILE = "cnn_params.json"
+STATE_FILE = "state.json"
+CHECKPOINT_FORMAT = 1
+PREDICT_BATCH = 512
+# Keras' default 0.99 lets the moving statistics lag ~100 steps behind weights that change fast at a high
+# learning rate: on FER-2013 after 3 epochs that gave 21% accuracy in inference mode vs 51% with batch
+# statistics on the same images. 0.9 (PyTorch's default) follows within ~10 steps.
+BN_MOMENTUM = 0.9
+
+# quick=True: a small net and few epochs: 17 CPU-seconds for the 7-class synthetic task (2,800 images), 0.72
+# PublicTest accuracy. Its receptive field is too small for global average pooling to keep where a feature
+# is (mouth vs brows): with head="gap" it stays at chance (0.26), hence "flatten".
+QUICK_PARAMS = dict(
+    filters=(16, 32, 64),
+    convs_per_block=1,
+    head="flatten",
+    dropout=0.2,
+    epochs=6,
+    batch_size=64,
+    learning_rate=3e-3,
+    warmup_epochs=1,
+)
+
+PLATEAU_PATIENCE = 3  # schedule="plateau": epochs without PublicTest improvement before the rate is halved
+PLATEAU_FACTOR = 0.5
+OPTIMIZERS = ("adamw", "sgd")
+HEADS = ("gap", "flatten")
+SCHEDULES = ("cosine", "plateau", "constant")
+
+
+def make_cnn(seed: int = 0, quick: bool = False, **params) -> CNNClassifier:
+    """The registered "cnn" factory: CNNClassifier's defaults, QUICK_PARAMS on top when quick, then `params`."""
+    return CNNClassifier(seed=seed, **{**(QUICK_PARAMS if quick else {}), **params})
+
+
+class CNNClassifier(ImageClassifier):
+    """VGG-style Keras CNN on uint8 (N, 48, 48) images; see the module docstring.
+
+    Parameters (all stored as given; validation happens in fit):
+        filters: channels of each conv block (one max-pooling between consecutive blocks).
+        convs_per_block: 3x3 convolutions per block.
+        head: "gap" (global average pooling of the last block) or "flatten" (keeps where features are).
+        dropout: dropout rate before the logits.
+        epochs: maximum number of epochs; batch_size: images per step.
+        optimizer: "adamw" or "sgd" (Nesterov momentum 0.9); learning_rate: peak rate; weight_decay: decoupled.
+        schedule: "cosine" (linear warmup over warmup_epochs, then cosine decay to 0 over the remaining
+            epochs), "plateau" (halve the rate after 3 epochs without validation improvement) or "constant".
+        patience: stop after this many epochs without validation-accuracy improvement (None: never).
+        label_smoothing: for the cross-entropy.
+        flip, shift (fraction of the image), rotation (degrees), zoom (fraction): training augmentation.
+        mixed_precision: bfloat16 compute with float32 weights; jit_compile: XLA.
+        deterministic: seed everything and enable TensorFlow's op determinism.
+        tta: average the probabilities of each image and its mirror image at prediction time.
+        checkpoint_dir: where to checkpoint every epoch and resume from (None: no checkpoints).
+        callbacks: extra Keras callbacks passed to every model.fit call.
+        verbose: Keras' fit verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+    """
+
+    _model_file = KERAS_FILE
+
+    def __init__(self, *, seed=0, filters=(32, 64, 128, 256), convs_per_block=2, head="gap", dropout=0.4, epochs=30,
+                 batch_size=128, optimizer="adamw", learning_rate=2e-3, weight_decay=0.01, schedule="cosine",
+                 warmup_epochs=2, patience=None, label_smoothing=0.1, flip=True, shift=0.1, rotation=10.0,
+                 zoom=0.1, mixed_precision="auto", jit_compile=False, deterministic=True, tta=False,
+                 checkpoint_dir=None, callbacks=None, verbose=1):
+        self.seed = seed
+        self.filters = filters
+        self.convs_per_block = convs_per_block
+        self.head = head
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.warmup_epochs = warmup_epochs
+        self.patience = patience
+        self.label_smoothing = label_smoothing
+        self.flip = flip
+        self.shift = shift
+        self.rotation = rotation
+        self.zoom = zoom
+        self.mixed_precision = mixed_precision
+        self.jit_compile = jit_compile
+        self.deterministic = deterministic
+        self.tta = tta
+        self.checkpoint_dir = checkpoint_dir
+        self.callbacks = callbacks
+        self.verbose = verbose
+
+    # --- public interface ---------------------------------------------------------------------------------
+
+    def fit(self, X, y, sample_weight=None, validation_data=None):
+        import keras
+
+
+        self._check_params()
+        X = check_images(X)
+        y = np.asarray(y)
+        if len(y) != len(X):
+            raise ValueError(f"{len(X)} images but {len(y)} labels")
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(f"need at least 2 classes to train, got {self.classes_.tolist()}")
+        y_index = np.searchsorted(self.classes_, y)
+        weights = self._check_sample_weight(sample_weight, len(X))
+        validation = None
+        if validation_data is not None:
+            X_val, y_val = validation_data
+            X_val, y_val = check_images(X_val), np.asarray(y_val)
+            unknown = np.setdiff1d(y_val, self.classes_)
+            if len(y_val) != len(X_val) or len(unknown):
+                raise ValueError(f"validation_data: {len(X_val)} images, {len(y_val)} labels, labels not seen "
+                                 f"in training: {unknown.tolist()}")
+            validation = (X_val, np.searchsorted(self.classes_, y_val))
+
+        self._seed_everything()
+        n_classes = len(self.classes_)
+        steps_per_epoch = int(np.ceil(len(X) / self.batch_size))
+        fingerprint = self._training_fingerprint(X, y_index, weights, validation)
+        checkpoint = _Checkpoint(self.checkpoint_dir, fingerprint) if self.checkpoint_dir else None
+        state = checkpoint.load_state() if checkpoint else None
+        if state is None:
+            model = self._build_network(n_classes)
+            self._compile(model, steps_per_epoch)
+            state = {"epoch": 0, "best_val_accuracy": None, "best_epoch": None, "epochs_without_improvement": 0,
+                     "plateau_wait": 0, "finished": False, "stopped_early": False, "history": [],
+                     "resumed_from_epoch": None}
+            best_weights = None
+        else:
+            model = checkpoint.load_model(state)
+            best_weights = checkpoint.load_best_weights(state, model)
+            if not state["finished"]:
+                state["resumed_from_epoch"] = state["epoch"]
+        validation_ds = _validation_dataset(*validation, n_classes) if validation else None
+
+        while not state["finished"] and state["epoch"] < self.epochs:
+            epoch = state["epoch"]
+            self._reseed_layers(model, epoch)
+            train_ds = self._training_dataset(X, y_index, weights, n_classes, epoch)
+            start = time.perf_counter()
+            # epochs=self.epochs and a stop after this one, so Keras' progress line reads "Epoch k/epochs".
+            stop_after_epoch = keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda *_: setattr(model, "stop_training", True))
+            result = model.fit(train_ds, validation_data=validation_ds, initial_epoch=epoch, epochs=self.epochs,
+                               verbose=self.verbose, callbacks=[*(self.callbacks or []), stop_after_epoch],
+                               shuffle=False)
+            seconds = time.perf_counter() - start
+            logs = {k: float(v[-1]) for k, v in result.history.items()}
+            record = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
+                      "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy"),
+                      "lr": _current_learning_rate(model), "seconds": seconds,
+                      "images_per_s": len(X) / seconds if seconds > 0 else None}
+            state["history"].append(record)
+            state["epoch"] = epoch + 1
+            if validation is not None:
+                improved = state["best_val_accuracy"] is None or record["val_accuracy"] > state["best_val_accuracy"]
+                if improved:
+                    state.update(best_val_accuracy=record["val_accuracy"], best_epoch=epoch + 1,
+                                 epochs_without_improvement=0, plateau_wait=0)
+                    best_weights = model.get_weights()
+                else:
+                    state["epochs_without_improvement"] += 1
+                    state["plateau_wait"] += 1
+                if self.schedule == "plateau" and state["plateau_wait"] >= PLATEAU_PATIENCE:
+                    model.optimizer.learning_rate = _current_learning_rate(model) * PLATEAU_FACTOR
+                    state["plateau_wait"] = 0
+                if self.patience is not None and state["epochs_without_improvement"] >= self.patience:
+                    state["stopped_early"] = True
+            state["finished"] = state["epoch"] >= self.epochs or state["stopped_early"]
+            if checkpoint:
+                checkpoint.save(model, state, best_weights if improved_now(state) else None)
+
+        if best_weights is not None:
+            model.set_weights(best_weights)
+        self.keras_model_ = model
+        self.last_conv_layer_name_ = LAST_CONV_LAYER
+        self.history_ = state["history"]
+        last = state["history"][-1] if state["history"] else {}
+        seconds = sum(r["seconds"] for r in state["history"])
+        self.selected_params_ = {
+            "best_epoch": state["best_epoch"] if validation is not None else state["epoch"],
+            "best_val_accuracy": state["best_val_accuracy"],
+            "epochs_run": state["epoch"],
+            "stopped_early": state["stopped_early"],
+            "final_learning_rate": last.get("lr"),
+            "tta": bool(self.tta),
+            "mixed_precision": "bfloat16" if self._uses_bfloat16() else "float32",
+            "resumed_from_epoch": state["resumed_from_epoch"],
+            "train_seconds": seconds,
+            "train_images_per_s": len(X) * state["epoch"] / seconds if seconds > 0 else None,
+            "n_parameters": int(model.count_params()),
+            "selection": "best PublicTest accuracy" if validation is not None else "last epoch",
+        }
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "keras_model_")
+        X = _as_model_input(check_images(X))
+        proba = self.keras_model_.predict(X, batch_size=PREDICT_BATCH, verbose=0).astype(np.float64)
+        if self.tta:
+            proba = (proba + self.keras_model_.predict(X[:, :, ::-1], batch_size=PREDICT_BATCH,
+                                                       verbose=0).astype(np.float64)) / 2
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def save(self, directory) -> Path:
+        """Write model.keras (the trained network, no optimizer state) and cnn_params.json."""
+        import keras
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        # A fresh functional wrapper around the same layers is not compiled, so no optimizer state is saved.
+        inference = keras.Model(self.keras_model_.input, self.keras_model_.output, name=self.keras_model_.name)
+        inference.save(directory / KERAS_FILE)
+        params = {k: v for k, v in self.get_params().items() if k not in ("callbacks", "checkpoint_dir")}
+        (directory / PARAMS_FILE).write_text(json.dumps({
+            "params": _jsonable(params), "classes": self.classes_.tolist(),
+            "selected_params": self.selected_params_, "history": self.history_,
+            "last_conv_layer_name": self.last_conv_layer_name_,
+        }, indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory) -> CNNClassifier:
+        import keras
+
+        directory = Path(directory)
+        saved = json.loads((directory / PARAMS_FILE).read_text())
+        params = saved["params"]
+        params["filters"] = tuple(params["filters"])
+        model = cls(**params)
+        model.keras_model_ = keras.models.load_model(directory / KERAS_FILE, compile=False)
+        model.classes_ = np.asarray(saved["classes"])
+        model.selected_params_ = saved["selected_params"]
+        model.history_ = saved["history"]
+        model.last_conv_layer_name_ = saved["last_conv_layer_name"]
+        return model
+
+    # --- internals ----------------------------------------------------------------------------------------
+
+    def _check_params(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise FerBenchError(f"cnn: unknown optimizer {self.optimizer!r}; available: {', '.join(OPTIMIZERS)}")
+        if self.head not in HEADS:
+            raise FerBenchError(f"cnn: unknown head {self.head!r}; available: {', '.join(HEADS)}")
+        if self.schedule not in SCHEDULES:
+            raise FerBenchError(f"cnn: unknown schedule {self.schedule!r}; available: {', '.join(SCHEDULES)}")
+        if len(self.filters) < 1 or min(self.filters) < 1 or self.convs_per_block < 1:
+            raise FerBenchError(f"cnn: filters must be positive channel counts and convs_per_block >= 1, got "
+                                f"{self.filters} and {self.convs_per_block}")
+        if len(self.filters) > 5:
+            raise FerBenchError(f"cnn: at most 5 conv blocks fit a 48x48 image, got {len(self.filters)}")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise FerBenchError(f"cnn: {name} must be >= 1, got {getattr(self, name)}")
+
+    @staticmethod
+    def _check_sample_weight(sample_weight, n):
+        if sample_weight is None:
+            return np.ones(n, dtype=np.float32)
+        weights = np.asarray(sample_weight, dtype=np.float32)
+        if weights.shape != (n,) or not np.all(np.isfinite(weights)) or weights.min() < 0:
+            raise ValueError(f"sample_weight must be {n} finite non-negative numbers, got shape {weights.shape}")
+        return weights
+
+    def _seed_everything(self):
+        import keras
+        import tensorflow as tf
+
+        if self.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(int(self.seed))
+
+    def _build_network(self, n_classes: int):
+        import keras
+        from keras import layers
+
+        compute = "mixed_bfloat16" if self._uses_bfloat16() else "float32"
+        inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="image")
+        x = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(inputs)
+        for block, channels in enumerate(self.filters, 1):
+            if block > 1:
+                x = layers.MaxPooling2D(2, name=f"block{block}_pool", dtype=compute)(x)
+            for conv in range(1, self.convs_per_block + 1):
+                last = block == len(self.filters) and conv == self.convs_per_block
+                x = layers.Conv2D(channels, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
+                                  name=f"block{block}_conv{conv}", dtype=compute)(x)
+                x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{block}_bn{conv}", dtype=compute)(x)
+                x = layers.Activation("relu", name=LAST_CONV_LAYER if last else f"block{block}_relu{conv}",
+                                      dtype=compute)(x)
+        if self.head == "flatten":
+            x = layers.Flatten(name="flatten", dtype=compute)(x)
+        else:
+            x = layers.GlobalAveragePooling2D(name="pool", dtype=compute)(x)
+        x = layers.Dropout(self.dropout, seed=int(self.seed), name="dropout")(x)
+        logits = layers.Dense(n_classes, name=LOGITS_LAYER, dtype="float32")(x)
+        outputs = layers.Activation("softmax", name="softmax", dtype="float32")(logits)
+        return keras.Model(inputs, outputs, name="fer_cnn")
+
+    def _uses_bfloat16(self) -> bool:
+        if self.mixed_precision == "auto":
+            return cpu_has_native_bfloat16()
+        return bool(self.mixed_precision)
+
+    def _compile(self, model, steps_per_epoch: int):
+        import keras
+
+        total = self.epochs * steps_per_epoch
+        if self.schedule == "cosine":
+            warmup = min(int(self.warmup_epochs * steps_per_epoch), total - 1)
+            learning_rate = keras.optimizers.schedules.CosineDecay(
+                initial_learning_rate=self.learning_rate / 25 if warmup else self.learning_rate,
+                decay_steps=total - warmup, alpha=0.0, warmup_target=self.learning_rate if warmup else None,
+                warmup_steps=warmup)
+        else:
+            learning_rate = float(self.learning_rate)
+        if self.optimizer == "adamw":
+            optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=self.weight_decay)
+        else:
+            optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True,
+                                             weight_decay=self.weight_decay)
+        model.compile(optimizer=optimizer,
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=self.label_smoothing),
+                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                      jit_compile=bool(self.jit_compile))
+
+    def _reseed_layers(self, model, epoch: int):
+        """Set every random layer's generator from (seed, epoch), so an epoch's dropout does not depend on
+        earlier epochs (the generators' state is not part of a saved model)."""
+        for i, variable in enumerate(v for v in model.variables if "seed_generator_state" in v.path):
+            variable.assign(np.array([_derive_seed(self.seed, epoch, i), 0], dtype=variable.dtype))
+
+    def _training_dataset(self, X, y_index, weights, n_classes: int, epoch: int):
+        import tensorflow as tf
+
+        order = np.random.default_rng([int(self.seed), epoch]).permutation(len(X))
+        augment = _make_augmenter(self.flip, self.shift, self.rotation, self.zoom)
+        epoch_seed = _derive_seed(self.seed, epoch, 1 << 20)
+
+        def prepare(index, batch):
+            images, labels, batch_weights = batch
+            images = tf.cast(images, tf.float32)[..., None]
+            if augment is not None:
+                images = augment(images, tf.stack([tf.constant(epoch_seed, tf.int64), index]))
+            return images, tf.one_hot(labels, n_classes), batch_weights
+
+        return (tf.data.Dataset.from_tensor_slices((X[order], y_index[order].astype(np.int32), weights[order]))
+                .batch(int(self.batch_size)).enumerate()
+                .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .prefetch(tf.data.AUTOTUNE))
+
+    def _training_fingerprint(self, X, y_index, weights, validation) -> str:
+        """What a checkpoint must match to be resumed: the data and every parameter that shapes training."""
+        h = hashlib.sha256()
+        for array in (X, y_index, weights, *(validation or ())):
+            h.update(np.ascontiguousarray(array).tobytes())
+        params = {k: v for k, v in self.get_params().items()
+                  if k not in ("checkpoint_dir", "callbacks", "verbose", "tta")}
+        h.update(json.dumps(_jsonable(params), sort_keys=True).encode())
+        return h.hexdigest()[:16]
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """True when the CPU computes bfloat16 natively (AVX512_BF16 or AMX); elsewhere bfloat16 is emulated and
+    slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def improved_now(state) -> bool:
+    return state["best_epoch"] is not None and state["best_epoch"] == state["epoch"]
+
+
+def _derive_seed(seed: int, epoch: int, salt: int) -> int:
+    return int(np.random.default_rng([int(seed), epoch, salt]).integers(0, 2**31 - 1))
+
+
+def _as_model_input(X: np.ndarray) -> np.ndarray:
+    return X.astype(np.float32)[..., None]
+
+
+def _current_learning_rate(model) -> float:
+    optimizer = model.optimizer
+    lr = optimizer.learning_rate
+    return float(np.asarray(lr.numpy() if hasattr(lr, "numpy") else lr))
+
+
+def _validation_dataset(X, y_index, n_classes: int):
+    import tensorflow as tf
+
+    return (tf.data.Dataset.from_tensor_slices((X, y_index.astype(np.int32))).batch(PREDICT_BATCH)
+            .map(lambda images, labels: (tf.cast(images, tf.float32)[..., None], tf.one_hot(labels, n_classes)))
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def _make_augmenter(flip: bool, shift: float, rotation: float, zoom: float):
+    """A function (images (B, 48, 48, 1) float32, seed (2,) int64) -> augmented images, or None when every
+    strength is 0. One bilinear affine warp per image (reflecting at the border) does mirror, rotation about
+    the centre, zoom and shift at once; random numbers are stateless, so the same seed gives the same batch."""
+    import tensorflow as tf
+
+    if not flip and not shift and not rotation and not zoom:
+        return None
+    max_angle = np.deg2rad(rotation)
+    centre = (IMAGE_SIZE - 1) / 2
+
+    def augment(images, seed):
+        n = tf.shape(images)[0]
+        seeds = tf.random.experimental.stateless_split(seed, 5)
+        mirror = tf.where(tf.random.stateless_uniform([n], seeds[0]) < 0.5, -1.0, 1.0) if flip else tf.ones([n])
+        angle = tf.random.stateless_uniform([n], seeds[1], -max_angle, max_angle)
+        scale = 1.0 + tf.random.stateless_uniform([n], seeds[2], -zoom, zoom)
+        tx = tf.random.stateless_uniform([n], seeds[3], -shift, shift) * IMAGE_SIZE
+        ty = tf.random.stateless_uniform([n], seeds[4], -shift, shift) * IMAGE_SIZE
+        # The transform maps each output pixel to the input pixel it samples: undo shift, rotation and zoom
+        # about the centre, then mirror.
+        cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+        dx, dy = -centre - tx, -centre - ty
+        a0, a1, a2 = cos, sin, cos * dx + sin * dy
+        b0, b1, b2 = -sin, cos, -sin * dx + cos * dy + centre
+        a0, a1, a2 = mirror * a0, mirror * a1, mirror * a2 + centre
+        transforms = tf.stack([a0, a1, a2, b0, b1, b2, tf.zeros([n]), tf.zeros([n])], axis=1)
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=images, transforms=transforms, output_shape=[IMAGE_SIZE, IMAGE_SIZE],
+            fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
+
+    return augment
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class _Checkpoint:
+    """The files of one training's checkpoint folder; state.json (written last, atomically) names the others."""
+
+    def __init__(self, directory, fingerprint: str):
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+
+    def load_state(self):
+        path = self.directory / STATE_FILE
+        if not path.exists():
+            return None
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise FerBenchError(f"{path}: unreadable checkpoint state ({exc}); delete the folder to start over") \
+                from None
+        if saved.get("format") != CHECKPOINT_FORMAT or saved.get("fingerprint") != self.fingerprint:
+            raise FerBenchError(f"{self.directory}: holds a checkpoint of another training (different data or "
+                                "parameters); delete it or choose another checkpoint_dir")
+        return saved["state"]
+
+    def load_model(self, state):
+        import keras
+
+        return keras.models.load_model(self.directory / state["model_file"])
+
+    def load_best_weights(self, state, model):
+        if state.get("best_weights_file") is None:
+            return None
+        current = model.get_weights()
+        model.load_weights(self.directory / state["best_weights_file"])
+        best = model.get_weights()
+        model.set_weights(current)
+        return best
+
+    def save(self, model, state, best_weights):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        epoch = state["epoch"]
+        previous = self._referenced_files()
+        state["model_file"] = f"epoch{epoch:04d}.keras"
+        model.save(self.directory / state["model_file"])
+        if best_weights is not None:
+            state["best_weights_file"] = f"best_epoch{epoch:04d}.weights.h5"
+            model.save_weights(self.directory / state["best_weights_file"])  # current weights are the best
+        _atomic_write(self.directory / STATE_FILE, json.dumps(
+            {"format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint, "state": state}, indent=1))
+        for name in previous - self._referenced_files():
+            (self.directory / name).unlink(missing_ok=True)
+
+    def _referenced_files(self) -> set[str]:
+        path = self.directory / STATE_FILE
+        if not path.exists():
+            return set()
+        state = json.loads(path.read_text())["state"]
+        return {name for name in (state.get("model_file"), state.get("best_weights_file")) if name}
+
+
+def _atomic_write(path: Path, text: str):
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+__all__ = ["CNNClassifier", "QUICK_PARAMS", "make_cnn"]

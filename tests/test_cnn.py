@@ -1,0 +1,213 @@
+"""The Keras CNN (fer_bench.models.cnn) on a small generated data set with quick=True."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+pytest.importorskip("tensorflow", reason="the CNN needs TensorFlow (pip install 'fer-bench[cnn]')")
+import keras  # noqa: E402
+
+from fer_bench.errors import FerBenchError  # noqa: E402
+from fer_bench.models import make_model  # noqa: E402
+from fer_bench.models.cnn import QUICK_PARAMS, CNNClassifier, make_cnn  # noqa: E402
+
+pytestmark = pytest.mark.cnn
+
+# Small and fast, yet the same code path as the default configuration.
+TINY = dict(filters=(8, 16), convs_per_block=1, batch_size=32, verbose=0)
+LABELS = np.array([2, 5, 7])  # not 0..k-1, so classes_ handling is exercised
+
+
+def stripe_images(n: int, seed: int):
+    """Three flip-invariant classes: horizontal stripes, vertical stripes, checkerboard; random period, phase,
+    contrast and noise. Returns (uint8 images (n, 48, 48), labels from LABELS)."""
+    rng = np.random.default_rng(seed)
+    kind = rng.integers(0, 3, n)
+    grid = np.arange(48, dtype=np.float32)
+    period = rng.uniform(6, 12, (n, 1, 1))
+    phase = rng.uniform(0, 2 * np.pi, (n, 1, 1))
+    rows = np.sin(2 * np.pi * grid[None, :, None] / period + phase)
+    cols = np.sin(2 * np.pi * grid[None, None, :] / period + phase)
+    pattern = np.where(kind[:, None, None] == 0, rows, np.where(kind[:, None, None] == 1, cols, rows * cols))
+    contrast = rng.uniform(30, 90, (n, 1, 1))
+    images = 128 + contrast * pattern + rng.normal(0, 25, (n, 48, 48))
+    return np.clip(images, 0, 255).astype(np.uint8), LABELS[kind]
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = stripe_images(900, seed=0)
+    return {"train": (X[:600], y[:600]), "val": (X[600:750], y[600:750]), "test": (X[750:], y[750:])}
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    model = make_cnn(seed=0, quick=True, verbose=0)
+    return model.fit(*data["train"], validation_data=data["val"])
+
+
+def test_quick_model_learns_and_predicts_valid_probabilities(fitted, data):
+    X, y = data["test"]
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (len(X), 3)
+    assert np.all(proba >= 0) and np.allclose(proba.sum(axis=1), 1)
+    np.testing.assert_array_equal(fitted.classes_, LABELS)
+    assert set(fitted.predict(X)) <= set(LABELS)
+    assert np.mean(fitted.predict(X) == y) > 0.6  # chance is 1/3
+
+
+def test_records_history_and_selection(fitted):
+    assert [r["epoch"] for r in fitted.history_] == list(range(1, QUICK_PARAMS["epochs"] + 1))
+    for record in fitted.history_:
+        assert {"loss", "accuracy", "val_accuracy", "lr", "seconds"} <= set(record)
+    chosen = fitted.selected_params_
+    best = max(fitted.history_, key=lambda r: r["val_accuracy"])
+    assert chosen["best_val_accuracy"] == best["val_accuracy"]
+    assert fitted.history_[chosen["best_epoch"] - 1]["val_accuracy"] == best["val_accuracy"]
+    assert chosen["epochs_run"] == QUICK_PARAMS["epochs"] and chosen["tta"] is False
+    assert chosen["final_learning_rate"] >= 0
+    json.dumps(chosen)  # stored in params.json by the harness
+
+
+def test_keras_model_is_functional_with_named_conv_and_logits(fitted, data):
+    model = fitted.keras_model_
+    conv = model.get_layer(fitted.last_conv_layer_name_).output
+    assert len(conv.shape) == 4
+    # What Grad-CAM builds: the input to (last conv features, logits before the softmax).
+    probe = keras.Model(model.input, [conv, model.get_layer("logits").output])
+    X = data["test"][0][:4]
+    features, logits = probe(X[..., None].astype("float32"))
+    assert features.shape[0] == 4 and logits.shape == (4, 3)
+    np.testing.assert_allclose(keras.ops.softmax(logits).numpy(), fitted.predict_proba(X), rtol=1e-4, atol=1e-5)
+
+
+def test_save_and_load_give_identical_predictions(fitted, data, tmp_path):
+    fitted.save(tmp_path / "m")
+    loaded = CNNClassifier.load(tmp_path / "m")
+    X = data["test"][0]
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
+    assert loaded.get_params() == {**fitted.get_params(), "callbacks": None, "checkpoint_dir": None}
+    assert loaded.selected_params_ == fitted.selected_params_
+    assert loaded.last_conv_layer_name_ == fitted.last_conv_layer_name_
+
+
+def test_tta_averages_image_and_mirror(fitted, data):
+    X = data["test"][0][:20]
+    plain = fitted.predict_proba(X)
+    mirrored = fitted.predict_proba(X[:, :, ::-1])
+    tta = clone(fitted).set_params(tta=True)
+    tta.keras_model_, tta.classes_ = fitted.keras_model_, fitted.classes_
+    proba = tta.predict_proba(X)
+    assert proba.shape == plain.shape
+    np.testing.assert_allclose(proba, (plain + mirrored) / 2, rtol=1e-6)
+
+
+def test_clone_and_params(fitted):
+    copy = clone(fitted)
+    assert copy.get_params() == fitted.get_params() and not hasattr(copy, "keras_model_")
+    assert make_cnn(quick=True).get_params() != make_cnn().get_params()
+    assert make_model("cnn", seed=3, epochs=2).get_params()["seed"] == 3
+    assert copy.set_params(epochs=9).epochs == 9
+
+
+def train(data, **params):
+    settings = {**TINY, "epochs": 3, **params}
+    return CNNClassifier(**settings).fit(*data["train"], validation_data=data["val"])
+
+
+class InterruptAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+class CountEpochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.count += 1
+
+
+def test_same_seed_same_predictions_and_resume_matches_uninterrupted(data, tmp_path):
+    X = data["test"][0]
+    reference = train(data, seed=1).predict_proba(X)
+    np.testing.assert_array_equal(train(data, seed=1).predict_proba(X), reference)
+    assert not np.array_equal(train(data, seed=2).predict_proba(X), reference)
+
+    checkpoints = tmp_path / "ckpt"
+    interrupted = CNNClassifier(**TINY, epochs=3, seed=1, checkpoint_dir=str(checkpoints),
+                                callbacks=[InterruptAtEpoch(2)])
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit(*data["train"], validation_data=data["val"])
+    assert json.loads((checkpoints / "state.json").read_text())["state"]["epoch"] == 2
+
+    counter = CountEpochs()
+    resumed = interrupted.set_params(callbacks=[counter]).fit(*data["train"], validation_data=data["val"])
+    assert counter.count == 1 and resumed.selected_params_["resumed_from_epoch"] == 2
+    assert [r["epoch"] for r in resumed.history_] == [1, 2, 3]
+    np.testing.assert_array_equal(resumed.predict_proba(X), reference)
+
+    # A finished training in checkpoint_dir is loaded, not retrained.
+    again = CNNClassifier(**TINY, epochs=3, seed=1, checkpoint_dir=str(checkpoints), callbacks=[CountEpochs()])
+    again.fit(*data["train"], validation_data=data["val"])
+    assert again.callbacks[0].count == 0
+    np.testing.assert_array_equal(again.predict_proba(X), reference)
+
+    # ... but not for other data or parameters.
+    with pytest.raises(FerBenchError, match="another training"):
+        CNNClassifier(**TINY, epochs=4, seed=1, checkpoint_dir=str(checkpoints)).fit(*data["train"])
+
+
+def test_sample_weight_reaches_the_loss(data):
+    X, y = data["train"]
+    weights = np.where(y == LABELS[2], 0.0, 1.0)
+    model = CNNClassifier(**TINY, epochs=2).fit(X, y, sample_weight=weights)
+    # Without validation data the fixed number of epochs is trained and the last epoch kept.
+    assert model.selected_params_["best_epoch"] == 2 and model.selected_params_["best_val_accuracy"] is None
+    # Class 2 contributes nothing to the loss, so it is (almost) never predicted.
+    assert np.mean(model.predict(data["test"][0]) == LABELS[2]) < 0.05
+
+
+def test_user_errors(data):
+    X, y = data["train"]
+    with pytest.raises(FerBenchError, match="optimizer"):
+        CNNClassifier(optimizer="rmsprop").fit(X, y)
+    with pytest.raises(ValueError, match="48, 48"):
+        CNNClassifier().fit(X[:, :40], y)
+    with pytest.raises(ValueError, match="sample_weight"):
+        CNNClassifier().fit(X, y, sample_weight=np.ones(3))
+
+
+def test_augmentation_is_a_seeded_mirror_and_small_warp():
+    from fer_bench.models.cnn import _make_augmenter
+
+    images, _ = stripe_images(16, seed=3)
+    batch = images[..., None].astype("float32")
+    seed = np.array([7, 0], dtype=np.int64)
+    mirrored = _make_augmenter(True, 0, 0, 0)(batch, seed).numpy()
+    flipped = np.array([np.array_equal(m, b[:, ::-1]) for m, b in zip(mirrored, batch, strict=True)])
+    unchanged = np.array([np.array_equal(m, b) for m, b in zip(mirrored, batch, strict=True)])
+    assert np.all(flipped | unchanged) and flipped.any() and unchanged.any()
+
+    # A blob off the centre: a small warp moves it by at most the shift (4.8 px) plus what a 10 degree
+    # rotation and a 10% zoom do at its distance from the centre (about 1.5 px).
+    yy, xx = np.mgrid[:48, :48]
+    blob = np.exp(-((yy - 20.0) ** 2 + (xx - 28.0) ** 2) / (2 * 4.0**2)) * 200
+    blobs = np.repeat(blob[None, :, :, None], 32, axis=0).astype("float32")
+    warp = _make_augmenter(True, 0.1, 10.0, 0.1)
+    warped = warp(blobs, seed).numpy()[..., 0]
+    np.testing.assert_array_equal(warp(blobs, seed).numpy()[..., 0], warped)
+    assert not np.array_equal(warp(blobs, seed + 1).numpy()[..., 0], warped)
+    mass = warped.sum(axis=(1, 2))
+    centre_y, centre_x = (warped * yy).sum(axis=(1, 2)) / mass, (warped * xx).sum(axis=(1, 2)) / mass
+    moved = np.minimum(np.hypot(centre_y - 20, centre_x - 28), np.hypot(centre_y - 20, centre_x - (47 - 28)))
+    assert np.all(moved < 4.8 * np.sqrt(2) + 1.5) and np.median(moved) > 0.5
+    assert _make_augmenter(False, 0, 0, 0) is None

@@ -1,0 +1,86 @@
+"""Same seed + same data -> byte-identical predictions; the manifest holds what is needed to reproduce a cell."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from fer_bench.cli import main
+from fer_bench.data.synthetic import make_synthetic
+from fer_bench.run import run_grid
+from fer_bench.tasks import get_task
+
+TASKS = ["7class", "5class", "binary"]
+BASELINES = ["logreg", "hog_svm"]
+
+
+@pytest.fixture(scope="module")
+def small_synthetic():
+    return make_synthetic(n_train=700, n_public=210, n_private=210, seed=0)
+
+
+def predictions(out: Path) -> dict[str, bytes]:
+    return {str(p.parent.relative_to(out)): p.read_bytes()
+            for p in sorted((out / "runs").glob("*/*/seed*/predictions.csv"))}
+
+
+def run_twice(tmp_path: Path, dataset, models: list[str], tasks: list[str]) -> tuple[dict, dict]:
+    outs = [tmp_path / "first", tmp_path / "second"]
+    for out in outs:
+        run_grid(dataset=dataset, tasks=tasks, models=models, seeds=[0], quick=True, out=out, report=False)
+    return predictions(outs[0]), predictions(outs[1])
+
+
+def test_baselines_give_byte_identical_predictions(tmp_path, small_synthetic):
+    first, second = run_twice(tmp_path, small_synthetic, BASELINES, TASKS)
+    assert len(first) == len(TASKS) * len(BASELINES)
+    assert first == second
+
+
+def test_cnn_on_cpu_gives_byte_identical_predictions(tmp_path, small_synthetic):
+    pytest.importorskip("tensorflow")
+    if importlib.util.find_spec("fer_bench.models.cnn") is None:
+        pytest.skip("fer_bench.models.cnn is not there yet")
+    first, second = run_twice(tmp_path, small_synthetic, ["cnn"], ["binary"])
+    assert list(first) == ["runs/binary/cnn/seed0"]
+    assert first == second
+
+
+def test_manifest_holds_what_reproduces_the_cell(tmp_path, small_synthetic, monkeypatch, capsys):
+    monkeypatch.setattr("fer_bench.data.load_dataset", lambda *args, **kwargs: small_synthetic)
+    out = tmp_path / "results"
+    argv = ["run", "--quick", "--tasks", "binary", "--models", "logreg", "--seeds", "3", "--no-report", "--out",
+            str(out)]
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/fer-bench", *argv])
+    assert main() == 0
+    cell = out / "runs" / "binary" / "logreg" / "seed3"
+    manifest = json.loads((cell / "manifest.json").read_text())
+
+    assert (manifest["task"], manifest["model"], manifest["seed"], manifest["quick"]) == ("binary", "logreg", 3, True)
+    assert manifest["dataset"] == {"name": "synthetic", "fingerprint": small_synthetic.fingerprint,
+                                   "source": small_synthetic.source}
+    assert manifest["command"] == shlex.join(["fer-bench", *argv])
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", manifest["code"]["commit"])
+    assert "dirty" in manifest["code"]
+    for package in ("numpy", "scikit-learn", "scikit-image", "scipy"):
+        assert manifest["packages"][package] == importlib.metadata.version(package)
+    assert manifest["packages"]["fer-bench"]
+    assert manifest["class_names"] == list(get_task("binary").class_names)
+    for key in ("balancing", "n_train", "train_class_counts", "machine", "threads", "started", "finished"):
+        assert key in manifest
+
+    # The recorded command, pointed at another folder, recomputes the same predictions from the same data.
+    replay = shlex.split(manifest["command"])[1:]
+    replay[replay.index("--out") + 1] = str(tmp_path / "replay")
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/fer-bench", *replay])
+    assert main() == 0
+    replayed = tmp_path / "replay" / cell.relative_to(out)
+    assert (replayed / "predictions.csv").read_bytes() == (cell / "predictions.csv").read_bytes()
+    assert json.loads((replayed / "manifest.json").read_text())["dataset"] == manifest["dataset"]

@@ -1,0 +1,166 @@
+"""The run -> stored predictions -> report pipeline on small synthetic data."""
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from fer_bench.data.synthetic import make_synthetic
+from fer_bench.errors import FerBenchError
+from fer_bench.report import write_report
+from fer_bench.run import run_grid
+from fer_bench.storage import read_cell
+
+HAS_TF = importlib.util.find_spec("tensorflow") is not None
+MODELS = ["cnn", "hog_svm", "logreg"] if HAS_TF else ["hog_svm", "logreg"]
+TASKS = ["7class", "5class", "binary"]
+TABLES = ["metrics.csv", "per_class.csv", "confusions.csv", "significance.csv", "floors.csv", "summary.md",
+          "summary.tex"]
+
+
+@pytest.fixture(scope="module")
+def small_synthetic():
+    return make_synthetic(n_train=700, n_public=210, n_private=210, seed=0)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, small_synthetic):
+    out = tmp_path_factory.mktemp("harness") / "results"
+    run_grid(dataset=small_synthetic, models=MODELS, quick=True, out=out)
+    return out
+
+
+def _cells(out: Path):
+    return sorted(p.parent for p in (out / "runs").glob("*/*/seed*/manifest.json"))
+
+
+def test_every_cell_is_stored_with_predictions_params_timings_manifest(finished_run, small_synthetic):
+    cells = _cells(finished_run)
+    assert len(cells) == len(TASKS) * len(MODELS)
+    for path in cells:
+        for name in ("predictions.csv", "params.json", "timings.json", "manifest.json"):
+            assert (path / name).is_file(), path / name
+        assert (path / "model" / "estimator.json").is_file()
+        manifest = json.loads((path / "manifest.json").read_text())
+        assert manifest["dataset"]["fingerprint"] == small_synthetic.fingerprint
+        assert manifest["seed"] == 0 and manifest["quick"] is True
+        for key in ("code", "packages", "machine", "threads", "started", "finished", "command"):
+            assert key in manifest
+        cell = read_cell(path)
+        # one probability row per PublicTest and PrivateTest image of the task, each summing to 1
+        assert set(cell.splits) == {"PublicTest", "PrivateTest"}
+        assert np.allclose(cell.proba.sum(axis=1), 1)
+        assert json.loads((path / "timings.json").read_text())["fit_seconds"] > 0
+    # no staging folders or temporary files left behind
+    assert not list(finished_run.rglob(".*.staging")) and not list(finished_run.rglob("*.tmp"))
+    assert not (finished_run / "checkpoints").exists() or not any((finished_run / "checkpoints").rglob("*.keras"))
+
+
+def test_binary_training_set_was_undersampled(finished_run):
+    manifest = json.loads((finished_run / "runs/binary/logreg/seed0/manifest.json").read_text())
+    counts = manifest["train_class_counts"]
+    assert manifest["n_train"] == 2 * min(counts) < manifest["n_train_before_balancing"]
+
+
+def test_report_is_byte_identical_when_regenerated(finished_run):
+    before = {name: (finished_run / name).read_bytes() for name in TABLES}
+    for name in TABLES:
+        (finished_run / name).unlink()
+    write_report(finished_run)
+    after = {name: (finished_run / name).read_bytes() for name in TABLES}
+    assert before == after
+
+
+def test_metrics_csv_equals_sklearn_on_stored_predictions(finished_run):
+    with open(finished_run / "metrics.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["subset"] == "all"]
+    assert len(rows) == len(TASKS) * len(MODELS) * 2
+    for row in rows:
+        with open(finished_run / "runs" / row["task"] / row["model"] / f"seed{row['seed']}" / "predictions.csv") as fh:
+            preds = [p for p in csv.DictReader(fh) if p["split"] == row["split"]]
+        y = np.array([int(p["label"]) for p in preds])
+        proba = np.array([[float(v) for k, v in p.items() if k.startswith("prob_")] for p in preds])
+        pred = proba.argmax(1)
+        assert float(row["accuracy"]) == pytest.approx(skm.accuracy_score(y, pred), abs=1e-6)
+        assert float(row["f1_macro"]) == pytest.approx(skm.f1_score(y, pred, average="macro"), abs=1e-6)
+        if proba.shape[1] == 2:
+            auc = skm.roc_auc_score(y, proba[:, 1])
+        else:
+            auc = skm.roc_auc_score(y, proba / proba.sum(1, keepdims=True), multi_class="ovr", average="macro")
+        assert float(row["roc_auc_macro"]) == pytest.approx(auc, abs=1e-6)
+
+
+def test_summary_says_synthetic_and_names_commit_and_machine(finished_run):
+    summary = (finished_run / "summary.md").read_text()
+    assert "Synthetic data" in summary
+    assert "commit" in summary and "cores" in summary
+    for model in MODELS:
+        assert f"| 7class | {model} |" in summary
+
+
+def test_models_beat_chance_on_synthetic(finished_run):
+    with open(finished_run / "metrics.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["split"] == "PrivateTest" and row["task"] == "7class":
+                assert float(row["accuracy"]) > 2 / 7, row["model"]
+
+
+def test_rerun_skips_finished_cells_and_force_recomputes(finished_run, small_synthetic, capsys):
+    manifest = finished_run / "runs/binary/logreg/seed0/manifest.json"
+    before = manifest.read_bytes(), manifest.stat().st_mtime_ns
+    proba_before = read_cell(manifest.parent).proba
+    run_grid(dataset=small_synthetic, models=MODELS, quick=True, out=finished_run, report=False)
+    assert "0 to run" in capsys.readouterr().out
+    assert (manifest.read_bytes(), manifest.stat().st_mtime_ns) == before
+    run_grid(dataset=small_synthetic, tasks=["binary"], models=["logreg"], quick=True, out=finished_run,
+             force=True, report=False)
+    assert "1 to run" in capsys.readouterr().out
+    assert manifest.stat().st_mtime_ns != before[1]
+    # the baselines are deterministic: the recomputed predictions are identical
+    assert np.array_equal(read_cell(manifest.parent).proba, proba_before)
+
+
+def test_unknown_names_fail_before_anything_is_written(tmp_path, small_synthetic):
+    out = tmp_path / "results"
+    with pytest.raises(FerBenchError, match="unknown task 'eightclass'"):
+        run_grid(dataset=small_synthetic, tasks=["eightclass"], out=out)
+    with pytest.raises(FerBenchError, match="unknown model 'resnet'"):
+        run_grid(dataset=small_synthetic, models=["resnet"], out=out)
+    assert not out.exists()
+
+
+def test_incompatible_or_foreign_results_folder_is_refused(tmp_path, finished_run, small_synthetic):
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "fer-bench.json").write_text(json.dumps({"format": 0, "dataset": "synthetic"}))
+    with pytest.raises(FerBenchError, match="incompatible fer-bench"):
+        run_grid(dataset=small_synthetic, models=["logreg"], tasks=["binary"], out=old)
+    with pytest.raises(FerBenchError, match="incompatible fer-bench"):
+        write_report(old)
+    other = make_synthetic(n_train=700, n_public=210, n_private=210, seed=1)
+    with pytest.raises(FerBenchError, match="other data"):
+        run_grid(dataset=other, models=["logreg"], tasks=["binary"], out=finished_run)
+
+
+def test_report_without_runs_fails_cleanly(tmp_path):
+    with pytest.raises(FerBenchError, match="not a fer-bench results folder"):
+        write_report(tmp_path)
+
+
+def test_cli_run_falls_back_to_synthetic_data(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("FER2013_DIR",)}
+    env.update(KAGGLEHUB_CACHE=str(tmp_path / "kaggle"), FER_BENCH_CACHE=str(tmp_path / "cache"))
+    result = subprocess.run(
+        [sys.executable, "-m", "fer_bench", "run", "--quick", "--tasks", "binary", "--models", "logreg"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "synthetic" in result.stderr
+    assert (tmp_path / "results" / "synthetic-quick" / "runs/binary/logreg/seed0/manifest.json").is_file()
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,295 @@
+"""fer_bench.timing: FLOP counting, latency, model size, the matmul peak and the report's timing.csv/figure."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from fer_bench import timing
+from fer_bench.errors import FerBenchError
+from fer_bench.models.base import ImageClassifier
+from fer_bench.report import Report
+from fer_bench.storage import StoredCell
+
+RNG = np.random.default_rng(0)
+IMAGES = RNG.integers(0, 256, size=(60, 48, 48), dtype=np.uint8)
+LABELS = np.arange(60) % 3
+
+
+class PixelModel(ImageClassifier):
+    """A minimal scikit-learn model on raw pixels: a scaler and a classifier held as fitted attributes."""
+
+    def __init__(self, classifier=None):
+        self.classifier = classifier
+
+    def fit(self, X, y, sample_weight=None, validation_data=None):
+        pixels = X.reshape(len(X), -1).astype(float)
+        self.scaler_ = StandardScaler().fit(pixels)
+        self.model_ = (self.classifier or LogisticRegression(max_iter=50)).fit(self.scaler_.transform(pixels), y)
+        self.classes_ = self.model_.classes_
+        self.candidates_ = [self.model_]  # a second reference to the same estimator must not be counted twice
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(self.scaler_.transform(X.reshape(len(X), -1).astype(float)))
+
+
+class SlowEveryTenth:
+    """predict_proba that records its inputs and takes >= 20 ms on every tenth call."""
+
+    def __init__(self):
+        self.shapes = []
+
+    def predict_proba(self, X):
+        self.shapes.append(X.shape)
+        if len(self.shapes) % 10 == 0:
+            time.sleep(0.02)
+        return np.full((len(X), 2), 0.5)
+
+
+# --- FLOPs (needs TensorFlow/Keras) ---------------------------------------------------------------------------
+
+def _tiny_keras_model():
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tensorflow")
+    from keras import layers
+
+    inputs = keras.Input((8, 8, 1))
+    x = layers.Conv2D(4, 3)(inputs)                             # -> 6x6x4
+    x = layers.DepthwiseConv2D(3, depth_multiplier=2)(x)        # -> 4x4x8
+    x = layers.SeparableConv2D(3, 3, padding="same")(x)         # -> 4x4x3
+    x = layers.BatchNormalization()(x)
+    x = layers.MaxPooling2D(2)(x)                               # -> 2x2x3
+    x = layers.Flatten()(x)                                     # -> 12
+    outputs = layers.Dense(5, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+# 2*k_h*k_w*c_in*c_out*H_out*W_out per convolution, 2*n_in*n_out for the Dense layer
+TINY_FORWARD_FLOPS = (2 * 3 * 3 * 1 * 4 * 6 * 6        # Conv2D
+                      + 2 * 3 * 3 * 4 * 2 * 4 * 4      # DepthwiseConv2D, depth multiplier 2
+                      + 2 * 3 * 3 * 8 * 1 * 4 * 4      # SeparableConv2D: depthwise part
+                      + 2 * 1 * 1 * 8 * 3 * 4 * 4      # SeparableConv2D: pointwise part
+                      + 2 * 12 * 5)                    # Dense
+
+
+class KerasWrapper:
+    def __init__(self, network):
+        self.keras_model_ = network
+
+    def predict_proba(self, X):
+        return np.asarray(self.keras_model_(X[..., None].astype("float32")[:, :8, :8], training=False))
+
+
+def test_forward_flops_match_a_hand_count():
+    network = _tiny_keras_model()
+    assert timing.forward_flops(network) == TINY_FORWARD_FLOPS
+    assert timing.forward_flops(KerasWrapper(network)) == TINY_FORWARD_FLOPS
+
+
+def test_forward_flops_walk_nested_models():
+    keras = pytest.importorskip("keras")
+    inner = _tiny_keras_model()
+    inputs = keras.Input((8, 8, 1))
+    outer = keras.Model(inputs, keras.layers.Dense(2)(inner(inputs)))
+    assert timing.forward_flops(outer) == TINY_FORWARD_FLOPS + 2 * 5 * 2
+
+
+def test_forward_flops_reject_non_keras_models():
+    with pytest.raises(ValueError, match="not a Keras model"):
+        timing.forward_flops(PixelModel())
+
+
+def test_cnn_training_gflops_is_three_forward_passes_times_throughput():
+    network = _tiny_keras_model()
+    result = timing.cnn_training_gflops(KerasWrapper(network), 2500.0, peak_gflops=0.5)
+    assert result["forward_flops_per_image"] == TINY_FORWARD_FLOPS
+    assert result["train_flops_per_image"] == 3 * TINY_FORWARD_FLOPS
+    assert result["train_gflops"] == pytest.approx(3 * TINY_FORWARD_FLOPS * 2500 / 1e9)
+    assert result["fraction_of_peak"] == pytest.approx(result["train_gflops"] / 0.5)
+    assert "fraction_of_peak" not in timing.cnn_training_gflops(network, 2500.0)
+
+
+def test_keras_parameters_are_count_params():
+    network = _tiny_keras_model()
+    assert timing.count_parameters(KerasWrapper(network)) == {"n_parameters": network.count_params(),
+                                                              "n_support_vectors": None}
+
+
+def test_timing_measurements_of_a_keras_model_add_flops_and_fraction_of_peak(monkeypatch, tmp_path):
+    network = _tiny_keras_model()
+    monkeypatch.setattr(timing, "matmul_peak", lambda *a, **k: {"gflops": 0.25, "backend": "tensorflow"})
+    (tmp_path / "model.keras").write_bytes(b"x" * 100)
+    result = timing.timing_measurements(KerasWrapper(network), IMAGES[:20], tmp_path, train_images_per_s=1000,
+                                        n_latency=12, warmup=2)
+    assert result["latency_n"] == 12
+    assert result["model_bytes"] == 100
+    assert result["matmul_peak_gflops"] == 0.25 and result["matmul_backend"] == "tensorflow"
+    assert result["train_gflops"] == pytest.approx(3 * TINY_FORWARD_FLOPS * 1000 / 1e9)
+    assert result["fraction_of_peak"] == pytest.approx(result["train_gflops"] / 0.25)
+
+
+# --- latency, size, memory -------------------------------------------------------------------------------------
+
+def test_latency_calls_single_images_after_warmup():
+    model = SlowEveryTenth()
+    times = timing.latency_ms(model, IMAGES[:7], n_latency=30, warmup=4)
+    assert len(times) == 30 and (times > 0).all()
+    assert model.shapes == [(1, 48, 48)] * 34
+
+
+def test_latency_rejects_empty_input_and_bad_counts():
+    with pytest.raises(ValueError, match="at least one image"):
+        timing.latency_ms(SlowEveryTenth(), IMAGES[:0])
+    with pytest.raises(ValueError, match="n_latency"):
+        timing.latency_ms(SlowEveryTenth(), IMAGES, n_latency=0)
+
+
+def test_measure_inference_percentiles_count_and_batch():
+    model = SlowEveryTenth()
+    result = timing.measure_inference(model, IMAGES, n_latency=100, warmup=0)
+    assert result["latency_n"] == 100
+    # 10 of the 100 timed calls sleep 20 ms: the 95th percentile is one of them, the median is not
+    assert result["latency_p50_ms"] <= result["latency_p95_ms"]
+    assert result["latency_p95_ms"] >= 20.0
+    assert result["latency_p50_ms"] < 20.0
+    assert result["batch_images"] == len(IMAGES) and result["batch_images_per_s"] > 0
+    assert (len(IMAGES), 48, 48) in model.shapes
+    assert result["peak_rss_mb"] > 0 and "peak" in result["peak_rss_note"]
+
+
+def test_sklearn_parameter_count_sums_the_fitted_arrays():
+    model = PixelModel().fit(IMAGES, LABELS)
+    expected = (model.scaler_.mean_.size + model.scaler_.scale_.size + model.model_.coef_.size
+                + model.model_.intercept_.size)
+    assert timing.count_parameters(model) == {"n_parameters": expected, "n_support_vectors": None}
+
+
+def test_svm_parameter_count_is_support_vectors_and_dual_coefficients():
+    model = PixelModel(SVC(kernel="linear")).fit(IMAGES, LABELS)
+    svc = model.model_
+    expected = (2 * model.scaler_.mean_.size + svc.support_vectors_.size + svc.dual_coef_.size
+                + svc.intercept_.size)
+    assert timing.count_parameters(model) == {"n_parameters": expected,
+                                              "n_support_vectors": len(svc.support_vectors_)}
+
+
+def test_directory_bytes_counts_nested_files(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.bin").write_bytes(b"1" * 10)
+    (tmp_path / "sub" / "b.bin").write_bytes(b"2" * 250)
+    assert timing.directory_bytes(tmp_path) == 260
+    with pytest.raises(FerBenchError, match="not a model folder"):
+        timing.directory_bytes(tmp_path / "missing")
+
+
+def test_timing_measurements_of_a_classic_model(tmp_path):
+    model = PixelModel().fit(IMAGES, LABELS)
+    model.save(tmp_path / "model")
+    result = timing.timing_measurements(model, IMAGES, tmp_path / "model", n_latency=100)
+    assert result["latency_n"] == 100
+    assert result["model_bytes"] == (tmp_path / "model" / "model.joblib").stat().st_size
+    assert result["n_parameters"] == timing.count_parameters(model)["n_parameters"]
+    assert result["threads"]["usable_cores"] >= 1
+    assert "batch_images" not in result  # run_cell times the batch prediction itself
+    assert not {"matmul_peak_gflops", "train_gflops"} & result.keys()
+
+
+def test_matmul_peak_is_measured_once_per_process(monkeypatch):
+    monkeypatch.setattr(timing, "_MATMUL_CACHE", {})
+    first = timing.matmul_peak(0.05, backend="numpy", size=128)
+    assert first["backend"] == "numpy" and first["size"] == 128 and first["calls"] >= 3
+    assert first["gflops"] >= first["mean_gflops"] > 0
+    assert timing.matmul_peak(5.0, backend="numpy", size=128) == first  # cached: not re-measured
+    with pytest.raises(ValueError, match="unknown matmul backend"):
+        timing.matmul_peak(backend="fortran")
+
+
+# --- report: timing.csv and the figure -----------------------------------------------------------------------
+
+def _cell(task, model, seed, timings):
+    manifest = {"task": task, "model": model, "seed": seed, "class_names": ["a", "b"], "n_train": 100,
+                "threads": {"OMP_NUM_THREADS": None}}
+    empty = np.array([])
+    return StoredCell(path=None, manifest=manifest, params={}, timings=timings, splits=empty, image_ids=empty,
+                      labels=empty.astype(int), proba=np.zeros((0, 2)))
+
+
+CNN_TIMINGS = {"fit_seconds": 120.5, "n_train": 3000, "train_images_per_s": 250.0,
+               "predict_images_per_s_PrivateTest": 1500.0, "predict_images_per_s_PublicTest": 1400.0,
+               "latency_p50_ms": 2.5, "latency_p95_ms": 4.0, "n_parameters": 1176359, "model_bytes": 4_800_000,
+               "peak_rss_mb": 1600.25, "train_flops_per_image": 704702976, "matmul_peak_gflops": 110.0,
+               "threads": {"usable_cores": 2, "tf_intra_op": 0, "OMP_NUM_THREADS": None}}
+SVM_TIMINGS = {"fit_seconds": 30.0, "n_train": 3000, "train_images_per_s": 100.0,
+               "predict_images_per_s_PrivateTest": 5000.0, "latency_p50_ms": 0.8, "latency_p95_ms": 1.5,
+               "n_parameters": 500000, "model_bytes": 2_000_000, "peak_rss_mb": 900.0,
+               "threads": {"usable_cores": 2}}
+OLD_TIMINGS = {"fit_seconds": 5.0, "n_train": 3000, "train_images_per_s": 600.0,
+               "predict_images_per_s_PrivateTest": 90000.0}  # a cell run before timing_measurements existed
+
+
+def _report(out):
+    cells = [_cell("7class", "cnn", 0, CNN_TIMINGS), _cell("7class", "hog_svm", 0, SVM_TIMINGS),
+             _cell("binary", "logreg", 1, OLD_TIMINGS)]
+    metric_rows = [
+        {"task": "7class", "model": "cnn", "seed": 0, "split": "PrivateTest", "subset": "all", "accuracy": 0.65},
+        {"task": "7class", "model": "cnn", "seed": 0, "split": "PrivateTest", "subset": "clean", "accuracy": 0.6},
+        {"task": "7class", "model": "cnn", "seed": 0, "split": "PublicTest", "subset": "all", "accuracy": 0.7},
+        {"task": "7class", "model": "hog_svm", "seed": 0, "split": "PrivateTest", "subset": "all",
+         "accuracy": 0.5},
+        {"task": "binary", "model": "logreg", "seed": 1, "split": "PrivateTest", "subset": "all",
+         "accuracy": 0.75},
+    ]
+    return Report(out=out, cells=cells, metric_rows=metric_rows)
+
+
+def test_timing_csv_columns_and_values(tmp_path):
+    report = _report(tmp_path)
+    timing.report_sections(report)
+    rows = list(csv.DictReader(io.StringIO(report.files["timing.csv"])))
+    assert report.files["timing.csv"].splitlines()[0] == ",".join(timing.TIMING_COLUMNS)
+    assert [(r["task"], r["model"], r["seed"]) for r in rows] == [
+        ("7class", "cnn", "0"), ("7class", "hog_svm", "0"), ("binary", "logreg", "1")]
+    cnn, svm, old = rows
+    assert cnn["accuracy"] == "0.650000"  # PrivateTest, subset all
+    assert cnn["fit_seconds"] == "120.500" and cnn["predict_images_per_s"] == "1500.0"
+    assert cnn["train_gflops"] == f"{704702976 * 250.0 / 1e9:.3f}"  # derived from the stored FLOPs per image
+    assert cnn["fraction_of_peak"] == f"{704702976 * 250.0 / 1e9 / 110.0:.4f}"
+    assert cnn["threads"] == "tf_intra_op=0;usable_cores=2"
+    assert cnn["n_parameters"] == "1176359" and cnn["model_bytes"] == "4800000"
+    assert svm["train_gflops"] == svm["matmul_peak_gflops"] == svm["fraction_of_peak"] == ""
+    assert old["latency_p50_ms"] == old["n_parameters"] == old["peak_rss_mb"] == ""
+    assert old["threads"] == ""  # falls back to the manifest, where nothing was set
+    assert old["accuracy"] == "0.750000"
+
+
+def test_timing_report_is_deterministic_and_embeds_the_figure(tmp_path):
+    first = _report(tmp_path / "a")
+    timing.report_sections(first)
+    png = (tmp_path / "a" / "figures" / "timing.png").read_bytes()
+    second = _report(tmp_path / "b")
+    timing.report_sections(second)
+    assert second.files["timing.csv"] == first.files["timing.csv"]
+    assert (tmp_path / "b" / "figures" / "timing.png").read_bytes() == png
+    assert png.startswith(b"\x89PNG") and len(png) <= timing.MAX_FIGURE_BYTES
+    assert b"Software" not in png and b"matplotlib" not in png
+    (section,) = first.sections
+    assert section.order == 55
+    assert "](figures/timing.png)" in section.markdown
+    assert section.markdown == second.sections[0].markdown
+    assert "| 7class | cnn | 65.0 |" in section.markdown
+
+
+def test_timing_report_without_fit_times_has_no_figure(tmp_path):
+    report = Report(out=tmp_path, cells=[_cell("7class", "logreg", 0, {})], metric_rows=[])
+    timing.report_sections(report)
+    assert not (tmp_path / "figures").exists()
+    assert "figures/timing.png" not in report.sections[0].markdown
+    assert report.files["timing.csv"].splitlines()[1] == "7class,logreg,0,100" + "," * 13
