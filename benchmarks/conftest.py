@@ -1,6 +1,6 @@
 """Set-up of the pytest-benchmark suite: sizes, data, fixed training subsets and the fitted models.
 
-    pytest benchmarks/                                   # the comparison tables (~10 minutes on 2 cores)
+    pytest benchmarks/                                   # the comparison tables (~7 minutes on 2 cores)
     pytest benchmarks/ --benchmark-autosave              # also save to .benchmarks/ (git-ignored)
     pytest benchmarks/ --benchmark-compare               # compare with the last saved run
     pytest benchmarks/ --benchmark-json=bench.json       # speed and quality (extra_info) as JSON
@@ -13,14 +13,16 @@ machine.
 
 Sizes (FER_BENCH_BENCH_SIZE):
 
-* full (default): every fit uses a fixed seeded sample of 3,000 of the task's Training images (then the task's
-  balancing; binary undersamples to ~2,000) and 1,000 of its PublicTest images as validation data. The classic
-  models use their full configuration (hyper-parameter grid included). The CNN uses its full architecture for
-  1 epoch (warmup_epochs=0, so the cosine schedule spans that epoch): the point is its training speed, and one
-  epoch of 3,000 images already takes about a minute on 2 cores; its accuracy is therefore far below the
-  headline CNN's (after one epoch its BatchNorm statistics are not yet settled, so it is close to chance or
-  worse; set FER_BENCH_BENCH_CNN_EPOCHS=N to train N epochs, ~20-40 s each). Accuracy is measured on the task's
-  whole PrivateTest; batch inference on 1,000 PrivateTest images; latency over 100 single-image calls after 10
+* full (default): every fit uses a fixed seeded stratified sample of 3,000 of the task's Training images (then
+  the task's balancing; binary undersamples to ~2,600) and 1,000 of its PublicTest images as validation data.
+  The classic models use their full configuration (hyper-parameter grid included). The CNN uses its full
+  architecture for 1 epoch (warmup_epochs=0, so the cosine schedule spans that epoch): the point is its
+  training speed (steady images/s over the batches after the first two; GFLOP/s and the fraction of the matmul
+  peak in its compute dtype, by wall clock and per CPU-second). One epoch of 3,000 images, with tracing and
+  validation, already takes 30-50 s on 2 shared cores, so its accuracy is far below the headline CNN's (after
+  one epoch its BatchNorm statistics have not settled: close to chance or worse); set
+  FER_BENCH_BENCH_CNN_EPOCHS=N to train N epochs (~20-40 s each). Accuracy is measured on the task's whole
+  PrivateTest; batch inference on 1,000 PrivateTest images; latency over 100 single-image calls after 10
   warm-up calls.
 * tiny: 240 training images, the models' quick configurations, the CNN for 1 epoch, 100 test images and 10
   latency calls: every benchmark runs in seconds.
@@ -29,7 +31,6 @@ Sizes (FER_BENCH_BENCH_SIZE):
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -98,9 +99,13 @@ def real_fer2013_dir() -> Path | None:
     return candidate if (candidate / "train").is_dir() and (candidate / "test").is_dir() else None
 
 
-def machine_peak() -> dict:
-    """The float32 matmul peak (fer_bench.timing.matmul_peak), measured once per session."""
-    return matmul_peak(bench_size().matmul_seconds)
+def machine_peak(dtype: str = "float32") -> dict:
+    """The matmul peak in `dtype` (fer_bench.timing.matmul_peak), measured once per session and dtype; float32
+    when TensorFlow is missing (NumPy has no bfloat16)."""
+    try:
+        return matmul_peak(bench_size().matmul_seconds, dtype=dtype)
+    except ValueError:
+        return matmul_peak(bench_size().matmul_seconds)
 
 
 def load_average() -> float | None:
@@ -235,6 +240,7 @@ class FittedModels:
         if name == "cnn":
             model.set_params(callbacks=None)
             info["steady_train_images_per_s"] = timer.steady_images_per_s(model.batch_size)
+            info["steady_train_images_per_cpu_s"] = timer.steady_images_per_cpu_s(model.batch_size)
         X_test, y_test = self.data.private(task, self.data.size.n_accuracy)
         accuracy = float(np.mean(model.predict(X_test) == y_test))
         fitted = FittedModel(model, task, name, len(X), fit_seconds, accuracy, len(X_test), info)
@@ -252,8 +258,8 @@ def _plain_fit(model, X, y, weights, validation):
 
 
 def make_batch_timer():
-    """A Keras callback timing every training batch, for the steady-state training rate (the first batches
-    include tracing the training function; the last may be partial)."""
+    """A Keras callback timing every training batch in wall-clock and process CPU seconds, for the steady-state
+    training rate (the first batches include tracing the training function; the last may be partial)."""
     import keras
 
     class BatchTimer(keras.callbacks.Callback):
@@ -262,17 +268,26 @@ def make_batch_timer():
         def __init__(self):
             super().__init__()
             self.seconds: list[float] = []
-            self._start = 0.0
+            self.cpu_seconds: list[float] = []
+            self._start = self._cpu_start = 0.0
 
         def on_train_batch_begin(self, batch, logs=None):
-            self._start = time.perf_counter()
+            self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
         def on_train_batch_end(self, batch, logs=None):
             self.seconds.append(time.perf_counter() - self._start)
+            self.cpu_seconds.append(time.process_time() - self._cpu_start)
+
+        def _rate(self, seconds: list[float], batch_size: int) -> float | None:
+            steady = seconds[self.SKIPPED_FIRST_BATCHES:-1]
+            return batch_size * len(steady) / sum(steady) if steady and sum(steady) > 0 else None
 
         def steady_images_per_s(self, batch_size: int) -> float | None:
-            steady = self.seconds[self.SKIPPED_FIRST_BATCHES:-1]
-            return batch_size * len(steady) / sum(steady) if steady else None
+            return self._rate(self.seconds, batch_size)
+
+        def steady_images_per_cpu_s(self, batch_size: int) -> float | None:
+            """Images per CPU-second of the process (all its threads): hardly affected by other work."""
+            return self._rate(self.cpu_seconds, batch_size)
 
     return BatchTimer()
 
@@ -310,9 +325,9 @@ def fitted_models(bench_data) -> FittedModels:
 
 
 @pytest.fixture(scope="session")
-def peak() -> dict:
-    """The machine's float32 matmul peak (see machine_peak)."""
-    return machine_peak()
+def peak_for():
+    """machine_peak: dtype -> the matmul peak in that dtype, measured once per session."""
+    return machine_peak
 
 
 @pytest.fixture
@@ -322,5 +337,6 @@ def call_timer():
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    machine_info["fer_bench"] = {"bench_size": bench_size().name, "threads": thread_info(),
-                                 "python": sys.version.split()[0], "load_average_1min": load_average()}
+    # Only settings that stay the same between runs on one machine: --benchmark-compare warns when they differ.
+    # (The load average changes all the time; each benchmark records it in its extra_info.)
+    machine_info["fer_bench"] = {"bench_size": bench_size().name, "threads": thread_info()}

@@ -39,7 +39,7 @@ def test_load_warm(benchmark, bench_data, call_timer):
 @pytest.mark.benchmark(group="HOG extraction")
 @pytest.mark.parametrize("n_jobs", [CORES, 1], ids=[f"{CORES}-threads", "1-thread"])
 def test_hog_throughput(benchmark, bench_data, call_timer, n_jobs):
-    """HOG descriptors (the hog_svm model's settings: 9 orientations, 6x6 and 12x12 cells) of Training images."""
+    """HOG descriptors (the hog_svm model's default settings, see baselines/features.py) of Training images."""
     images = bench_data.dataset.split("Training").images[:bench_data.size.n_hog]
     timer = call_timer(hog_features)
     features = benchmark.pedantic(timer, args=(images,), kwargs={"n_jobs": n_jobs, "verbose": False}, rounds=3,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fer_bench.models import make_model
-from fer_bench.timing import cnn_training_gflops, count_parameters, forward_flops
+from fer_bench.timing import cnn_training_gflops, compute_dtype, count_parameters, forward_flops
 
 MODELS = ("cnn", "hog_svm", "logreg")
 TASKS = ("7class", "5class", "binary")
@@ -26,21 +26,46 @@ def _fit(model, X, y, weights, validation):
     model.fit(X, y, sample_weight=weights, validation_data=validation)
 
 
-def test_matmul_peak(benchmark, bench_data, peak):
-    """The machine's float32 matmul rate (what the CNN's training GFLOP/s are compared with)."""
-    benchmark.group = "machine: float32 matmul"
+def _training_efficiency(model, fit_info: dict, peak_for) -> dict:
+    """The CNN's steady training arithmetic rate against the matmul peak in its compute dtype: by wall clock
+    (GFLOP/s), and per CPU-second of the process on both sides, which other work on the machine hardly moves.
+    Tracing (first batches) and validation are not training arithmetic, so the steady batch rate is used."""
+    dtype = compute_dtype(model)
+    peak = peak_for(dtype)
+    info = {"compute_dtype": dtype, "matmul_dtype": peak["dtype"], "matmul_peak_gflops": round(peak["gflops"], 2),
+            "matmul_gflops_per_cpu_s": round(peak["cpu_gflops"], 2), "forward_flops_per_image": forward_flops(model)}
+    for suffix, rate, peak_rate in (("", fit_info["steady_train_images_per_s"], peak["gflops"]),
+                                    ("_cpu", fit_info["steady_train_images_per_cpu_s"], peak["cpu_gflops"])):
+        if not rate:
+            continue
+        gflops = cnn_training_gflops(model, rate, peak_gflops=peak_rate)
+        unit = "_per_cpu_s" if suffix else "_per_s"
+        info[f"steady_train_images{unit}"] = round(rate, 1)
+        info[f"train_gflops{unit if suffix else ''}"] = round(gflops["train_gflops"], 2)
+        info[f"fraction_of_peak{suffix}"] = round(gflops["fraction_of_peak"], 4)
+    return info
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_matmul_peak(benchmark, bench_data, peak_for, dtype):
+    """The machine's matmul rate (what the CNN's training GFLOP/s are compared with, in its compute dtype)."""
+    benchmark.group = "machine: matmul 2048x2048"
+    peak = peak_for(dtype)
+    if peak["dtype"] != dtype:
+        pytest.skip(f"{dtype} matmul needs TensorFlow")
     size = peak["size"]
     a, b = (np.random.default_rng(seed).standard_normal((size, size), dtype=np.float32) for seed in (1, 2))
     if peak["backend"] == "tensorflow":
         import tensorflow as tf
 
-        a, b = tf.constant(a), tf.constant(b)
+        a, b = (tf.cast(tf.constant(m), dtype) for m in (a, b))
         benchmark.pedantic(lambda: tf.linalg.matmul(a, b)[0, 0].numpy(), rounds=5, warmup_rounds=1)
     else:
         benchmark.pedantic(np.matmul, args=(a, b), rounds=5, warmup_rounds=1)
     benchmark.extra_info.update(bench_data.info(
-        matmul_backend=peak["backend"], matrix_size=size, peak_gflops=round(peak["gflops"], 2),
-        mean_gflops=round(peak["mean_gflops"], 2), calls=peak["calls"]))
+        matmul_backend=peak["backend"], dtype=dtype, matrix_size=size, peak_gflops=round(peak["gflops"], 2),
+        mean_gflops=round(peak["mean_gflops"], 2), gflops_per_cpu_s=round(peak["cpu_gflops"], 2),
+        calls=peak["calls"]))
 
 
 @pytest.mark.parametrize(("task", "model_name"), CASES)
@@ -61,17 +86,8 @@ def test_fit(benchmark, bench_data, fitted_models, request, task, model_name):
         images_per_s=round(fitted.n_train * passes / fitted.fit_seconds, 1), passes=passes,
         n_parameters=count_parameters(model)["n_parameters"])
     if model_name == "cnn":
-        peak = request.getfixturevalue("peak")
-        steady = fitted.info["steady_train_images_per_s"]
-        info.update(matmul_peak_gflops=round(peak["gflops"], 2), matmul_backend=peak["backend"],
-                    steady_train_images_per_s=None if steady is None else round(steady, 1),
-                    forward_flops_per_image=forward_flops(model),
-                    target="training >= 70% of the measured matmul peak")
-        if steady:
-            # the steady rate (batches after the first two): tracing and validation are not training arithmetic
-            gflops = cnn_training_gflops(model, steady, peak_gflops=peak["gflops"])
-            info.update(train_gflops=round(gflops["train_gflops"], 2),
-                        fraction_of_peak=round(gflops["fraction_of_peak"], 4))
+        info.update(_training_efficiency(model, fitted.info, request.getfixturevalue("peak_for")))
+        info["target"] = "training >= 70% of the measured matmul peak"
         default_epochs = make_model("cnn", quick=bench_data.size.quick).epochs
         if passes < default_epochs:
             info["accuracy_note"] = (f"after {passes} of the configuration's {default_epochs} epochs (a speed "

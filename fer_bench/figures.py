@@ -78,8 +78,8 @@ _INTROS = {
     "calibration": f"Accuracy against mean top-label confidence in {ECE_BINS} equal-width bins (the ECE of "
                    "`metrics.csv`); "
                    "the lower panel shows the share of images in each bin.",
-    "saliency": f"*Occlusion* (all models, through `predict_proba`): a {saliency.OCCLUSION_PATCH}x"
-                f"{saliency.OCCLUSION_PATCH} gray patch slides over the face in steps of {saliency.OCCLUSION_STRIDE} "
+    "saliency": f"*Occlusion* (all models, through `predict_proba`): a gray {saliency.OCCLUSION_PATCH}x"
+                f"{saliency.OCCLUSION_PATCH} patch slides over the face in steps of {saliency.OCCLUSION_STRIDE} "
                 "pixels; each pixel shows the mean drop of the true-class probability over the patches "
                 "covering it. Red: hiding the area lowers the probability (the model relies on it); blue: hiding it "
                 "raises it. One colour scale per row, so faces compare within a model. *Gradient* and *SmoothGrad* "
@@ -922,8 +922,9 @@ def _saliency_figures(writer: _Writer, tr: TaskResults, faces, models: dict) -> 
     t = tr.task
     cnn_text = "the CNN's vanilla gradient, SmoothGrad and Grad-CAM, then " if cnn else ""
     writer.figure("saliency", saliency_figure(tr, faces[examples], maps_of(examples), cnn_maps), saliency_name,
-                  f"{t} saliency", f"{t}: one {HEADLINE_SPLIT} face per class (one that every model gets right, "
-                  f"where there is one): {cnn_text}each model's occlusion map, for the true class.")
+                  f"{t} saliency", f"{t}: {len(examples) // max(tr.n_classes, 1)} {HEADLINE_SPLIT} "
+                  f"{'face' if len(examples) <= tr.n_classes else 'faces'} per class (ones every model gets right, "
+                  f"where there are any): {cnn_text}each model's occlusion map, for the true class.")
     writer.figure("saliency", class_saliency_figure(tr, faces[class_index], tr.labels[class_index],
                                                     maps_of(class_index)), class_name, f"{t} class-average saliency",
                   f"{t}: where each class is decided: each model's occlusion map averaged over up to "

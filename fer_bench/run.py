@@ -33,6 +33,7 @@ from fer_bench.storage import (
     replace_dir,
 )
 from fer_bench.tasks import Task, available_tasks, balance, get_task
+from fer_bench.timing import timing_measurements
 
 
 @dataclass
@@ -115,8 +116,11 @@ def run_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, out: 
         "params": {k: v for k, v in model.get_params().items() if k != "checkpoint_dir"},
         "selected": getattr(model, "selected_params_", {}),
     }))
-    atomic_write_text(staging / "timings.json", dumps_json(timings))
     save_model(model, staging / "model")
+    # Serving cost (single-image latency, size on disk, memory) and, for Keras, FLOP/s against the matmul peak.
+    timings.update(timing_measurements(model, data.tests["PrivateTest"][0], staging / "model",
+                                       train_images_per_s=timings["train_images_per_s"]))
+    atomic_write_text(staging / "timings.json", dumps_json(timings))
     atomic_write_text(staging / "manifest.json", dumps_json({
         "task": task_name, "model": model_name, "seed": seed, "quick": quick,
         "class_names": list(task.class_names), "balancing": task.balancing,
@@ -222,7 +226,9 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
     except OSError as exc:
         raise FerBenchError(f"cannot write results under {out}: {exc.strerror or exc}") from None
     if report:
+        from fer_bench.figures import remember_dataset
         from fer_bench.report import write_report
 
+        remember_dataset(dataset)  # the image figures reuse the loaded data instead of loading it again
         write_report(out)
     return out

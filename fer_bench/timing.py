@@ -3,8 +3,9 @@
 `fer-bench run` times fit and batch prediction itself (timings.json: fit_seconds, predict seconds and images/s
 per split, n_train, train_images_per_s). `timing_measurements` adds, per cell, what it costs to serve the
 model (single-image latency), how big it is (parameters, bytes on disk), the process's peak memory, the thread
-settings and, for the Keras CNN, the training arithmetic rate against the machine's measured float32 matmul
-peak. `report_sections` turns the stored timings into `timing.csv`, a markdown table and `figures/timing.png`.
+settings and, for the Keras CNN, the training arithmetic rate against the machine's measured matmul peak in
+the CNN's compute dtype (float32, or bfloat16 under mixed precision). `report_sections` turns the stored
+timings into `timing.csv`, a markdown table and `figures/timing.png`.
 
 Every number is wall-clock time on the machine that ran the cell, which may have been shared with other work:
 compare cells computed on the same machine (the manifest names it) and read them as measurements, not limits.
@@ -46,7 +47,7 @@ PEAK_RSS_NOTE = "ru_maxrss of the process: its peak resident memory so far, incl
 TIMING_COLUMNS = [
     "task", "model", "seed", "n_train", "fit_seconds", "train_images_per_s", "predict_images_per_s",
     "latency_p50_ms", "latency_p95_ms", "n_parameters", "model_bytes", "peak_rss_mb", "train_gflops",
-    "matmul_peak_gflops", "fraction_of_peak", "threads", "accuracy",
+    "matmul_peak_gflops", "matmul_dtype", "fraction_of_peak", "threads", "accuracy",
 ]
 
 TIMING_CSV_SCHEMA = """\
@@ -71,8 +72,10 @@ for that cell (e.g. GFLOP/s for models that are not Keras networks, or cells run
                              train_images_per_s / 1e9; train_images_per_s includes each epoch's PublicTest
                              evaluation and the first epoch's tracing, so this is a lower bound of the
                              steady training rate (`pytest benchmarks` measures that one) (3 decimals)
-    matmul_peak_gflops       CNN only: the machine's measured float32 matmul rate (2048x2048, fastest call,
-                             TensorFlow when installed, NumPy otherwise), measured once per process (3 decimals)
+    matmul_peak_gflops       CNN only: the machine's measured matmul rate in the CNN's compute dtype (2048x2048,
+                             fastest call, TensorFlow when installed, NumPy otherwise), measured once per process
+                             and dtype (3 decimals)
+    matmul_dtype             that compute dtype: float32, or bfloat16 under mixed precision
     fraction_of_peak         train_gflops / matmul_peak_gflops (4 decimals)
     threads                  thread settings of the process, `key=value` pairs joined by `;` (unset ones omitted)
     accuracy                 PrivateTest accuracy of the cell (from metrics.csv, subset all) (6 decimals)
@@ -88,7 +91,8 @@ _LEARNED_ATTRIBUTES = ("coef_", "intercept_", "mean_", "scale_", "components_", 
                        "a_", "b_", "X_thresholds_", "y_thresholds_")
 _SVM_ATTRIBUTES = ("support_vectors_", "dual_coef_", "intercept_", "probA_", "probB_")
 
-_MATMUL_CACHE: dict[str, dict] = {}
+MATMUL_DTYPES = ("float32", "bfloat16")
+_MATMUL_CACHE: dict[tuple[str, str], dict] = {}
 
 
 # --- measurements -------------------------------------------------------------------------------------------------
@@ -239,53 +243,88 @@ def _matmul_backend() -> str:
     return "tensorflow" if importlib.util.find_spec("tensorflow") is not None else "numpy"
 
 
-def _time_matmuls(matmul, seconds: float) -> list[float]:
+def _time_matmuls(matmul, seconds: float) -> tuple[list[float], float]:
+    """Wall-clock seconds of each call made back to back for ~`seconds` (at least 3, after the warm-up calls),
+    and the process CPU seconds (all threads) they took together."""
     for _ in range(MATMUL_WARMUP_CALLS):
         matmul()
     durations = []
+    cpu_start = time.process_time()
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(durations) < 3:
         start = time.perf_counter()
         matmul()
         durations.append(time.perf_counter() - start)
-    return durations
+    return durations, time.process_time() - cpu_start
 
 
-def matmul_peak(seconds: float = 3.0, *, backend: str | None = None, size: int = MATMUL_SIZE) -> dict:
-    """The machine's float32 matrix-multiply rate, measured once per process and backend (later calls return
-    the cached result): {"gflops": fastest call, "mean_gflops", "backend", "size", "calls", "seconds"}.
+def matmul_peak(seconds: float = 3.0, *, backend: str | None = None, size: int = MATMUL_SIZE,
+                dtype: str = "float32") -> dict:
+    """The machine's matrix-multiply rate, measured once per process, backend and dtype (later calls return
+    the cached result).
 
-    backend "tensorflow" (tf.linalg.matmul; the default when TensorFlow is installed, since the CNN trains with
-    it) or "numpy" (np.matmul on its BLAS). Calls run back to back for ~`seconds` after 3 warm-up calls."""
+    Returns {"gflops": rate of the fastest call, "mean_gflops": mean rate, "cpu_gflops": GFLOP per CPU-second
+    of the process (all threads; unlike wall time, hardly affected by other work on the machine), "backend",
+    "dtype", "size", "calls", "seconds"}. backend "tensorflow" (tf.linalg.matmul; the default when TensorFlow
+    is installed, since the CNN trains with it) or "numpy" (np.matmul on its BLAS; float32 only). dtype
+    "float32" or "bfloat16". Calls run back to back for ~`seconds` after 3 warm-up calls."""
     backend = backend or _matmul_backend()
-    if backend in _MATMUL_CACHE:
-        return dict(_MATMUL_CACHE[backend])
+    if backend not in ("tensorflow", "numpy"):
+        raise ValueError(f"unknown matmul backend {backend!r}; expected 'tensorflow' or 'numpy'")
+    if dtype not in MATMUL_DTYPES or (backend == "numpy" and dtype != "float32"):
+        raise ValueError(f"matmul dtype {dtype!r} is not measured with {backend}; expected one of "
+                         f"{MATMUL_DTYPES if backend == 'tensorflow' else ('float32',)}")
+    if (backend, dtype) in _MATMUL_CACHE:
+        return dict(_MATMUL_CACHE[(backend, dtype)])
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
     if backend == "tensorflow":
         import tensorflow as tf
 
-        a_tf, b_tf = tf.constant(a), tf.constant(b)
+        a_tf, b_tf = (tf.cast(tf.constant(m), dtype) for m in (a, b))
 
         def matmul():
             # .numpy() waits for the result (eager CPU ops are synchronous, but this makes sure)
             tf.linalg.matmul(a_tf, b_tf)[0, 0].numpy()
-    elif backend == "numpy":
+    else:
         def matmul():
             np.matmul(a, b)
-    else:
-        raise ValueError(f"unknown matmul backend {backend!r}; expected 'tensorflow' or 'numpy'")
-    durations = np.array(_time_matmuls(matmul, seconds))
+    durations, cpu_seconds = _time_matmuls(matmul, seconds)
+    durations = np.array(durations)
     flops = 2.0 * size ** 3
     result = {"gflops": float(flops / durations.min() / 1e9), "mean_gflops": float(flops / durations.mean() / 1e9),
-              "backend": backend, "size": size, "calls": len(durations), "seconds": float(durations.sum())}
-    _MATMUL_CACHE[backend] = result
+              "cpu_gflops": float(flops * len(durations) / cpu_seconds / 1e9) if cpu_seconds > 0 else None,
+              "backend": backend, "dtype": dtype, "size": size, "calls": len(durations),
+              "seconds": float(durations.sum())}
+    _MATMUL_CACHE[(backend, dtype)] = result
     return dict(result)
 
 
 def matmul_peak_gflops(seconds: float = 3.0) -> float:
     """The measured float32 matmul peak in GFLOP/s (see matmul_peak), cached for the process."""
     return matmul_peak(seconds)["gflops"]
+
+
+def compute_dtype(model) -> str:
+    """The dtype a Keras model computes its Conv/Dense layers in ("float32", or "bfloat16"/"float16" under mixed
+    precision): the compute dtype of the layers doing most of the forward FLOPs."""
+    keras_model = _keras_model(model)
+    if keras_model is None:
+        raise ValueError(f"{type(model).__name__} is not a Keras model and holds no keras_model_")
+    import keras
+
+    flops_by_dtype = defaultdict(int)
+    for layer in _leaf_layers(keras_model):
+        flops_by_dtype[str(layer.compute_dtype)] += _layer_forward_flops(layer, keras.layers)
+    return max(flops_by_dtype.items(), key=lambda item: item[1])[0] if flops_by_dtype else "float32"
+
+
+def _leaf_layers(keras_model):
+    for layer in keras_model.layers:
+        if hasattr(layer, "layers") and isinstance(layer.layers, list):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
 
 
 def _spatial(shape, data_format: str | None) -> int:
@@ -365,8 +404,12 @@ def timing_measurements(model, X_test, model_dir, *, train_images_per_s: float |
     result = measure_inference(model, X_test, n_latency=n_latency, warmup=warmup, model_dir=model_dir, batch=False)
     result["threads"] = thread_info()
     if _keras_model(model) is not None:
-        peak = matmul_peak()
-        result.update(matmul_peak_gflops=peak["gflops"], matmul_backend=peak["backend"])
+        dtype = compute_dtype(model)
+        backend = _matmul_backend()
+        if backend == "numpy" or dtype not in MATMUL_DTYPES:
+            dtype = "float32"  # NumPy has no bfloat16 (and TensorFlow is what a Keras model computes with)
+        peak = matmul_peak(backend=backend, dtype=dtype)
+        result.update(matmul_peak_gflops=peak["gflops"], matmul_backend=peak["backend"], matmul_dtype=peak["dtype"])
         if train_images_per_s:
             result.update(cnn_training_gflops(model, train_images_per_s, peak_gflops=peak["gflops"]))
         else:
@@ -416,6 +459,7 @@ def timing_rows(report) -> list[dict]:
             "n_parameters": t.get("n_parameters"), "model_bytes": t.get("model_bytes"),
             "peak_rss_mb": _number(t.get("peak_rss_mb")), "train_gflops": train_gflops,
             "matmul_peak_gflops": peak,
+            "matmul_dtype": t.get("matmul_dtype") if peak is not None else None,
             "fraction_of_peak": train_gflops / peak if train_gflops is not None and peak else None,
             "threads": _threads_text(t.get("threads", cell.manifest.get("threads"))),
             "accuracy": _number(accuracy.get((cell.task, cell.model, cell.seed))),
@@ -498,12 +542,13 @@ def timing_markdown(rows: list[dict], figure_caption: str | None) -> str:
             f"{_fixed(_mean(group, 'predict_images_per_s'), 0)} | {_fixed(p50, 2)} / {_fixed(p95, 2)} | "
             f"{_count_text(_mean(group, 'n_parameters'))} | {_bytes_text(_mean(group, 'model_bytes'))} | "
             f"{_bytes_text(None if peak_rss is None else peak_rss * 2**20)} | {gflops_text} |")
-    peaks = sorted({r["matmul_peak_gflops"] for r in rows if r["matmul_peak_gflops"] is not None})
+    peaks = sorted({(r["matmul_peak_gflops"], r["matmul_dtype"] or "float32") for r in rows
+                    if r["matmul_peak_gflops"] is not None})
     threads = sorted({r["threads"] for r in rows if r["threads"]})
     notes = []
     if peaks:
-        notes.append("Measured float32 matmul peak (2048×2048, fastest call): "
-                     + ", ".join(f"{p:.1f}" for p in peaks) + " GFLOP/s.")
+        notes.append("Measured matmul peak (2048×2048, fastest call, in the CNN's compute dtype): "
+                     + ", ".join(f"{gflops:.1f} GFLOP/s ({dtype})" for gflops, dtype in peaks) + ".")
     if threads:
         notes.append("Thread settings: " + "; ".join(f"`{t}`" for t in threads) + ".")
     notes.append("Peak RSS is the process's maximum resident memory up to the end of the cell (it includes the "

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fer_bench.baselines.features import hog_feature_length, hog_features, hog_visualisation
+from fer_bench.baselines.features import (
+    CELL_SIZES,
+    CELLS_PER_BLOCK,
+    ORIENTATIONS,
+    TRANSFORM_SQRT,
+    hog_feature_length,
+    hog_features,
+    hog_visualisation,
+)
 from fer_bench.baselines.hog_svm import HogSVMClassifier, make_hog_svm
 from fer_bench.baselines.logreg import PixelLogisticRegression, make_logreg
 from skimage.feature import hog
@@ -48,14 +56,16 @@ def fitted(synthetic):
 
 
 def _face_like_images(n: int, seed: int = 0) -> np.ndarray:
-    """Random smooth-ish images plus hand-made edge cases: flat, a falling ramp (180-degree gradients)."""
+    """Random blocky images plus edge cases for the orientation bins: flat, a left-to-right falling ramp
+    (gradients at exactly 180 degrees), a vertical ramp (exactly 90 degrees, a bin edge for 8 bins), noise."""
     rng = np.random.default_rng(seed)
     coarse = rng.integers(0, 256, size=(n, 12, 12)).astype(float)
     images = np.kron(coarse, np.ones((4, 4))) + rng.normal(0, 8, (n, 48, 48))
     images = np.clip(images, 0, 255).astype(np.uint8)
     images[0] = 128
     images[1] = np.linspace(255, 0, 48).astype(np.uint8)[None, :]
-    images[2] = rng.integers(0, 256, size=(48, 48))
+    images[2] = np.linspace(0, 255, 48).astype(np.uint8)[:, None]
+    images[3] = rng.integers(0, 256, size=(48, 48))
     return images
 
 
@@ -64,12 +74,13 @@ def _face_like_images(n: int, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("settings", [
     {},
     {"cell_sizes": (8,), "cells_per_block": 3, "orientations": 12},
-    {"cell_sizes": (4, 16), "orientations": 8, "transform_sqrt": True},
+    {"cell_sizes": (4, 16), "orientations": 8, "transform_sqrt": False},
 ])
 def test_hog_features_equal_skimage_hog(settings, synthetic):
     images = np.concatenate([_face_like_images(12), synthetic["Training"][0][:20]])
     features = hog_features(images, dtype=np.float64, **settings)
-    full = {"orientations": 9, "cell_sizes": (6, 12), "cells_per_block": 2, "transform_sqrt": False, **settings}
+    full = {"orientations": ORIENTATIONS, "cell_sizes": CELL_SIZES, "cells_per_block": CELLS_PER_BLOCK,
+            "transform_sqrt": TRANSFORM_SQRT, **settings}
     expected = np.stack([
         np.concatenate([hog(image, orientations=full["orientations"], pixels_per_cell=(cell, cell),
                             cells_per_block=(full["cells_per_block"],) * 2, block_norm="L2-Hys",
@@ -83,25 +94,25 @@ def test_hog_features_equal_skimage_hog(settings, synthetic):
 def test_hog_features_do_not_depend_on_chunking_or_threads(synthetic):
     images = synthetic["Training"][0][:300]
     reference = hog_features(images, n_jobs=1, chunk_size=300)
-    assert reference.shape == (300, 2088) and reference.dtype == np.float32
+    assert reference.shape == (300, hog_feature_length()) and reference.dtype == np.float32
     np.testing.assert_array_equal(hog_features(images, n_jobs=2, chunk_size=7), reference)
     np.testing.assert_array_equal(hog_features(images, n_jobs=2, chunk_size=7), reference)  # deterministic
-    assert hog_features(images[:0]).shape == (0, 2088)
+    assert hog_features(images[:0]).shape == (0, hog_feature_length())
 
 
 def test_hog_visualisation_is_skimage_picture_of_the_chosen_scale(synthetic):
     image = synthetic["Training"][0][0]
-    for scale, cell in enumerate((6, 12)):
+    for scale, cell in enumerate(CELL_SIZES):
         picture = hog_visualisation(image, scale=scale)
-        _, expected = hog(image, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(2, 2),
-                          visualize=True)
+        _, expected = hog(image, orientations=ORIENTATIONS, pixels_per_cell=(cell, cell),
+                          cells_per_block=(CELLS_PER_BLOCK,) * 2, transform_sqrt=TRANSFORM_SQRT, visualize=True)
         assert picture.shape == (48, 48)
         np.testing.assert_allclose(picture, expected)
     assert hog_visualisation(image).max() > 0
 
 
 def test_hog_settings_that_do_not_fit_the_image_are_rejected():
-    images = _face_like_images(3)
+    images = _face_like_images(4)
     with pytest.raises(ValueError, match="does not fit"):
         hog_features(images, cell_sizes=(30,))
     with pytest.raises(ValueError, match=r"\(N, 48, 48\)"):

@@ -117,6 +117,16 @@ def test_cnn_training_gflops_is_three_forward_passes_times_throughput():
     assert "fraction_of_peak" not in timing.cnn_training_gflops(network, 2500.0)
 
 
+def test_compute_dtype_follows_the_layers_doing_the_arithmetic():
+    keras = pytest.importorskip("keras")
+    assert timing.compute_dtype(_tiny_keras_model()) == "float32"
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(16, 3, dtype="mixed_bfloat16")(inputs)
+    x = keras.layers.Flatten(dtype="mixed_bfloat16")(x)
+    outputs = keras.layers.Dense(2, dtype="float32")(x)  # float32 logits, as mixed-precision models keep them
+    assert timing.compute_dtype(keras.Model(inputs, outputs)) == "bfloat16"
+
+
 def test_keras_parameters_are_count_params():
     network = _tiny_keras_model()
     assert timing.count_parameters(KerasWrapper(network)) == {"n_parameters": network.count_params(),
@@ -125,13 +135,15 @@ def test_keras_parameters_are_count_params():
 
 def test_timing_measurements_of_a_keras_model_add_flops_and_fraction_of_peak(monkeypatch, tmp_path):
     network = _tiny_keras_model()
-    monkeypatch.setattr(timing, "matmul_peak", lambda *a, **k: {"gflops": 0.25, "backend": "tensorflow"})
+    monkeypatch.setattr(timing, "matmul_peak", lambda *a, **k: {"gflops": 0.25, "backend": k["backend"],
+                                                                "dtype": k["dtype"]})
     (tmp_path / "model.keras").write_bytes(b"x" * 100)
     result = timing.timing_measurements(KerasWrapper(network), IMAGES[:20], tmp_path, train_images_per_s=1000,
                                         n_latency=12, warmup=2)
     assert result["latency_n"] == 12
     assert result["model_bytes"] == 100
     assert result["matmul_peak_gflops"] == 0.25 and result["matmul_backend"] == "tensorflow"
+    assert result["matmul_dtype"] == "float32"  # the network computes in float32
     assert result["train_gflops"] == pytest.approx(3 * TINY_FORWARD_FLOPS * 1000 / 1e9)
     assert result["fraction_of_peak"] == pytest.approx(result["train_gflops"] / 0.25)
 
@@ -205,11 +217,14 @@ def test_timing_measurements_of_a_classic_model(tmp_path):
 def test_matmul_peak_is_measured_once_per_process(monkeypatch):
     monkeypatch.setattr(timing, "_MATMUL_CACHE", {})
     first = timing.matmul_peak(0.05, backend="numpy", size=128)
-    assert first["backend"] == "numpy" and first["size"] == 128 and first["calls"] >= 3
-    assert first["gflops"] >= first["mean_gflops"] > 0
+    assert first["backend"] == "numpy" and first["dtype"] == "float32" and first["size"] == 128
+    assert first["calls"] >= 3
+    assert first["gflops"] >= first["mean_gflops"] > 0 and first["cpu_gflops"] > 0
     assert timing.matmul_peak(5.0, backend="numpy", size=128) == first  # cached: not re-measured
     with pytest.raises(ValueError, match="unknown matmul backend"):
         timing.matmul_peak(backend="fortran")
+    with pytest.raises(ValueError, match="bfloat16"):
+        timing.matmul_peak(backend="numpy", dtype="bfloat16")
 
 
 # --- report: timing.csv and the figure -----------------------------------------------------------------------
@@ -226,6 +241,7 @@ CNN_TIMINGS = {"fit_seconds": 120.5, "n_train": 3000, "train_images_per_s": 250.
                "predict_images_per_s_PrivateTest": 1500.0, "predict_images_per_s_PublicTest": 1400.0,
                "latency_p50_ms": 2.5, "latency_p95_ms": 4.0, "n_parameters": 1176359, "model_bytes": 4_800_000,
                "peak_rss_mb": 1600.25, "train_flops_per_image": 704702976, "matmul_peak_gflops": 110.0,
+               "matmul_dtype": "bfloat16",
                "threads": {"usable_cores": 2, "tf_intra_op": 0, "OMP_NUM_THREADS": None}}
 SVM_TIMINGS = {"fit_seconds": 30.0, "n_train": 3000, "train_images_per_s": 100.0,
                "predict_images_per_s_PrivateTest": 5000.0, "latency_p50_ms": 0.8, "latency_p95_ms": 1.5,
@@ -262,9 +278,10 @@ def test_timing_csv_columns_and_values(tmp_path):
     assert cnn["fit_seconds"] == "120.500" and cnn["predict_images_per_s"] == "1500.0"
     assert cnn["train_gflops"] == f"{704702976 * 250.0 / 1e9:.3f}"  # derived from the stored FLOPs per image
     assert cnn["fraction_of_peak"] == f"{704702976 * 250.0 / 1e9 / 110.0:.4f}"
+    assert cnn["matmul_dtype"] == "bfloat16"
     assert cnn["threads"] == "tf_intra_op=0;usable_cores=2"
     assert cnn["n_parameters"] == "1176359" and cnn["model_bytes"] == "4800000"
-    assert svm["train_gflops"] == svm["matmul_peak_gflops"] == svm["fraction_of_peak"] == ""
+    assert svm["train_gflops"] == svm["matmul_peak_gflops"] == svm["matmul_dtype"] == svm["fraction_of_peak"] == ""
     assert old["latency_p50_ms"] == old["n_parameters"] == old["peak_rss_mb"] == ""
     assert old["threads"] == ""  # falls back to the manifest, where nothing was set
     assert old["accuracy"] == "0.750000"
@@ -292,4 +309,4 @@ def test_timing_report_without_fit_times_has_no_figure(tmp_path):
     timing.report_sections(report)
     assert not (tmp_path / "figures").exists()
     assert "figures/timing.png" not in report.sections[0].markdown
-    assert report.files["timing.csv"].splitlines()[1] == "7class,logreg,0,100" + "," * 13
+    assert report.files["timing.csv"].splitlines()[1] == "7class,logreg,0,100" + "," * (len(timing.TIMING_COLUMNS) - 4)
