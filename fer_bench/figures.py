@@ -211,6 +211,7 @@ class _Writer:
         self.dir = Path(out) / FIGURES_DIR
         self.parts: dict[str, list[str]] = defaultdict(list)
         self.written: list[Path] = []
+        self.findings: list[str] = []  # sentences for the report's findings section
 
     def figure(self, section: str, fig: Figure, name: str, alt: str, caption: str) -> None:
         """Write `fig` as <name>.png and embed it in `section` with `alt` text and a one-line caption below."""
@@ -918,6 +919,8 @@ def _saliency_figures(writer: _Writer, tr: TaskResults, faces, models: dict) -> 
                                                    conv_layer_name=conv),
                     "true": saliency.grad_cam(keras_model, faces[errors], tr.labels[errors], conv_layer_name=conv)}
 
+    if not writer.findings:  # the first task's maps (the headline task) are summarised in the findings
+        writer.findings.append(lower_face_finding(tr, tr.labels[class_index], maps_of(class_index), reference))
     saliency_name, class_name, errors_name = _saliency_names(tr)
     t = tr.task
     cnn_text = "the CNN's vanilla gradient, SmoothGrad and Grad-CAM, then " if cnn else ""
@@ -934,6 +937,29 @@ def _saliency_figures(writer: _Writer, tr: TaskResults, faces, models: dict) -> 
                   f"{t} saliency on mistakes", f"{t}: {reference}'s most confident {HEADLINE_SPLIT} mistakes: "
                   + ("the CNN's Grad-CAM for the predicted and for the true class, " if cams else "")
                   + "each model's occlusion map for the true class.")
+
+
+def lower_face_share(maps: np.ndarray) -> float:
+    """Share of the positive occlusion evidence (areas whose hiding lowers the true-class probability) that lies
+    in the lower half of the face (rows 24-47 of 48: mouth and chin; the upper half holds brows and eyes)."""
+    positive = np.clip(np.asarray(maps, dtype=float), 0, None)
+    total = positive.sum()
+    return float(positive[:, positive.shape[1] // 2:].sum() / total) if total > 0 else float("nan")
+
+
+def lower_face_finding(tr: TaskResults, labels: np.ndarray, occlusion: dict, reference: str) -> str:
+    """One sentence: where on the face each model's evidence lies (class-average faces), and for the reference
+    model the classes decided most by the mouth and most by the eyes."""
+    shares = ", ".join(f"{m} {_pct(lower_face_share(maps))}%" for m, maps in occlusion.items())
+    by_class = [(lower_face_share(occlusion[reference][labels == k]), tr.class_names[k])
+                for k in range(tr.n_classes) if np.any(labels == k)]
+    by_class = sorted((share, name) for share, name in by_class if np.isfinite(share))
+    text = (f"Saliency ({tr.task}, occlusion maps of the class-average faces): the share of each model's evidence "
+            f"in the lower half of the face (mouth) is {shares}")
+    if len(by_class) >= 2:
+        text += (f"; for the {reference} it is highest for {by_class[-1][1]} ({_pct(by_class[-1][0])}%) and lowest "
+                 f"for {by_class[0][1]} ({_pct(by_class[0][0])}%, decided more by brows and eyes)")
+    return text + "."
 
 
 def _load_models(tr: TaskResults, names: list[str]) -> tuple[dict, dict]:
@@ -1024,6 +1050,7 @@ def report_sections(report) -> None:
         if not tr.reference:
             writer.note("gain", f"*{tr.task}: no {REFERENCE_MODEL} cells, so no comparison with the CNN.*")
     _model_figures(writer, results)
+    report.findings.extend(writer.findings)
     for key, (title, order) in _SECTIONS.items():
         if writer.parts.get(key):
             parts = ([_INTROS[key]] if key in _INTROS else []) + writer.parts[key]

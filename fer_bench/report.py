@@ -66,6 +66,8 @@ class Report:
     metric_rows: list[dict] = field(default_factory=list)
     #: image ids of test images that have a duplicate in Training (from audit.csv); empty if no audit yet
     leaked_ids: frozenset = frozenset()
+    #: sentences extensions add to the findings (figures: what the saliency maps show)
+    findings: list[str] = field(default_factory=list)
 
 
 def default_out() -> Path:
@@ -322,6 +324,78 @@ def confusions_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _signed(points: float) -> str:
+    return f"{points:+.1f}"
+
+
+def _p_text(p: float) -> str:
+    return "p < 1e-6" if p < 1e-6 else f"p = {p:.2g}"
+
+
+def findings_markdown(report: Report, per_class_rows: list[dict], significance_rows: list[dict],
+                      confusion_rows: list[dict]) -> str:
+    """A few sentences that the tables support, generated from them: the CNN's accuracy gain over each baseline
+    per task (with the exact McNemar test), the classes where it gains most and least, the confusions that
+    remain, what each model costs to fit, and what extensions add (the saliency maps)."""
+    private = _metric_rows(report, HEADLINE_SPLIT)
+    tasks = list(dict.fromkeys(task for task, _ in private))
+    models = list(dict.fromkeys(model for _, model in private))
+    baselines = [m for m in models if m != REFERENCE_MODEL]
+    if REFERENCE_MODEL not in models or not baselines:
+        return f"*No findings: they compare the {REFERENCE_MODEL} with the baselines, and the grid lacks one side.*"
+
+    def accuracy(task, model):
+        return 100 * float(np.mean([r["accuracy"] for r in private[(task, model)]]))
+
+    sentences = []
+    first_seed = min(r["seed"] for r in significance_rows) if significance_rows else None
+    for task in tasks:
+        if (task, REFERENCE_MODEL) not in private:
+            continue
+        parts = []
+        for b in baselines:
+            if (task, b) not in private:
+                continue
+            tests = [r for r in significance_rows if r["task"] == task and r["model_b"] == b
+                     and r["split"] == HEADLINE_SPLIT and r["seed"] == first_seed]
+            test = f" ({_p_text(tests[0]['p_value'])})" if tests else ""
+            parts.append(f"{_signed(accuracy(task, REFERENCE_MODEL) - accuracy(task, b))} points over {b} "
+                         f"({accuracy(task, b):.1f}%){test}")
+        sentences.append(f"**{task}**: the {REFERENCE_MODEL} reaches {accuracy(task, REFERENCE_MODEL):.1f}% "
+                         f"{HEADLINE_SPLIT} accuracy, " + " and ".join(parts) + ".")
+    if significance_rows:
+        sentences.append(f"(p: exact McNemar test on the same {HEADLINE_SPLIT} images, seed {first_seed}.)")
+
+    headline_task = tasks[0]
+    recall = defaultdict(list)
+    for r in per_class_rows:
+        if r["task"] == headline_task and r["split"] == HEADLINE_SPLIT:
+            recall[(r["model"], r["class"])].append(r["recall"])
+    classes = list(dict.fromkeys(c for _, c in recall))
+    strongest = max(baselines, key=lambda b: accuracy(headline_task, b) if (headline_task, b) in private else -1)
+    if (REFERENCE_MODEL, classes[0]) in recall and (strongest, classes[0]) in recall:
+        gains = sorted(((100 * (np.mean(recall[(REFERENCE_MODEL, c)]) - np.mean(recall[(strongest, c)])), c)
+                        for c in classes), reverse=True)
+        best = ", ".join(f"{c} ({_signed(g)})" for g, c in gains[:3])
+        worst = ", ".join(f"{c} ({_signed(g)})" for g, c in gains[-2:][::-1])
+        sentences.append(f"Where the {REFERENCE_MODEL} gains ({headline_task}, recall vs {strongest}, the "
+                         f"strongest baseline, in points): most on {best}; least on {worst}.")
+    confusions = [r for r in confusion_rows if r["task"] == headline_task and r["model"] == REFERENCE_MODEL
+                  and r["split"] == HEADLINE_SPLIT and r["seed"] == min(r["seed"] for r in confusion_rows)]
+    if confusions:
+        pairs = ", ".join(f"{r['true']}→{r['predicted']} ({_pct(r['rate_of_true'])}% of {r['true']})"
+                          for r in confusions[:3])
+        sentences.append(f"Confusions that remain for the {REFERENCE_MODEL} ({headline_task}): {pairs}.")
+    costs = ", ".join(f"{m} {np.mean([r['fit_seconds'] for r in private[(headline_task, m)]]) / 60:.1f} min"
+                      for m in models if (headline_task, m) in private)
+    speeds = ", ".join(f"{m} {np.mean([r['predict_images_per_s'] for r in private[(headline_task, m)]]):,.0f}"
+                       for m in models if (headline_task, m) in private)
+    sentences.append(f"Cost ({headline_task}, this machine): fit time {costs}; batch prediction {speeds} "
+                     "images/s (details in the timing section).")
+    sentences += report.findings
+    return "\n".join(f"- {s}" for s in sentences)
+
+
 def provenance_markdown(report: Report) -> str:
     commits = sorted({(c.manifest["code"]["commit"][:10], bool(c.manifest["code"].get("dirty")))
                       for c in report.cells})
@@ -388,16 +462,22 @@ def build_report(out: Path) -> Report:
         ReportSection(f"Top confusions ({HEADLINE_SPLIT})", confusions_markdown(confusion_rows), order=40),
     ]
     _extension_sections(report)
+    report.sections += [
+        ReportSection("Findings", findings_markdown(report, per_class_rows, significance_rows, confusion_rows),
+                      order=12),
+        ReportSection("Provenance", provenance_markdown(report), order=15),
+    ]
     title = f"# fer-bench results: {dataset}\n"
     if dataset == "synthetic":
         title += ("\n> **Synthetic data.** These numbers come from fer-bench's built-in procedural faces, not from "
                   "FER-2013. They show the pipeline works; they say nothing about facial-expression recognition.\n")
-    body = [title, provenance_markdown(report), ""]
+    body = [title]
     for section in sorted(report.sections, key=lambda s: s.order):
         body += [f"## {section.title}", "", section.markdown.rstrip(), ""]
-    body += ["## Files", "", "Schemas of every file: see *Results files* in the project README. "
+    body += ["## Files", "", "Schemas of every file: `docs/results-format.md` in the fer-bench repository. "
              "`metrics.csv` (one row per task × model × seed × split × subset), `per_class.csv`, `confusions.csv`, "
-             "`significance.csv`, `floors.csv`, `runs/<task>/<model>/seed<k>/` (stored predictions, chosen "
+             "`significance.csv`, `floors.csv`, `timing.csv`, `summary.tex`, `figures/`, `audit.md` and `audit.csv` "
+             "(from `fer-bench data audit`), `runs/<task>/<model>/seed<k>/` (stored predictions, chosen "
              "parameters, timings, manifest).", ""]
     report.files["summary.md"] = "\n".join(body)
     report.files["summary.tex"] = latex_headline(report)

@@ -137,8 +137,11 @@ def run_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, out: 
 
 
 def _epochs(model) -> int:
-    """Passes over the training set (CNN epochs actually run; 1 for single-pass models)."""
-    return int(getattr(model, "selected_params_", {}).get("epochs_run", 1) or 1)
+    """Passes over the training set made by this fit() call (CNN epochs; 1 for single-pass models). A CNN fit
+    resumed from a checkpoint made only the epochs after `resumed_from_epoch`: fit_seconds covers those alone."""
+    selected = getattr(model, "selected_params_", {})
+    epochs = int(selected.get("epochs_run", 1) or 1)
+    return max(epochs - int(selected.get("resumed_from_epoch") or 0), 1)
 
 
 def _command_line() -> str:

@@ -250,3 +250,14 @@ def test_results_data_set_is_reloaded_from_its_source_and_checked(tiny_fer_folde
     assert other is None and "the results were computed on 0123456789abcdef" in reason
     gone, reason = figures.load_results_dataset({**info, "source": str(tiny_fer_folder / "moved")})
     assert gone is None and reason.startswith("images not available") and "moved" in reason
+
+
+def test_lower_face_share_counts_only_positive_evidence_below_the_middle():
+    from fer_bench.figures import lower_face_share
+
+    maps = np.zeros((2, 48, 48))
+    maps[0, 30:40, 10:20] = 3.0  # mouth region: 300
+    maps[1, 5:15, 10:20] = 1.0  # eye region: 100
+    maps[1, 40:45, :] = -5.0  # negative evidence is ignored
+    assert lower_face_share(maps) == pytest.approx(0.75)
+    assert np.isnan(lower_face_share(np.zeros((1, 48, 48))))

@@ -164,3 +164,38 @@ def test_cli_run_falls_back_to_synthetic_data(tmp_path):
     assert "synthetic" in result.stderr
     assert (tmp_path / "results" / "synthetic-quick" / "runs/binary/logreg/seed0/manifest.json").is_file()
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not HAS_TF, reason="the findings compare the CNN with the baselines")
+def test_summary_opens_with_the_headline_then_findings_that_match_the_tables(finished_run):
+    summary = (finished_run / "summary.md").read_text()
+    titles = [line for line in summary.splitlines() if line.startswith("## ")]
+    assert titles[0].startswith("## Headline") and titles[1] == "## Findings"
+    findings = summary.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    with open(finished_run / "metrics.csv", newline="") as fh:
+        accuracy = {(r["task"], r["model"]): 100 * float(r["accuracy"]) for r in csv.DictReader(fh)
+                    if r["split"] == "PrivateTest" and r["subset"] == "all"}
+    with open(finished_run / "significance.csv", newline="") as fh:
+        p_values = {(r["task"], r["model_b"]): float(r["p_value"]) for r in csv.DictReader(fh)
+                    if r["split"] == "PrivateTest"}
+    for task in TASKS:
+        line = next(s for s in findings.splitlines() if s.startswith(f"- **{task}**"))
+        assert f"reaches {accuracy[(task, 'cnn')]:.1f}%" in line
+        for baseline in ("hog_svm", "logreg"):
+            gain = accuracy[(task, "cnn")] - accuracy[(task, baseline)]
+            assert f"{gain:+.1f} points over {baseline} ({accuracy[(task, baseline)]:.1f}%)" in line
+            p = p_values[(task, baseline)]
+            assert ("p < 1e-6" if p < 1e-6 else f"p = {p:.2g}") in line
+    assert "Where the cnn gains (7class" in findings and "Confusions that remain for the cnn" in findings
+    assert "Saliency (7class" in findings and "Cost (7class" in findings
+
+
+def test_training_rate_counts_only_the_epochs_this_fit_made():
+    from types import SimpleNamespace
+
+    from fer_bench.run import _epochs
+
+    assert _epochs(SimpleNamespace()) == 1  # a single-pass model
+    assert _epochs(SimpleNamespace(selected_params_={"epochs_run": 30, "resumed_from_epoch": None})) == 30
+    # resumed after epoch 12: this fit() call (and its fit_seconds) made epochs 13..30
+    assert _epochs(SimpleNamespace(selected_params_={"epochs_run": 30, "resumed_from_epoch": 12})) == 18
