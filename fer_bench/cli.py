@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated integers (default: 0)")
     p.add_argument("--out", metavar="DIR", help="results folder (default results/<dataset>)")
     p.add_argument("--force", action="store_true", help="recompute cells that already finished")
-    p.add_argument("--quick", action="store_true", help="small, fast configuration for smoke checks")
+    p.add_argument("--quick", action="store_true",
+                   help="small, fast model configurations for smoke checks (always used on the synthetic data)")
     p.add_argument("--no-report", action="store_true", help="skip `fer-bench report` at the end")
     p.set_defaults(func=cmd_run)
 

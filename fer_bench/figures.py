@@ -14,6 +14,7 @@ timestamp or version text, and written atomically, so re-running the report give
 from __future__ import annotations
 
 import io
+import json
 import re
 import sys
 from collections import defaultdict
@@ -95,6 +96,7 @@ _SECTIONS = {
     "gain": (f"Figures: where the CNN gains ({HEADLINE_SPLIT})", 66),
     "calibration": (f"Figures: calibration ({HEADLINE_SPLIT})", 69),
     "saliency": (f"Figures: what the models look at ({HEADLINE_SPLIT})", 72),
+    "training": ("Figures: CNN training curves (PublicTest: model selection only)", 57),
 }
 
 # Loaded data sets by fingerprint: a second report in the same process (or a caller that already holds the data
@@ -871,6 +873,57 @@ def _prediction_figures(writer: _Writer, tr: TaskResults, colors) -> None:
                   f"{t}: reliability diagram of every model, ECE in the legend {where}.")
 
 
+def training_history(cell: StoredCell) -> list[dict] | None:
+    """The CNN's per-epoch history of a cell: from params.json (runs since it is stored there), else from the
+    saved model's cnn_params.json (git-ignored, so only on the machine that ran the cell); None if neither."""
+    history = cell.params.get("history")
+    if history:
+        return history
+    saved = Path(cell.path) / "model" / "cnn_params.json"
+    try:
+        return json.loads(saved.read_text()).get("history") or None
+    except (OSError, ValueError):
+        return None
+
+
+def training_curves_figure(histories: dict[str, list[dict]]) -> Figure:
+    """Per task: PublicTest and training accuracy after each epoch against cumulative training minutes."""
+    fig = new_figure(4.2 * len(histories), 3.4)
+    axes = fig.subplots(1, len(histories), squeeze=False)[0]
+    for ax, (task, history) in zip(axes, histories.items(), strict=True):
+        minutes = np.cumsum([r["seconds"] for r in history]) / 60
+        validation = np.array([r.get("val_accuracy") or np.nan for r in history], dtype=float)
+        ax.plot(minutes, 100 * np.array([r["accuracy"] for r in history], dtype=float), color="0.6",
+                label="training (augmented)")
+        ax.plot(minutes, 100 * validation, color="tab:blue", marker=".", label="PublicTest")
+        if np.isfinite(validation).any():
+            best = int(np.nanargmax(validation))
+            ax.plot(minutes[best], 100 * validation[best], "o", color="tab:red",
+                    label=f"kept: epoch {best + 1}, {100 * validation[best]:.1f}%")
+        ax.set(title=f"{task}: {len(history)} epochs, {minutes[-1]:.0f} min", xlabel="training minutes",
+               ylabel="accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def _training_curves(writer: _Writer, results: list[TaskResults]) -> None:
+    histories = {}
+    for tr in results:
+        if tr.reference:
+            history = training_history(tr.cells[tr.reference])
+            if history:
+                histories[tr.task] = history
+    if histories:
+        writer.figure("training", training_curves_figure(histories), "cnn_training_curves", "CNN training curves",
+                      f"The {REFERENCE_MODEL}'s accuracy after each epoch against cumulative training minutes "
+                      "(epoch time includes the PublicTest evaluation); the red dot is the epoch whose weights "
+                      "were kept. A point at minute m is not what an m-minute schedule would reach: the learning "
+                      "rate follows the full schedule.")
+    elif any(tr.reference for tr in results):
+        writer.skipped("training", ["cnn_training_curves"], "CNN training curves: no per-epoch history stored")
+
+
 def _face_grid_names(tr: TaskResults) -> list[str]:
     return [f"faces_{tr.task}_{b}" for b in tr.baselines] if tr.reference else []
 
@@ -1049,6 +1102,7 @@ def report_sections(report) -> None:
         _prediction_figures(writer, tr, colors)
         if not tr.reference:
             writer.note("gain", f"*{tr.task}: no {REFERENCE_MODEL} cells, so no comparison with the CNN.*")
+    _training_curves(writer, results)
     _model_figures(writer, results)
     report.findings.extend(writer.findings)
     for key, (title, order) in _SECTIONS.items():

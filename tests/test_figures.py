@@ -27,7 +27,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def prediction_figures() -> list[str]:
-    names = []
+    """Figures drawn from the stored files alone (predictions, params.json)."""
+    names = ["cnn_training_curves"] if HAS_TF else []
     for task in TASKS:
         names += [f"roc_{task}", f"confusion_{task}", f"recall_{task}", f"confused_pairs_{task}",
                   f"reliability_{task}"]
@@ -94,6 +95,7 @@ def test_sections_come_after_the_tables_in_order(finished_run):
     titles = re.findall(r"^## (.+)$", summary, flags=re.M)
     figure_titles = [t for t in titles if t.startswith("Figures:")]
     assert [t.split(" (")[0] for t in figure_titles] == [
+        *(["Figures: CNN training curves"] if HAS_TF else []),
         "Figures: ROC curves", "Figures: confusion matrices", "Figures: where the CNN gains",
         "Figures: calibration", "Figures: what the models look at"]
     assert titles.index(figure_titles[0]) > titles.index(next(t for t in titles if t.startswith("Top confusions")))
@@ -261,3 +263,12 @@ def test_lower_face_share_counts_only_positive_evidence_below_the_middle():
     maps[1, 40:45, :] = -5.0  # negative evidence is ignored
     assert lower_face_share(maps) == pytest.approx(0.75)
     assert np.isnan(lower_face_share(np.zeros((1, 48, 48))))
+
+
+@pytest.mark.skipif(not HAS_TF, reason="needs the CNN's cells")
+def test_training_curves_come_from_the_stored_history(finished_run):
+    cell = read_cell(finished_run / "runs" / "7class" / "cnn" / "seed0")
+    history = figures.training_history(cell)
+    assert history == cell.params["history"] and len(history) == cell.params["selected"]["epochs_run"]
+    assert all(r["seconds"] > 0 and 0 <= r["val_accuracy"] <= 1 for r in history)
+    assert "cnn_training_curves.png" in (finished_run / "summary.md").read_text()

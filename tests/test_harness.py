@@ -166,6 +166,13 @@ def test_cli_run_falls_back_to_synthetic_data(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_synthetic_data_always_uses_the_quick_configurations(tmp_path, small_synthetic, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_grid(dataset=small_synthetic, tasks=["binary"], models=["logreg"], report=False)
+    manifest = json.loads((tmp_path / "results" / "synthetic" / "runs/binary/logreg/seed0/manifest.json").read_text())
+    assert manifest["quick"] is True and manifest["dataset"]["name"] == "synthetic"
+
+
 @pytest.mark.skipif(not HAS_TF, reason="the findings compare the CNN with the baselines")
 def test_summary_opens_with_the_headline_then_findings_that_match_the_tables(finished_run):
     summary = (finished_run / "summary.md").read_text()

@@ -267,11 +267,21 @@ class CNNClassifier(ImageClassifier):
     def predict_proba(self, X) -> np.ndarray:
         check_is_fitted(self, "keras_model_")
         X = _as_model_input(check_images(X))
-        proba = self.keras_model_.predict(X, batch_size=PREDICT_BATCH, verbose=0).astype(np.float64)
+        proba = self._network_proba(X)
         if self.tta:
-            proba = (proba + self.keras_model_.predict(X[:, :, ::-1], batch_size=PREDICT_BATCH,
-                                                       verbose=0).astype(np.float64)) / 2
+            proba = (proba + self._network_proba(X[:, :, ::-1])) / 2
         return proba / proba.sum(axis=1, keepdims=True)
+
+    def _network_proba(self, X: np.ndarray) -> np.ndarray:
+        """The network's softmax on (N, 48, 48, 1) float32 images, PREDICT_BATCH images per call.
+
+        predict_on_batch, not predict: Keras' predict builds a data pipeline on every call, ~30 ms, which
+        dominated single-image latency (predict_on_batch: ~2 ms on 2 cores); same batches, same numbers."""
+        if len(X) == 0:
+            return np.zeros((0, len(self.classes_)))
+        chunks = [self.keras_model_.predict_on_batch(X[start:start + PREDICT_BATCH])
+                  for start in range(0, len(X), PREDICT_BATCH)]
+        return np.concatenate([np.asarray(chunk, dtype=np.float64) for chunk in chunks])
 
     def save(self, directory) -> Path:
         """Write model.keras (the trained network, no optimizer state) and cnn_params.json."""
