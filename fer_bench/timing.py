@@ -57,7 +57,7 @@ for that cell (e.g. GFLOP/s for models that are not Keras networks, or cells run
     task, model, seed        the cell
     n_train                  training images after balancing
     fit_seconds              wall-clock seconds of model.fit, hyper-parameter/epoch selection included (3 decimals)
-    train_images_per_s       n_train x passes / fit_seconds; passes = epochs run for the CNN, 1 for the classic
+    train_images_per_s       n_train x passes / fit_seconds; passes = epochs this fit made (CNN), 1 for the classic
                              models (whose fit time includes their whole C grid) (1 decimal)
     predict_images_per_s     PrivateTest images / seconds of one batch predict_proba call (1 decimal)
     latency_p50_ms,          median and 95th percentile of single-image predict_proba calls (100 PrivateTest
