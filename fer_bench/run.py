@@ -159,6 +159,32 @@ def _format_seconds(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
+def _stored_cell_seconds(out: Path, model_name: str, quick: bool) -> list[float]:
+    """Wall seconds of the cells of `model_name` already finished in `out` (from their manifests)."""
+    seconds = []
+    for manifest_path in sorted(out.glob(f"runs/*/{model_name}/seed*/manifest.json")):
+        try:
+            manifest = read_json(manifest_path)
+            if manifest.get("quick", False) == quick:
+                seconds.append((datetime.fromisoformat(manifest["finished"])
+                                - datetime.fromisoformat(manifest["started"])).total_seconds())
+        except (FerBenchError, KeyError, TypeError, ValueError):
+            continue  # an ETA is a hint; a manifest it cannot read is reported by `report`, not here
+    return seconds
+
+
+def estimate_remaining_seconds(remaining_models, seconds_by_model: dict[str, list[float]]) -> float | None:
+    """Time left: each remaining cell takes the mean time of the finished cells of its model (a CNN cell takes
+    ~40 times a logistic regression's, so one mean over all cells misleads). None while a model has none."""
+    total = 0.0
+    for model_name in remaining_models:
+        durations = seconds_by_model.get(model_name)
+        if not durations:
+            return None
+        total += float(np.mean(durations))
+    return total
+
+
 def resolve_names(requested, available, kind: str, getter) -> list[str]:
     names = list(requested) if requested else list(available)
     for name in names:
@@ -220,15 +246,18 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
     command = _command_line()
     grid_start = time.perf_counter()
     finished = []
+    seconds_by_model = {name: _stored_cell_seconds(out, name, quick) for name in model_names}
     try:
         for i, (task_name, model_name, seed) in enumerate(todo, 1):
             elapsed = time.perf_counter() - grid_start
-            eta = f", ETA {_format_seconds(elapsed / (i - 1) * (len(todo) - i + 1))}" if i > 1 else ""
+            remaining = estimate_remaining_seconds([cell[1] for cell in todo[i - 1:]], seconds_by_model)
+            eta = f", ETA {_format_seconds(remaining)}" if remaining is not None else ""
             print(f"[{i}/{len(todo)}] {task_name} / {model_name} / seed{seed}  "
                   f"(elapsed {_format_seconds(elapsed)}{eta})", flush=True)
             cell_start = time.perf_counter()
             run_cell(dataset, task_name, model_name, seed, out, quick=quick, command=command)
             finished.append(f"{task_name}/{model_name}/seed{seed}")
+            seconds_by_model[model_name].append(time.perf_counter() - cell_start)
             print(f"      done in {_format_seconds(time.perf_counter() - cell_start)}", flush=True)
     except KeyboardInterrupt:
         done = ", ".join(finished) if finished else "none"

@@ -36,6 +36,9 @@ TIMING_FIGURE = Path("figures") / "timing.png"
 MAX_FIGURE_BYTES = 300_000
 #: the report's position of the timing section (after the tables, before the figure sections)
 SECTION_ORDER = 55
+#: measured matmul peaks of one dtype further apart than this factor mean the cells ran on machines of
+#: different speed, which the timing section then says
+PEAK_SPREAD_WARNING = 1.25
 #: matrix size of the matmul peak measurement (large enough to be compute-bound, small enough to take ~0.1 s)
 MATMUL_SIZE = 2048
 MATMUL_WARMUP_CALLS = 3
@@ -549,6 +552,13 @@ def timing_markdown(rows: list[dict], figure_caption: str | None) -> str:
     if peaks:
         notes.append("Measured matmul peak (2048×2048, fastest call, in the CNN's compute dtype): "
                      + ", ".join(f"{gflops:.1f} GFLOP/s ({dtype})" for gflops, dtype in peaks) + ".")
+    for dtype in sorted({dtype for _, dtype in peaks}):
+        rates = [gflops for gflops, d in peaks if d == dtype]
+        if max(rates) > PEAK_SPREAD_WARNING * min(rates):
+            # cells resumed or rerun on another day may land on a host of the same name but another speed
+            notes.append(f"**The cells were timed on machines of different speed** (measured {dtype} peaks differ "
+                         f"{max(rates) / min(rates):.1f}×): compare times across rows with care; the % of peak "
+                         "column is comparable.")
     if threads:
         notes.append("Thread settings: " + "; ".join(f"`{t}`" for t in threads) + ".")
     notes.append("Peak RSS is the process's maximum resident memory up to the end of the cell (it includes the "

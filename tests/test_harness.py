@@ -15,7 +15,7 @@ from sklearn import metrics as skm
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.errors import FerBenchError
 from fer_bench.report import write_report
-from fer_bench.run import run_grid
+from fer_bench.run import estimate_remaining_seconds, run_grid
 from fer_bench.storage import read_cell
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
@@ -206,3 +206,10 @@ def test_training_rate_counts_only_the_epochs_this_fit_made():
     assert _epochs(SimpleNamespace(selected_params_={"epochs_run": 30, "resumed_from_epoch": None})) == 30
     # resumed after epoch 12: this fit() call (and its fit_seconds) made epochs 13..30
     assert _epochs(SimpleNamespace(selected_params_={"epochs_run": 30, "resumed_from_epoch": 12})) == 18
+
+
+def test_eta_uses_each_models_own_cell_time():
+    seconds = {"cnn": [2400.0, 2000.0], "logreg": [30.0]}
+    assert estimate_remaining_seconds(["cnn", "logreg", "logreg"], seconds) == pytest.approx(2200 + 60)
+    assert estimate_remaining_seconds([], seconds) == 0
+    assert estimate_remaining_seconds(["cnn", "hog_svm"], seconds) is None  # no hog_svm cell finished yet

@@ -310,3 +310,16 @@ def test_timing_report_without_fit_times_has_no_figure(tmp_path):
     assert not (tmp_path / "figures").exists()
     assert "figures/timing.png" not in report.sections[0].markdown
     assert report.files["timing.csv"].splitlines()[1] == "7class,logreg,0,100" + "," * (len(timing.TIMING_COLUMNS) - 4)
+
+
+def test_timing_section_warns_when_cells_were_timed_on_machines_of_different_speed():
+    def row(task, peak):
+        values = {column: None for column in timing.TIMING_COLUMNS}
+        values.update(task=task, model="cnn", seed=0, matmul_peak_gflops=peak, matmul_dtype="bfloat16",
+                      threads="")
+        return values
+
+    same_speed = timing.timing_markdown([row("7class", 1000.0), row("5class", 1100.0)], None)
+    assert "different speed" not in same_speed
+    mixed = timing.timing_markdown([row("7class", 1015.0), row("5class", 417.0)], None)
+    assert "different speed" in mixed and "2.4×" in mixed
