@@ -224,7 +224,7 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
     if dataset.name == "synthetic":
         print("using the built-in synthetic data: results are labelled 'synthetic', not FER-2013", file=sys.stderr)
         if not quick:
-            # The full configurations are sized for FER-2013's 28,709 images (the CNN: 30 epochs, ~30 minutes
+            # The full configurations are sized for FER-2013's 28,709 images (the CNN: 30 epochs, ~40 minutes
             # per task); the synthetic demo grid must finish in a few minutes on a laptop.
             print("synthetic data: the models run in their quick configurations", file=sys.stderr)
             quick, default_out = True, Path("results") / dataset.name
