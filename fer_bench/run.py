@@ -199,16 +199,6 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
     """Run every (task, model, seed) cell not already finished under `out`, then write the report."""
     task_names = resolve_names(tasks, available_tasks(), "task", get_task)
     model_names = resolve_names(models, available_models(), "model", get_factory_spec)
-    if models is None:
-        # Default grid: skip models whose dependency is not installed (e.g. the CNN without TensorFlow).
-        for name in [m for m in model_names if missing_requirements(m)]:
-            print(f"skipping model {name}: needs {', '.join(missing_requirements(name))}", file=sys.stderr)
-            model_names.remove(name)
-    else:
-        for name in model_names:
-            if missing_requirements(name):
-                raise FerBenchError(f"model {name!r} needs {', '.join(missing_requirements(name))}, "
-                                    "which is not installed (pip install 'fer-bench[cnn]')")
     seeds = list(seeds)
     # numpy and scikit-learn take seeds 0..2**32-1; a repeated seed would compute (and overwrite) a cell twice.
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int | np.integer) or not 0 <= s < 2**32
@@ -216,6 +206,17 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
         raise FerBenchError(f"seeds must be one or more integers 0..{2**32 - 1}, got {seeds}")
     if len(set(seeds)) != len(seeds):
         raise FerBenchError(f"seed listed twice: {','.join(map(str, seeds))}")
+    skipped_models = []
+    if models is None:
+        # Default grid: skip models whose dependency is not installed (e.g. the CNN without TensorFlow); the
+        # notice is printed once the data and results folder are known to be fine.
+        skipped_models = [m for m in model_names if missing_requirements(m)]
+        model_names = [m for m in model_names if m not in skipped_models]
+    else:
+        for name in model_names:
+            if missing_requirements(name):
+                raise FerBenchError(f"model {name!r} needs {', '.join(missing_requirements(name))}, "
+                                    "which is not installed (pip install 'fer-bench[cnn]')")
     if dataset is None:
         from fer_bench.data import load_dataset
 
@@ -230,6 +231,8 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
             quick, default_out = True, Path("results") / dataset.name
     out = Path(out) if out else default_out
     check_results_folder(out, dataset=dataset.name, fingerprint=dataset.fingerprint, create=True)
+    for name in skipped_models:
+        print(f"skipping model {name}: needs {', '.join(missing_requirements(name))}", file=sys.stderr)
 
     cells = list(itertools.product(task_names, model_names, seeds))
     todo = []

@@ -272,6 +272,20 @@ def test_bad_names_and_seeds_are_one_line_and_write_nothing(args, what, tiny_fer
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args", [["--seeds", "3,3"], ["--data", "no/such/folder"]], ids=["seed-twice", "no-data"])
+def test_a_mistake_is_one_line_even_when_a_model_is_skipped(args, tiny_fer_folder, tmp_path, capsys, monkeypatch):
+    """Without TensorFlow the default grid skips the CNN with a notice; a mistake must still print one line."""
+    import fer_bench.run
+
+    real = fer_bench.run.missing_requirements
+    monkeypatch.setattr(fer_bench.run, "missing_requirements",
+                        lambda name: ["tensorflow"] if name == "cnn" else real(name))
+    out = tmp_path / "results"
+    code, _, err = run_cli(["run", "--data", tiny_fer_folder, "--out", out, *args], capsys)
+    assert_one_line_error(code, err)
+    assert "skipping model" not in err and not out.exists()
+
+
 @pytest.mark.parametrize("kind", ["run", "data audit", "report"])
 def test_results_folder_of_an_incompatible_version_is_refused_and_kept(kind, tiny_fer_folder, tmp_path, capsys):
     old = tmp_path / "old"
