@@ -7,6 +7,7 @@ import errno
 import importlib.util
 import json
 import os
+import pathlib
 import re
 import signal
 import subprocess
@@ -259,6 +260,11 @@ def fail_writes_under(monkeypatch, root: Path, error: int) -> None:
     monkeypatch.setattr(os, "open", open_)
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(os, "rename", rename)
+    # Python 3.10's pathlib calls os functions it bound at import time (through pathlib._NormalAccessor)
+    accessor = getattr(pathlib, "_NormalAccessor", None)
+    for name, fake in (("mkdir", mkdir), ("replace", replace), ("rename", rename)):
+        if accessor is not None and hasattr(accessor, name):
+            monkeypatch.setattr(accessor, name, staticmethod(fake))
 
 
 def assert_one_line_exit_2(code: int, err: str, *needles: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from fer_bench.errors import FerBenchError
 
 COLUMNS = ("emotion", "pixels", "Usage")
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+_NOT_PIXEL_TEXT = re.compile(r"[^0-9\s+-]")
 
 # Text of each pixel value followed by a space, zero-padded to 4 bytes: writing becomes a table look-up.
 _PIXEL_TEXT = np.zeros((256, 4), dtype=np.uint8)
@@ -119,10 +121,12 @@ def _parse_pixels(text: str, where: str) -> np.ndarray:
         values = np.fromstring(text, dtype=np.int64, sep=" ")
     except ValueError:
         values = None  # a token that is not an integer; found below for the message
-    if values is None or values.size != N_PIXELS:
+    # fromstring stops quietly at a token like "12.5" (older NumPy: after reading its "12"), so a row whose last
+    # pixel is fractional can still yield N_PIXELS values: any character but digits, signs and spaces is an error
+    if values is None or values.size != N_PIXELS or _NOT_PIXEL_TEXT.search(text):
         tokens = text.split()
         for position, token in enumerate(tokens, start=1):
-            if not token.lstrip("+-").isdigit():
+            if not token.lstrip("+-").isdigit() or _NOT_PIXEL_TEXT.search(token):
                 raise FerBenchError(f"{where}: pixel {position} is {token!r}, not an integer 0..255")
         raise FerBenchError(f"{where}: {len(tokens)} pixel values, expected {N_PIXELS} ({IMAGE_SIZE}x{IMAGE_SIZE})")
     out_of_range = np.flatnonzero((values < 0) | (values > 255))
