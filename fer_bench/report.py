@@ -126,6 +126,24 @@ def _leaked_ids(out: Path) -> frozenset:
     return frozenset(r["image_id"] for r in rows if r.get("kind") == "train_test_leak" and r.get("split") != "Training")
 
 
+def _matching_leaked_ids(leaked_ids: frozenset, cells, out: Path) -> frozenset:
+    """The leaked ids, or none when not one of them names a stored test image: then audit.csv was made from
+    the other format of the data (the CSV's row ids vs the folder's file names) and would call every test
+    image clean."""
+    if not leaked_ids:
+        return leaked_ids
+    stored = set()
+    for cell in cells:
+        for split in PREDICTION_SPLITS:
+            stored.update(cell.split(split)[0].tolist())
+    if stored.isdisjoint(leaked_ids):
+        print(f"report: {out / 'audit.csv'} names none of the stored test images (audit made from the other data "
+              "format?); the clean subset is left out; rerun `fer-bench data audit` on the data of the runs",
+              file=sys.stderr)
+        return frozenset()
+    return leaked_ids
+
+
 # --- tables -----------------------------------------------------------------------------------------------------
 
 def metrics_table(report: Report) -> None:
@@ -446,7 +464,8 @@ def _extension_sections(report: Report) -> None:
 def build_report(out: Path) -> Report:
     out = Path(out)
     check_results_folder(out)
-    report = Report(out=out, cells=load_cells(out), leaked_ids=_leaked_ids(out))
+    cells = load_cells(out)
+    report = Report(out=out, cells=cells, leaked_ids=_matching_leaked_ids(_leaked_ids(out), cells, out))
     metrics_table(report)
     per_class_rows = per_class_table(report)
     confusion_rows = confusions_table(report)

@@ -308,3 +308,23 @@ def test_real_fer2013_cross_split_copies_are_found(fer2013_dir, tmp_path):
     assert exact_leaks == expected and len(expected) > 0  # FER-2013 is known to hold such copies
     near_leaks = {r.index for r in result.kind_rows("train_test_leak") if ds.usage[r.index] != "Training"}
     assert near_leaks >= exact_leaks
+
+
+def test_report_leaves_out_the_clean_subset_when_the_audit_names_other_ids(tmp_path, synthetic, capsys):
+    from fer_bench.report import build_report
+    from fer_bench.run import run_grid
+
+    out = tmp_path / "results"
+    run_grid(dataset=synthetic, tasks=["binary"], models=["logreg"], quick=True, out=out, report=False)
+    run_audit(dataset=synthetic, out=out)
+    rows = read_rows(out)
+    for row in rows:  # the ids an audit of the CSV format would have written (row numbers)
+        row["image_id"] = f"row{row['image_id']}"
+    with open(out / "audit.csv", "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    capsys.readouterr()
+    report = build_report(out)
+    assert {r["subset"] for r in report.metric_rows} == {"all"}
+    assert "names none of the stored test images" in capsys.readouterr().err
