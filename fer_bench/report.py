@@ -116,32 +116,23 @@ def _pct(x: float) -> str:
     return "–" if x is None or np.isnan(x) else f"{100 * x:.1f}"
 
 
-def _leaked_ids(out: Path) -> frozenset:
-    """Test image ids with a pixel-identical (or near-identical) image in Training, from `fer-bench data audit`."""
+def _leaked_ids(out: Path, cells) -> frozenset:
+    """Test image ids with a pixel-identical (or near-identical) image in Training, from `fer-bench data audit`.
+
+    None when not one of them names a stored test image: then audit.csv was made from the other format of the
+    data (the CSV's row ids vs the folder's file names) and would call every test image clean."""
     audit = out / "audit.csv"
     if not audit.exists():
         return frozenset()
     with open(audit, encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    return frozenset(r["image_id"] for r in rows if r.get("kind") == "train_test_leak" and r.get("split") != "Training")
-
-
-def _matching_leaked_ids(leaked_ids: frozenset, cells, out: Path) -> frozenset:
-    """The leaked ids, or none when not one of them names a stored test image: then audit.csv was made from
-    the other format of the data (the CSV's row ids vs the folder's file names) and would call every test
-    image clean."""
-    if not leaked_ids:
-        return leaked_ids
-    stored = set()
-    for cell in cells:
-        for split in PREDICTION_SPLITS:
-            stored.update(cell.split(split)[0].tolist())
-    if stored.isdisjoint(leaked_ids):
-        print(f"report: {out / 'audit.csv'} names none of the stored test images (audit made from the other data "
-              "format?); the clean subset is left out; rerun `fer-bench data audit` on the data of the runs",
-              file=sys.stderr)
+    leaked = frozenset(r["image_id"] for r in rows
+                       if r.get("kind") == "train_test_leak" and r.get("split") != "Training")
+    if leaked and leaked.isdisjoint(id_ for cell in cells for id_ in cell.image_ids.tolist()):
+        print(f"report: {audit} names none of the stored test images (audit made from the other data format?); "
+              "the clean subset is left out; rerun `fer-bench data audit` on the data of the runs", file=sys.stderr)
         return frozenset()
-    return leaked_ids
+    return leaked
 
 
 # --- tables -----------------------------------------------------------------------------------------------------
@@ -465,7 +456,7 @@ def build_report(out: Path) -> Report:
     out = Path(out)
     check_results_folder(out)
     cells = load_cells(out)
-    report = Report(out=out, cells=cells, leaked_ids=_matching_leaked_ids(_leaked_ids(out), cells, out))
+    report = Report(out=out, cells=cells, leaked_ids=_leaked_ids(out, cells))
     metrics_table(report)
     per_class_rows = per_class_table(report)
     confusion_rows = confusions_table(report)

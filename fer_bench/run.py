@@ -206,11 +206,11 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
         raise FerBenchError(f"seeds must be one or more integers 0..{2**32 - 1}, got {seeds}")
     if len(set(seeds)) != len(seeds):
         raise FerBenchError(f"seed listed twice: {','.join(map(str, seeds))}")
-    skipped_models = []
+    skipped_models = {}  # name -> the packages it needs
     if models is None:
         # Default grid: skip models whose dependency is not installed (e.g. the CNN without TensorFlow); the
         # notice is printed once the data and results folder are known to be fine.
-        skipped_models = [m for m in model_names if missing_requirements(m)]
+        skipped_models = {m: needs for m in model_names if (needs := missing_requirements(m))}
         model_names = [m for m in model_names if m not in skipped_models]
     else:
         for name in model_names:
@@ -231,8 +231,8 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
             quick, default_out = True, Path("results") / dataset.name
     out = Path(out) if out else default_out
     check_results_folder(out, dataset=dataset.name, fingerprint=dataset.fingerprint, create=True)
-    for name in skipped_models:
-        print(f"skipping model {name}: needs {', '.join(missing_requirements(name))}", file=sys.stderr)
+    for name, requirements in skipped_models.items():
+        print(f"skipping model {name}: needs {', '.join(requirements)}", file=sys.stderr)
 
     cells = list(itertools.product(task_names, model_names, seeds))
     todo = []
@@ -260,8 +260,9 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
             cell_start = time.perf_counter()
             run_cell(dataset, task_name, model_name, seed, out, quick=quick, command=command)
             finished.append(f"{task_name}/{model_name}/seed{seed}")
-            seconds_by_model[model_name].append(time.perf_counter() - cell_start)
-            print(f"      done in {_format_seconds(time.perf_counter() - cell_start)}", flush=True)
+            cell_seconds = time.perf_counter() - cell_start
+            seconds_by_model[model_name].append(cell_seconds)
+            print(f"      done in {_format_seconds(cell_seconds)}", flush=True)
     except KeyboardInterrupt:
         done = ", ".join(finished) if finished else "none"
         raise Interrupted(f"interrupted; cells finished in this run: {done}; "
