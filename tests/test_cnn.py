@@ -66,7 +66,11 @@ def test_records_history_and_selection(fitted):
     best = max(fitted.history_, key=lambda r: r["val_accuracy"])
     assert chosen["best_val_accuracy"] == best["val_accuracy"]
     assert fitted.history_[chosen["best_epoch"] - 1]["val_accuracy"] == best["val_accuracy"]
-    assert chosen["epochs_run"] == QUICK_PARAMS["epochs"] and chosen["tta"] is False
+    assert chosen["epochs_run"] == QUICK_PARAMS["epochs"]
+    # tta="auto" (the default) compares the restored best weights on the validation data with and without
+    # flipping; without flipping that is the best epoch's validation accuracy.
+    assert chosen["val_accuracy_without_tta"] == pytest.approx(best["val_accuracy"], abs=1e-6)
+    assert chosen["tta"] == (chosen["val_accuracy_with_tta"] > chosen["val_accuracy_without_tta"])
     assert chosen["final_learning_rate"] >= 0
     json.dumps(chosen)  # stored in params.json by the harness
 
@@ -102,6 +106,53 @@ def test_tta_averages_image_and_mirror(fitted, data):
     proba = tta.predict_proba(X)
     assert proba.shape == plain.shape
     np.testing.assert_allclose(proba, (plain + mirrored) / 2, rtol=1e-6)
+
+
+def test_tta_batches_cross_chunk_boundaries(fitted, data):
+    """Flip TTA predicts an image and its mirror in one call, PREDICT_BATCH // 2 images per chunk."""
+    from fer_bench.models.cnn import PREDICT_BATCH
+
+    X = np.concatenate([data["train"][0]] * 2)[:PREDICT_BATCH + 7]
+    tta = clone(fitted).set_params(tta=True)
+    tta.keras_model_, tta.classes_ = fitted.keras_model_, fitted.classes_
+    expected = (fitted.set_params(tta=False).predict_proba(X) + fitted.predict_proba(X[:, :, ::-1])) / 2
+    fitted.set_params(tta="auto")
+    np.testing.assert_allclose(tta.predict_proba(X), expected, rtol=1e-5, atol=1e-7)
+
+
+def mirror_sided_images(n: int, seed: int):
+    """Two classes that are each other's mirror image: a bright bar on the left or on the right half."""
+    rng = np.random.default_rng(seed)
+    side = rng.integers(0, 2, n)
+    images = rng.normal(100, 20, (n, 48, 48))
+    column = rng.integers(4, 16, n)
+    for i in range(n):
+        c = column[i] if side[i] == 0 else 47 - column[i]
+        images[i, :, c - 2:c + 3] += 100
+    return np.clip(images, 0, 255).astype(np.uint8), side
+
+
+# Global average pooling cannot tell left from right; flattening keeps where the bar is.
+MIRROR_NET = {**TINY, "head": "flatten", "epochs": 3, "flip": False}
+
+
+def test_tta_auto_turns_flipping_off_when_it_lowers_validation_accuracy():
+    # Flipping turns one class into the other, so flip TTA averages towards 50/50 and loses accuracy.
+    X, y = mirror_sided_images(500, seed=4)
+    model = CNNClassifier(**MIRROR_NET).fit(X[:350], y[:350], validation_data=(X[350:], y[350:]))
+    chosen = model.selected_params_
+    assert chosen["val_accuracy_without_tta"] > 0.9
+    assert chosen["val_accuracy_with_tta"] < chosen["val_accuracy_without_tta"]
+    assert chosen["tta"] is False and chosen["tta_selection"].startswith("off")
+    np.testing.assert_array_equal(model.predict_proba(X[350:]),
+                                  clone(model).set_params(tta=False).fit(X[:350], y[:350], validation_data=(
+                                      X[350:], y[350:])).predict_proba(X[350:]))
+    # Forced on, the same weights predict worse; without validation data "auto" means off.
+    forced = clone(model).set_params(tta=True)
+    forced.keras_model_, forced.classes_, forced.selected_params_ = model.keras_model_, model.classes_, chosen
+    assert np.mean(forced.predict(X[350:]) == y[350:]) == pytest.approx(chosen["val_accuracy_with_tta"])
+    unvalidated = CNNClassifier(**{**MIRROR_NET, "epochs": 1}).fit(X[:350], y[:350])
+    assert unvalidated.selected_params_["tta"] is False
 
 
 def test_clone_and_params(fitted):
@@ -180,6 +231,8 @@ def test_user_errors(data):
     X, y = data["train"]
     with pytest.raises(FerBenchError, match="optimizer"):
         CNNClassifier(optimizer="rmsprop").fit(X, y)
+    with pytest.raises(FerBenchError, match="tta"):
+        CNNClassifier(tta="yes").fit(X, y)
     with pytest.raises(ValueError, match="48, 48"):
         CNNClassifier().fit(X[:, :40], y)
     with pytest.raises(ValueError, match="sample_weight"):
