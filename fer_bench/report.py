@@ -405,6 +405,52 @@ def findings_markdown(report: Report, per_class_rows: list[dict], significance_r
     return "\n".join(f"- {s}" for s in sentences)
 
 
+#: what a model chose on PublicTest, as stored in params.json "selected": key -> label in the summary. Keys a model
+#: does not store are left out, so a user's model shows whichever of these it records.
+SELECTION_LABELS = {"C": "C", "gamma_scale": "gamma scale", "best_epoch": "epoch", "tta": "flip TTA"}
+
+
+def _selection_text(selected: dict) -> str:
+    parts = []
+    for key, label in SELECTION_LABELS.items():
+        value = selected.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "on" if value else "off"
+        elif key == "best_epoch" and selected.get("epochs_run"):
+            text = f"{value}/{selected['epochs_run']}"
+        else:
+            text = f"{value:g}" if isinstance(value, float) else str(value)
+        parts.append(f"{label} {text}")
+    return ", ".join(parts)
+
+
+def _validation_accuracy(selected: dict):
+    """PublicTest accuracy of what predicts: with flip TTA when it was chosen on."""
+    if selected.get("tta") and selected.get("val_accuracy_with_tta") is not None:
+        return selected["val_accuracy_with_tta"]
+    for key in ("validation_accuracy", "best_val_accuracy", "val_accuracy_without_tta"):
+        if selected.get(key) is not None:
+            return selected[key]
+    return None
+
+
+def selection_markdown(report: Report) -> str:
+    """One line per cell: the hyper-parameters, epoch and TTA it chose on PublicTest, and their PublicTest
+    accuracy (PrivateTest played no part)."""
+    lines = ["Gamma scale s means gamma = s / (n_features × feature variance), scikit-learn's \"scale\" times s; "
+             "epoch k/n: the CNN's weights after epoch k of n; flip TTA: averaging each image's and its mirror "
+             "image's probabilities, kept when it raised PublicTest accuracy.", "",
+             "| task | model | seed | chosen on PublicTest | PublicTest accuracy (%) |", "|---|---|---|---|---|"]
+    for cell in report.cells:
+        selected = (cell.params or {}).get("selected") or {}
+        accuracy = _validation_accuracy(selected)
+        lines.append(f"| {cell.task} | {cell.model} | {cell.seed} | {_selection_text(selected) or '–'} | "
+                     f"{_pct(accuracy) if accuracy is not None else '–'} |")
+    return "\n".join(lines)
+
+
 def provenance_markdown(report: Report) -> str:
     commits = sorted({(c.manifest["code"]["commit"][:10], bool(c.manifest["code"].get("dirty")))
                       for c in report.cells})
@@ -470,6 +516,7 @@ def build_report(out: Path) -> Report:
         ReportSection(f"Is the CNN's difference significant? ({HEADLINE_SPLIT})",
                       significance_markdown(significance_rows), order=30),
         ReportSection(f"Top confusions ({HEADLINE_SPLIT})", confusions_markdown(confusion_rows), order=40),
+        ReportSection("What each model chose on PublicTest", selection_markdown(report), order=45),
     ]
     _extension_sections(report)
     report.sections += [

@@ -213,3 +213,26 @@ def test_eta_uses_each_models_own_cell_time():
     assert estimate_remaining_seconds(["cnn", "logreg", "logreg"], seconds) == pytest.approx(2200 + 60)
     assert estimate_remaining_seconds([], seconds) == 0
     assert estimate_remaining_seconds(["cnn", "hog_svm"], seconds) is None  # no hog_svm cell finished yet
+
+
+def test_summary_lists_what_each_cell_chose_on_publictest(finished_run):
+    summary = (finished_run / "summary.md").read_text()
+    section = summary.split("## What each model chose on PublicTest", 1)[1].split("\n## ", 1)[0]
+    rows = {tuple(cells[:3]): cells[3:] for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+             if line.startswith("| ") and not line.startswith("| task"))}
+    assert len(rows) == len(TASKS) * len(MODELS)
+    for path in _cells(finished_run):
+        cell = read_cell(path)
+        selected = cell.params["selected"]
+        chosen, accuracy = rows[(cell.task, cell.model, str(cell.seed))]
+        if cell.model == "logreg":
+            assert chosen == f"C {selected['C']:g}"
+            assert accuracy == f"{100 * selected['validation_accuracy']:.1f}"
+        if cell.model == "hog_svm":
+            assert chosen.startswith(f"C {selected['C']:g}, gamma scale {selected['gamma_scale']:g}")
+        if cell.model == "cnn":
+            flip = "on" if selected["tta"] else "off"
+            assert chosen == f"epoch {selected['best_epoch']}/{selected['epochs_run']}, flip TTA {flip}"
+            used = selected["val_accuracy_with_tta" if selected["tta"] else "val_accuracy_without_tta"]
+            assert accuracy == f"{100 * used:.1f}"
