@@ -430,7 +430,7 @@ def _validation_accuracy(selected: dict):
     """PublicTest accuracy of what predicts: with flip TTA when it was chosen on."""
     if selected.get("tta") and selected.get("val_accuracy_with_tta") is not None:
         return selected["val_accuracy_with_tta"]
-    for key in ("validation_accuracy", "best_val_accuracy", "val_accuracy_without_tta"):
+    for key in ("validation_accuracy", "best_val_accuracy"):
         if selected.get(key) is not None:
             return selected[key]
     return None

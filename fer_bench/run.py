@@ -214,8 +214,8 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
         model_names = [m for m in model_names if m not in skipped_models]
     else:
         for name in model_names:
-            if missing_requirements(name):
-                raise FerBenchError(f"model {name!r} needs {', '.join(missing_requirements(name))}, "
+            if needs := missing_requirements(name):
+                raise FerBenchError(f"model {name!r} needs {', '.join(needs)}, "
                                     "which is not installed (pip install 'fer-bench[cnn]')")
     if dataset is None:
         from fer_bench.data import load_dataset

@@ -97,13 +97,19 @@ def test_save_and_load_give_identical_predictions(fitted, data, tmp_path):
     assert loaded.last_conv_layer_name_ == fitted.last_conv_layer_name_
 
 
+def with_tta(model, tta):
+    """A copy of the fitted `model` sharing its network, with the tta parameter set (the fixture stays as is)."""
+    copy = clone(model).set_params(tta=tta)
+    copy.keras_model_, copy.classes_, copy.selected_params_ = model.keras_model_, model.classes_, model.selected_params_
+    return copy
+
+
 def test_tta_averages_image_and_mirror(fitted, data):
     X = data["test"][0][:20]
-    plain = fitted.predict_proba(X)
-    mirrored = fitted.predict_proba(X[:, :, ::-1])
-    tta = clone(fitted).set_params(tta=True)
-    tta.keras_model_, tta.classes_ = fitted.keras_model_, fitted.classes_
-    proba = tta.predict_proba(X)
+    # tta=False explicitly: with "auto" the fixture may have chosen flipping, and plain would be averaged too
+    plain = with_tta(fitted, False).predict_proba(X)
+    mirrored = with_tta(fitted, False).predict_proba(X[:, :, ::-1])
+    proba = with_tta(fitted, True).predict_proba(X)
     assert proba.shape == plain.shape
     np.testing.assert_allclose(proba, (plain + mirrored) / 2, rtol=1e-6)
 
@@ -113,11 +119,9 @@ def test_tta_batches_cross_chunk_boundaries(fitted, data):
     from fer_bench.models.cnn import PREDICT_BATCH
 
     X = np.concatenate([data["train"][0]] * 2)[:PREDICT_BATCH + 7]
-    tta = clone(fitted).set_params(tta=True)
-    tta.keras_model_, tta.classes_ = fitted.keras_model_, fitted.classes_
-    expected = (fitted.set_params(tta=False).predict_proba(X) + fitted.predict_proba(X[:, :, ::-1])) / 2
-    fitted.set_params(tta="auto")
-    np.testing.assert_allclose(tta.predict_proba(X), expected, rtol=1e-5, atol=1e-7)
+    plain = with_tta(fitted, False)
+    expected = (plain.predict_proba(X) + plain.predict_proba(X[:, :, ::-1])) / 2
+    np.testing.assert_allclose(with_tta(fitted, True).predict_proba(X), expected, rtol=1e-5, atol=1e-7)
 
 
 def mirror_sided_images(n: int, seed: int):
@@ -148,8 +152,7 @@ def test_tta_auto_turns_flipping_off_when_it_lowers_validation_accuracy():
                                   clone(model).set_params(tta=False).fit(X[:350], y[:350], validation_data=(
                                       X[350:], y[350:])).predict_proba(X[350:]))
     # Forced on, the same weights predict worse; without validation data "auto" means off.
-    forced = clone(model).set_params(tta=True)
-    forced.keras_model_, forced.classes_, forced.selected_params_ = model.keras_model_, model.classes_, chosen
+    forced = with_tta(model, True)
     assert np.mean(forced.predict(X[350:]) == y[350:]) == pytest.approx(chosen["val_accuracy_with_tta"])
     unvalidated = CNNClassifier(**{**MIRROR_NET, "epochs": 1}).fit(X[:350], y[:350])
     assert unvalidated.selected_params_["tta"] is False
