@@ -12,6 +12,7 @@ import keras  # noqa: E402
 from fer_bench.errors import FerBenchError  # noqa: E402
 from fer_bench.models import make_model  # noqa: E402
 from fer_bench.models.cnn import QUICK_PARAMS, CNNClassifier, make_cnn  # noqa: E402
+from fer_bench.models.keras_layers import FusedBatchNormalization  # noqa: E402
 
 pytestmark = pytest.mark.cnn
 
@@ -85,6 +86,9 @@ def test_keras_model_is_functional_with_named_conv_and_logits(fitted, data):
     features, logits = probe(X[..., None].astype("float32"))
     assert features.shape[0] == 4 and logits.shape == (4, 3)
     np.testing.assert_allclose(keras.ops.softmax(logits).numpy(), fitted.predict_proba(X), rtol=1e-4, atol=1e-5)
+    # Every BatchNorm is the fused one (tests/test_keras_layers.py compares it with Keras' own).
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(isinstance(layer, FusedBatchNormalization) for layer in norms)
 
 
 def test_save_and_load_give_identical_predictions(fitted, data, tmp_path):
@@ -218,6 +222,12 @@ def test_same_seed_same_predictions_and_resume_matches_uninterrupted(data, tmp_p
     # ... but not for other data or parameters.
     with pytest.raises(FerBenchError, match="another training"):
         CNNClassifier(**TINY, epochs=4, seed=1, checkpoint_dir=str(checkpoints)).fit(*data["train"])
+
+    # ... nor one written by an older version of the network code.
+    state = json.loads((checkpoints / "state.json").read_text())
+    (checkpoints / "state.json").write_text(json.dumps({**state, "format": 1}))
+    with pytest.raises(FerBenchError, match="another version of the CNN"):
+        CNNClassifier(**TINY, epochs=3, seed=1, checkpoint_dir=str(checkpoints)).fit(*data["train"])
 
 
 def test_sample_weight_reaches_the_loss(data):
