@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 from sklearn import metrics as skm
 
 from fer_bench.data.synthetic import make_synthetic
@@ -183,8 +184,12 @@ def test_summary_opens_with_the_headline_then_findings_that_match_the_tables(fin
         accuracy = {(r["task"], r["model"]): 100 * float(r["accuracy"]) for r in csv.DictReader(fh)
                     if r["split"] == "PrivateTest" and r["subset"] == "all"}
     with open(finished_run / "significance.csv", newline="") as fh:
-        p_values = {(r["task"], r["model_b"]): float(r["p_value"]) for r in csv.DictReader(fh)
-                    if r["split"] == "PrivateTest"}
+        tests = [r for r in csv.DictReader(fh) if r["split"] == "PrivateTest"]
+    p_values = {(r["task"], r["model_b"]): float(r["p_value"]) for r in tests}
+    for r in tests:  # written to 6 significant digits, however small
+        b, c = int(r["a_right_b_wrong"]), int(r["a_wrong_b_right"])
+        expected = binomtest(b, b + c).pvalue if b + c else 1.0
+        assert float(r["p_value"]) == pytest.approx(expected, rel=1e-5)
     for task in TASKS:
         line = next(s for s in findings.splitlines() if s.startswith(f"- **{task}**"))
         assert f"reaches {accuracy[(task, 'cnn')]:.1f}%" in line
