@@ -252,6 +252,19 @@ def test_user_errors(data):
         CNNClassifier().fit(X, y, sample_weight=np.ones(3))
 
 
+def test_verbose_auto_writes_one_line_per_epoch_unless_on_a_terminal(data, capfd, monkeypatch):
+    params = {**TINY, "verbose": "auto", "epochs": 2}
+    CNNClassifier(**params).fit(*data["train"], validation_data=data["val"])
+    log = capfd.readouterr().out
+    assert "Epoch 1/2" in log and "Epoch 2/2" in log and "val_accuracy" in log
+    assert "\r" not in log and "\b" not in log  # no progress bar redrawn in a log file
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert CNNClassifier(verbose="auto")._keras_verbosity() == 1
+    assert CNNClassifier(verbose=0)._keras_verbosity() == 0
+    with pytest.raises(FerBenchError, match="verbose"):
+        CNNClassifier(verbose="loud").fit(*data["train"])
+
+
 def test_augmentation_is_a_seeded_mirror_and_small_warp():
     from fer_bench.models.cnn import _make_augmenter
 

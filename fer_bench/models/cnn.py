@@ -61,6 +61,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -133,7 +134,8 @@ class CNNClassifier(ImageClassifier):
             the selected weights, off otherwise and without validation data. The choice is selected_params_.
         checkpoint_dir: where to checkpoint every epoch and resume from (None: no checkpoints).
         callbacks: extra Keras callbacks passed to every model.fit call.
-        verbose: Keras' fit verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+        verbose: Keras' fit verbosity (0 silent, 1 progress bar, 2 one line per epoch) or "auto" (the default):
+            the progress bar on a terminal, one line per epoch otherwise (a log file).
     """
 
     _model_file = KERAS_FILE
@@ -142,7 +144,7 @@ class CNNClassifier(ImageClassifier):
                  batch_size=128, optimizer="adamw", learning_rate=2e-3, weight_decay=0.01, schedule="cosine",
                  warmup_epochs=2, patience=None, label_smoothing=0.1, flip=True, shift=0.1, rotation=10.0,
                  zoom=0.1, mixed_precision="auto", jit_compile=False, deterministic=True, tta="auto",
-                 checkpoint_dir=None, callbacks=None, verbose=1):
+                 checkpoint_dir=None, callbacks=None, verbose="auto"):
         self.seed = seed
         self.filters = filters
         self.convs_per_block = convs_per_block
@@ -224,7 +226,7 @@ class CNNClassifier(ImageClassifier):
             stop_after_epoch = keras.callbacks.LambdaCallback(
                 on_epoch_end=lambda *_: setattr(model, "stop_training", True))
             result = model.fit(train_ds, validation_data=validation_ds, initial_epoch=epoch, epochs=self.epochs,
-                               verbose=self.verbose, callbacks=[*(self.callbacks or []), stop_after_epoch],
+                               verbose=self._keras_verbosity(), callbacks=[*(self.callbacks or []), stop_after_epoch],
                                shuffle=False)
             seconds = time.perf_counter() - start
             logs = {k: float(v[-1]) for k, v in result.history.items()}
@@ -365,6 +367,8 @@ class CNNClassifier(ImageClassifier):
             raise FerBenchError(f"cnn: unknown schedule {self.schedule!r}; available: {', '.join(SCHEDULES)}")
         if self.tta not in (True, False, "auto"):
             raise FerBenchError(f"cnn: tta must be true, false or \"auto\", got {self.tta!r}")
+        if self.verbose not in (0, 1, 2, "auto"):
+            raise FerBenchError(f"cnn: verbose must be 0, 1, 2 or \"auto\", got {self.verbose!r}")
         if len(self.filters) < 1 or min(self.filters) < 1 or self.convs_per_block < 1:
             raise FerBenchError(f"cnn: filters must be positive channel counts and convs_per_block >= 1, got "
                                 f"{self.filters} and {self.convs_per_block}")
@@ -382,6 +386,12 @@ class CNNClassifier(ImageClassifier):
         if weights.shape != (n,) or not np.all(np.isfinite(weights)) or weights.min() < 0:
             raise ValueError(f"sample_weight must be {n} finite non-negative numbers, got shape {weights.shape}")
         return weights
+
+    def _keras_verbosity(self) -> int:
+        if self.verbose == "auto":
+            # Keras' progress bar redraws itself with carriage returns: in a log file that is one endless line.
+            return 1 if sys.stdout.isatty() else 2
+        return int(self.verbose)
 
     def _seed_everything(self):
         import keras
