@@ -1,6 +1,6 @@
 """Set-up of the pytest-benchmark suite: sizes, data, fixed training subsets and the fitted models.
 
-    pytest benchmarks/                                   # the comparison tables (~7 minutes on 2 cores)
+    pytest benchmarks/                                   # the comparison tables (~2 minutes on 2 cores)
     pytest benchmarks/ --benchmark-autosave              # also save to .benchmarks/ (git-ignored)
     pytest benchmarks/ --benchmark-compare               # compare with the last saved run
     pytest benchmarks/ --benchmark-json=bench.json       # speed and quality (extra_info) as JSON
