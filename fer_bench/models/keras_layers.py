@@ -48,17 +48,15 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         channels = self.moving_mean.shape[0]
         gamma = self.gamma if self.scale else tf.ones((channels,), tf.float32)
         beta = self.beta if self.center else tf.zeros((channels,), tf.float32)
-        if training and self.trainable:
-            # With exponential_avg_factor < 1 the kernel returns the updated moving averages:
-            # (1 - factor) * moving + factor * batch statistic.
-            outputs, moving_mean, moving_variance, *_ = tf.raw_ops.FusedBatchNormV3(
-                x=inputs, scale=gamma, offset=beta, mean=self.moving_mean, variance=self.moving_variance,
-                epsilon=self.epsilon, exponential_avg_factor=1.0 - self.momentum, data_format="NHWC",
-                is_training=True)
+        training = bool(training and self.trainable)
+        # Training normalises with the batch statistics, and with exponential_avg_factor < 1 the kernel also
+        # returns the updated moving averages: (1 - factor) * moving + factor * batch statistic. Inference
+        # normalises with the moving statistics and returns them unchanged.
+        outputs, moving_mean, moving_variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=gamma, offset=beta, mean=self.moving_mean, variance=self.moving_variance,
+            epsilon=self.epsilon, exponential_avg_factor=1.0 - self.momentum if training else 1.0,
+            data_format="NHWC", is_training=training)
+        if training:
             self.moving_mean.assign(moving_mean)
             self.moving_variance.assign(moving_variance)
-            return outputs
-        outputs, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=inputs, scale=gamma, offset=beta, mean=self.moving_mean, variance=self.moving_variance,
-            epsilon=self.epsilon, data_format="NHWC", is_training=False)
         return outputs
