@@ -160,20 +160,19 @@ def test_latency(benchmark, bench_data, fitted_models, call_timer, task, model_n
     benchmark.extra_info.update(info)
 
 
-def test_cnn_inference_without_tta(benchmark, bench_data, fitted_models, call_timer, peak_for):
-    """The batch inference benchmark for the fitted 7class CNN with flip TTA forced off (one network pass per
-    image): with TTA on, 1,000 images/s may be beyond the machine's peak (extra_info images_per_s_at_peak)."""
+def test_cnn_inference_with_tta(benchmark, bench_data, fitted_models, call_timer, peak_for):
+    """The batch inference benchmark for the fitted 7class CNN with flip TTA on (tta=True: two network passes
+    per image), what the option costs; extra_info images_per_s_at_peak is what the machine's peak allows."""
     task = "7class"
     benchmark.group = f"inference: {task}"
     fitted = fitted_models.get(task, "cnn")
-    plain = copy.copy(fitted.model).set_params(tta=False)  # shares the trained network
-    n_images, images_per_s = _time_batch_inference(benchmark, bench_data, call_timer, plain, task)
+    flipped = copy.copy(fitted.model).set_params(tta=True)  # shares the trained network
+    n_images, images_per_s = _time_batch_inference(benchmark, bench_data, call_timer, flipped, task)
     X_test, y_test = bench_data.private(task, bench_data.size.n_accuracy)
     benchmark.extra_info.update(bench_data.info(
-        task=task, model="cnn (tta=False)", n_train=fitted.n_train, n_images=n_images,
-        accuracy=round(float(np.mean(plain.predict(X_test) == y_test)), 4), n_accuracy=len(X_test),
-        images_per_s=round(images_per_s, 1), target="CNN batch inference >= 1,000 images/s",
-        **_inference_efficiency(plain, images_per_s, peak_for)))
+        task=task, model="cnn (tta=True)", n_train=fitted.n_train, n_images=n_images,
+        accuracy=round(float(np.mean(flipped.predict(X_test) == y_test)), 4), n_accuracy=len(X_test),
+        images_per_s=round(images_per_s, 1), **_inference_efficiency(flipped, images_per_s, peak_for)))
 
 
 def test_cnn_network_call_latency(benchmark, bench_data, fitted_models, call_timer):

@@ -442,7 +442,8 @@ def selection_markdown(report: Report) -> str:
     accuracy (PrivateTest played no part)."""
     lines = ["Gamma scale s means gamma = s / (n_features × feature variance), scikit-learn's \"scale\" times s; "
              "epoch k/n: the CNN's weights after epoch k of n; flip TTA: averaging each image's and its mirror "
-             "image's probabilities, kept when it raised PublicTest accuracy.", "",
+             "image's probabilities (off by default; on with tta=True, or with tta=\"auto\" when it raised "
+             "PublicTest accuracy).", "",
              "| task | model | seed | chosen on PublicTest | PublicTest accuracy (%) |", "|---|---|---|---|---|"]
     for cell in report.cells:
         selected = (cell.params or {}).get("selected") or {}

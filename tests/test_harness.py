@@ -239,5 +239,5 @@ def test_summary_lists_what_each_cell_chose_on_publictest(finished_run):
         if cell.model == "cnn":
             flip = "on" if selected["tta"] else "off"
             assert chosen == f"epoch {selected['best_epoch']}/{selected['epochs_run']}, flip TTA {flip}"
-            used = selected["val_accuracy_with_tta" if selected["tta"] else "val_accuracy_without_tta"]
+            used = selected["val_accuracy_with_tta" if selected["tta"] else "best_val_accuracy"]
             assert accuracy == f"{100 * used:.1f}"
