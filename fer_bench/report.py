@@ -469,17 +469,27 @@ def provenance_markdown(report: Report) -> str:
             + f". Tables written by `fer-bench report` {__version__} from the stored predictions in `runs/`.")
 
 
+#: characters LaTeX treats as commands, in a user's data set, task or model name (hog_svm has one)
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text) -> str:
+    """`text` as LaTeX that prints it literally."""
+    return "".join(LATEX_SPECIAL.get(char, char) for char in str(text))
+
+
 def latex_headline(report: Report) -> str:
     private = _metric_rows(report, HEADLINE_SPLIT)
     lines = [r"\begin{table}[t]", r"\centering",
-             rf"\caption{{{report.cells[0].manifest['dataset']['name']}: {HEADLINE_SPLIT} results "
+             rf"\caption{{{latex_escape(report.cells[0].manifest['dataset']['name'])}: {HEADLINE_SPLIT} results "
              r"(accuracy and macro-F1 in \%, 95\% bootstrap CI).}",
              r"\begin{tabular}{llrrrr}", r"\toprule",
              r"Task & Model & Accuracy & Macro-F1 & AUC & Fit (s) \\", r"\midrule"]
     for (task, model), rows in private.items():
         acc = _mean_std(rows, "accuracy").replace("±", r"$\pm$")
         f1 = _mean_std(rows, "f1_macro").replace("±", r"$\pm$")
-        lines.append(f"{task} & {model.replace('_', chr(92) + '_')} & {acc} & {f1} & "
+        lines.append(f"{latex_escape(task)} & {latex_escape(model)} & {acc} & {f1} & "
                      f"{np.mean([r['roc_auc_macro'] for r in rows]):.3f} & "
                      f"{np.mean([r['fit_seconds'] for r in rows]):.1f} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]

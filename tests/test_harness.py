@@ -15,7 +15,7 @@ from sklearn import metrics as skm
 
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.errors import FerBenchError
-from fer_bench.report import write_report
+from fer_bench.report import latex_escape, write_report
 from fer_bench.run import estimate_remaining_seconds, run_grid
 from fer_bench.storage import read_cell
 
@@ -104,6 +104,19 @@ def test_summary_says_synthetic_and_names_commit_and_machine(finished_run):
     assert "commit" in summary and "cores" in summary
     for model in MODELS:
         assert f"| 7class | {model} |" in summary
+
+
+def test_latex_table_has_one_escaped_row_per_cell(finished_run):
+    metrics = {(r["task"], r["model"]): r for r in csv.DictReader(open(finished_run / "metrics.csv"))
+               if r["split"] == "PrivateTest" and r["subset"] == "all"}
+    tex = (finished_run / "summary.tex").read_text()
+    rows = [line for line in tex.splitlines() if line.endswith(r"\\") and not line.startswith("Task")]
+    assert len(rows) == len(TASKS) * len(MODELS)
+    for (task, model), row in metrics.items():
+        expected = f"{task} & {model.replace('_', chr(92) + '_')} & {100 * float(row['accuracy']):.1f} ["
+        assert any(line.startswith(expected) for line in rows), expected
+    assert latex_escape(r"a_b&c%d$e#f{g}h~i^j\k") == (r"a\_b\&c\%d\$e\#f\{g\}h\textasciitilde{}i"
+                                                     r"\textasciicircum{}j\textbackslash{}k")
 
 
 def test_models_beat_chance_on_synthetic(finished_run):
