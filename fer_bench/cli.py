@@ -48,7 +48,11 @@ def cmd_data_audit(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from fer_bench.plugins import load_plugin
     from fer_bench.run import run_grid
+
+    for plugin in args.plugin:
+        load_plugin(plugin)
 
     run_grid(data=args.data, tasks=args.tasks, models=args.models, seeds=args.seeds, out=args.out,
              force=args.force, quick=args.quick, rgb_to_gray=args.rgb_to_gray, report=not args.no_report)
@@ -107,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="small, fast model configurations for smoke checks (always used on the synthetic data)")
     p.add_argument("--no-report", action="store_true", help="skip `fer-bench report` at the end")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+                   help="Python file or module to import first, to register your own models or tasks (repeatable)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="recompute metrics, tables and figures from stored predictions")
