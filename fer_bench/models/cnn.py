@@ -318,13 +318,16 @@ class CNNClassifier(ImageClassifier):
         kept only when it raises validation accuracy (on FER-2013's PublicTest by 0.0-0.7 points)."""
         if not self.tta:
             return False, {}
-        if validation is None:
+        if validation is None:  # True is on regardless; "auto" has nothing to choose on
             return (True, {}) if self.tta != "auto" else (False, {"tta_selection": "off: no validation data"})
         X_val, y_val = _as_model_input(validation[0]), validation[1]
-        flipped = float(np.mean(self._network_proba(X_val, flip_tta=True).argmax(axis=1) == y_val))
-        if self.tta != "auto":
-            return True, {"val_accuracy_with_tta": flipped}
-        plain = float(np.mean(self._network_proba(X_val, flip_tta=False).argmax(axis=1) == y_val))
+
+        def validation_accuracy(flip_tta: bool) -> float:
+            return float(np.mean(self._network_proba(X_val, flip_tta=flip_tta).argmax(axis=1) == y_val))
+
+        if self.tta != "auto":  # True: always on, with the validation accuracy of what predicts
+            return True, {"val_accuracy_with_tta": validation_accuracy(True)}
+        plain, flipped = validation_accuracy(False), validation_accuracy(True)
         return flipped > plain, {"val_accuracy_without_tta": plain, "val_accuracy_with_tta": flipped,
                                  "tta_selection": "on: higher validation accuracy" if flipped > plain
                                  else "off: no higher validation accuracy"}
