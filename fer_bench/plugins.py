@@ -32,37 +32,40 @@ def load_plugin(spec: str):
     """Import `spec`: a path to a .py file, or a module name importable from the current folder or the Python
     path. Returns the module."""
     path = Path(spec)
-    if spec.endswith(".py") or path.is_file():
+    from_file = spec.endswith(".py") or path.is_file()
+    if from_file:
         if not path.is_file():
             raise FerBenchError(f"--plugin {spec}: no such file")
         name = f"fer_bench_plugin_{path.stem}"
         module_spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module  # so the plugin's classes can be found by name (pickling, dataclasses)
-        return _execute(spec, lambda: module_spec.loader.exec_module(module), module)
-    # `fer-bench` (the console script) does not put the current folder on the path; `python -m` does.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    if importlib.util.find_spec(spec.split(".")[0]) is None:
-        raise FerBenchError(f"--plugin {spec}: no module of that name (not a file, not on the Python path)")
-    return _execute(spec, lambda: importlib.import_module(spec), None)
-
-
-def _execute(spec: str, load, module):
+    else:
+        # `fer-bench` (the console script) does not put the current folder on the path; `python -m` does.
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        if importlib.util.find_spec(spec.split(".")[0]) is None:
+            raise FerBenchError(f"--plugin {spec}: no module of that name (not a file, not on the Python path)")
     try:
-        loaded = load()
+        if from_file:
+            module_spec.loader.exec_module(module)
+            return module
+        return importlib.import_module(spec)
     except FerBenchError:
         raise
     except Exception as exc:  # the user's code: one line saying what failed and where, no traceback
-        if module is not None:
-            sys.modules.pop(module.__name__, None)
-        if isinstance(exc, SyntaxError):
-            message, where = exc.msg, (exc.filename, exc.lineno)
-        else:
-            # the innermost frame outside fer-bench and Python's import machinery: the plugin's own code
-            frames = [f for f in traceback.extract_tb(exc.__traceback__)
-                      if not f.filename.startswith(FER_BENCH_DIR) and "importlib" not in f.filename]
-            message, where = str(exc), (frames[-1].filename, frames[-1].lineno) if frames else None
-        at = f" at {where[0]}:{where[1]}" if where else ""
-        raise FerBenchError(f"--plugin {spec}: {type(exc).__name__}: {message}{at}") from None
-    return module if module is not None else loaded
+        if from_file:
+            sys.modules.pop(name, None)  # (a failed import_module removes its module itself)
+        raise FerBenchError(f"--plugin {spec}: {_what_and_where(exc)}") from None
+
+
+def _what_and_where(exc: Exception) -> str:
+    """The exception's type and message, and the plugin's file and line it came from."""
+    if isinstance(exc, SyntaxError):
+        message, where = exc.msg, (exc.filename, exc.lineno)
+    else:
+        # the innermost frame outside fer-bench and Python's import machinery: the plugin's own code
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if not f.filename.startswith(FER_BENCH_DIR) and "importlib" not in f.filename]
+        message, where = str(exc), (frames[-1].filename, frames[-1].lineno) if frames else None
+    return f"{type(exc).__name__}: {message}" + (f" at {where[0]}:{where[1]}" if where else "")
