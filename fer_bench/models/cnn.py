@@ -78,9 +78,13 @@ LAST_CONV_LAYER = "last_conv_block"
 KERAS_FILE = "model.keras"
 PARAMS_FILE = "cnn_params.json"
 STATE_FILE = "state.json"
-CHECKPOINT_FORMAT = 2  # 2: BatchNorm layers are FusedBatchNormalization
+CHECKPOINT_FORMAT = 3  # 2: BatchNorm layers are FusedBatchNormalization; 3: crops, erasing, EMA, test views
 PREDICT_BATCH = 512
 PREFETCH_BATCHES = 2  # input batches prepared ahead of the training step
+#: test_views choices: the centre crop; + its mirror image; ten-crop (4 corners + centre, and their mirrors)
+VIEW_CHOICES = (1, 2, 10)
+#: random erasing: aspect ratio (height / width) range of the erased rectangle, log-uniform
+ERASING_ASPECT = (0.3, 3.3)
 # Keras' default 0.99 lets the moving statistics lag ~100 steps behind weights that change fast at a high
 # learning rate: on FER-2013 after 3 epochs that gave 21% accuracy in inference mode vs 51% with batch
 # statistics on the same images. 0.9 (PyTorch's default) follows within ~10 steps.
@@ -98,6 +102,7 @@ QUICK_PARAMS = dict(
     batch_size=64,
     learning_rate=3e-3,
     warmup_epochs=1,
+    ema=None,  # an average over ~1,000 steps means nothing for a 60-step training
 )
 
 PLATEAU_PATIENCE = 3  # schedule="plateau": epochs without PublicTest improvement before the rate is halved
@@ -126,13 +131,25 @@ class CNNClassifier(ImageClassifier):
             epochs), "plateau" (halve the rate after 3 epochs without validation improvement) or "constant".
         patience: stop after this many epochs without validation-accuracy improvement (None: never).
         label_smoothing: for the cross-entropy.
-        flip, shift (fraction of the image), rotation (degrees), zoom (fraction): training augmentation.
+        flip, shift (fraction of the image), rotation (degrees), zoom (fraction): training augmentation (one
+            affine warp per image).
+        crop_size: train on a random crop_size x crop_size crop of each (warped) 48x48 face, a new position per
+            image and epoch; the network's input is then crop_size x crop_size and predictions use crops too
+            (test_views). None: the full 48x48 face, as before.
+        erasing: probability of random erasing per training image: a rectangle of the (cropped) image, of
+            erasing_area (min, max) fraction of its area and aspect ratio in ERASING_ASPECT (log-uniform),
+            centred anywhere (clipped at the border), is replaced by uniform noise in 0..255. 0: off.
+        ema: decay of an exponential moving average of the weights (Keras' optimizer use_ema), or None. When on,
+            both the trained weights and their average are evaluated on the validation data every epoch, and
+            the better one competes for selection (selected_params_["weights"] says which was kept).
+        test_views: network passes averaged per image in predict_proba: 1 (the centre crop), 2 (the centre crop
+            and its mirror image), 10 (ten-crop: the 4 corner crops and the centre crop, and their mirror
+            images), or "auto" (the default): of (1, 2, 10) the one with the best validation (PublicTest)
+            accuracy of the selected weights, ties going to fewer views; 1 without validation data. With
+            crop_size None the views are the full face (1) and it with its mirror (2); 10 needs crops.
+            Recorded in selected_params_["test_views"], with "val_accuracy_by_views".
         mixed_precision: bfloat16 compute with float32 weights; jit_compile: XLA.
         deterministic: seed everything and enable TensorFlow's op determinism.
-        tta: flip test-time augmentation, averaging the probabilities of each image and its mirror image
-            (twice the network's work per prediction): False (the default), True, or "auto": on when it raises
-            the validation (PublicTest) accuracy of the selected weights, off otherwise and without validation
-            data. Whether it is on is recorded in selected_params_["tta"].
         checkpoint_dir: where to checkpoint every epoch and resume from (None: no checkpoints).
         callbacks: extra Keras callbacks passed to every model.fit call.
         verbose: Keras' fit verbosity (0 silent, 1 progress bar, 2 one line per epoch) or "auto" (the default):
@@ -141,11 +158,12 @@ class CNNClassifier(ImageClassifier):
 
     _model_file = KERAS_FILE
 
-    def __init__(self, *, seed=0, filters=(32, 64, 128, 256), convs_per_block=2, head="gap", dropout=0.4, epochs=30,
+    def __init__(self, *, seed=0, filters=(32, 64, 128, 256), convs_per_block=2, head="gap", dropout=0.4, epochs=60,
                  batch_size=128, optimizer="adamw", learning_rate=2e-3, weight_decay=0.01, schedule="cosine",
-                 warmup_epochs=2, patience=None, label_smoothing=0.1, flip=True, shift=0.1, rotation=10.0,
-                 zoom=0.1, mixed_precision="auto", jit_compile=False, deterministic=True, tta=False,
-                 checkpoint_dir=None, callbacks=None, verbose="auto"):
+                 warmup_epochs=2, patience=None, label_smoothing=0.1, flip=True, shift=0.0, rotation=10.0,
+                 zoom=0.1, crop_size=44, erasing=0.5, erasing_area=(0.02, 0.2), ema=0.999, test_views="auto",
+                 mixed_precision="auto", jit_compile=False, deterministic=True, checkpoint_dir=None, callbacks=None,
+                 verbose="auto"):
         self.seed = seed
         self.filters = filters
         self.convs_per_block = convs_per_block
@@ -164,10 +182,14 @@ class CNNClassifier(ImageClassifier):
         self.shift = shift
         self.rotation = rotation
         self.zoom = zoom
+        self.crop_size = crop_size
+        self.erasing = erasing
+        self.erasing_area = erasing_area
+        self.ema = ema
+        self.test_views = test_views
         self.mixed_precision = mixed_precision
         self.jit_compile = jit_compile
         self.deterministic = deterministic
-        self.tta = tta
         self.checkpoint_dir = checkpoint_dir
         self.callbacks = callbacks
         self.verbose = verbose
@@ -216,7 +238,10 @@ class CNNClassifier(ImageClassifier):
             best_weights = checkpoint.load_best_weights(state, model)
             if not state["finished"]:
                 state["resumed_from_epoch"] = state["epoch"]
-        validation_ds = _validation_dataset(*validation, n_classes) if validation else None
+        _keep_trained_weights_at_fit_end(model)
+        # Epochs are compared on one view, the centre crop (the full face without crops): cheap every epoch.
+        validation_view = (self._centre_crop(validation[0]), validation[1]) if validation else None
+        validation_ds = _validation_dataset(*validation_view, n_classes) if validation else None
 
         while not state["finished"] and state["epoch"] < self.epochs:
             epoch = state["epoch"]
@@ -229,20 +254,32 @@ class CNNClassifier(ImageClassifier):
             result = model.fit(train_ds, validation_data=validation_ds, initial_epoch=epoch, epochs=self.epochs,
                                verbose=self._keras_verbosity(), callbacks=[*(self.callbacks or []), stop_after_epoch],
                                shuffle=False)
-            seconds = time.perf_counter() - start
             logs = {k: float(v[-1]) for k, v in result.history.items()}
             record = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
-                      "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy"),
-                      "lr": _current_learning_rate(model), "seconds": seconds,
-                      "images_per_s": len(X) / seconds if seconds > 0 else None}
+                      "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy")}
+            # Candidates for selection this epoch: the trained weights, then (when on) their moving average.
+            candidates = [("trained", record["val_accuracy"], None)]
+            if self.ema and validation is not None:
+                with _averaged_weights(model):
+                    record["ema_val_accuracy"] = _accuracy(self._network_proba(
+                        _as_model_input(validation[0]), 1, model), validation[1])
+                    ema_weights = model.get_weights()
+                candidates.append(("ema", record["ema_val_accuracy"], ema_weights))
+            seconds = time.perf_counter() - start
+            record.update(lr=_current_learning_rate(model), seconds=seconds,
+                          images_per_s=len(X) / seconds if seconds > 0 else None)
             state["history"].append(record)
             state["epoch"] = epoch + 1
             if validation is not None:
-                improved = state["best_val_accuracy"] is None or record["val_accuracy"] > state["best_val_accuracy"]
+                kind, accuracy, candidate_weights = candidates[0]
+                for other in candidates[1:]:  # the average only when strictly better
+                    if other[1] > accuracy:
+                        kind, accuracy, candidate_weights = other
+                improved = state["best_val_accuracy"] is None or accuracy > state["best_val_accuracy"]
                 if improved:
-                    state.update(best_val_accuracy=record["val_accuracy"], best_epoch=epoch + 1,
+                    state.update(best_val_accuracy=accuracy, best_epoch=epoch + 1, best_weights_kind=kind,
                                  epochs_without_improvement=0, plateau_wait=0)
-                    best_weights = model.get_weights()
+                    best_weights = candidate_weights if candidate_weights is not None else model.get_weights()
                 else:
                     state["epochs_without_improvement"] += 1
                     state["plateau_wait"] += 1
@@ -257,20 +294,25 @@ class CNNClassifier(ImageClassifier):
 
         if best_weights is not None:
             model.set_weights(best_weights)
+        elif self.ema and validation is None and state["epoch"] > 0:
+            _overwrite_with_average(model)  # without validation data the last epoch's average is kept
         self.keras_model_ = model
-        flip_tta, tta_evidence = self._choose_tta(validation)
         self.last_conv_layer_name_ = LAST_CONV_LAYER
+        views, views_evidence = self._choose_views(validation)
         self.history_ = state["history"]
         last = state["history"][-1] if state["history"] else {}
         seconds = sum(r["seconds"] for r in state["history"])
         self.selected_params_ = {
             "best_epoch": state["best_epoch"] if validation is not None else state["epoch"],
             "best_val_accuracy": state["best_val_accuracy"],
+            "weights": state.get("best_weights_kind", "trained") if validation is not None
+            else ("ema" if self.ema else "trained"),
             "epochs_run": state["epoch"],
             "stopped_early": state["stopped_early"],
             "final_learning_rate": last.get("lr"),
-            "tta": flip_tta,
-            **tta_evidence,
+            "test_views": views,
+            **views_evidence,
+            "input_size": self._input_size(),
             "mixed_precision": "bfloat16" if self._uses_bfloat16() else "float32",
             "resumed_from_epoch": state["resumed_from_epoch"],
             "train_seconds": seconds,
@@ -281,56 +323,123 @@ class CNNClassifier(ImageClassifier):
         return self
 
     def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities: the mean of the softmax over prediction_views() views of each image."""
         check_is_fitted(self, "keras_model_")
-        proba = self._network_proba(_as_model_input(check_images(X)), flip_tta=self.uses_flip_tta())
+        proba = self._network_proba(_as_model_input(check_images(X)), self.prediction_views())
         return proba / proba.sum(axis=1, keepdims=True)
 
-    def uses_flip_tta(self) -> bool:
-        """Whether predict_proba averages each image with its mirror image: the tta parameter, or with "auto"
-        the choice fit made on the validation data."""
-        if self.tta == "auto":
-            return bool(getattr(self, "selected_params_", {}).get("tta", False))
-        return bool(self.tta)
+    def predict_proba_single_view(self, X) -> np.ndarray:
+        """Class probabilities from one view per image, the centre crop (the full face without crops): what
+        epochs were compared on, and the cheapest prediction of these weights."""
+        check_is_fitted(self, "keras_model_")
+        proba = self._network_proba(_as_model_input(check_images(X)), 1)
+        return proba / proba.sum(axis=1, keepdims=True)
 
-    def _network_proba(self, X: np.ndarray, flip_tta: bool = False) -> np.ndarray:
-        """The network's softmax on (N, 48, 48, 1) float32 images, PREDICT_BATCH images per call; with
-        flip_tta the mean of each image's and its mirror image's, both in the same call (a single image
-        then costs one call of 2, not 2 calls).
+    # --- capabilities (fer_bench.models.base.ImageClassifier) ---------------------------------------------
+
+    def prediction_views(self) -> int:
+        """Network passes per image in predict_proba: test_views, or with "auto" what fit chose on the
+        validation data (1 before fit)."""
+        if self.test_views == "auto":
+            return int(getattr(self, "selected_params_", {}).get("test_views") or 1)
+        return int(self.test_views)
+
+    def selected_on_validation(self) -> dict:
+        return dict(getattr(self, "selected_params_", None) or {})
+
+    def validation_accuracy(self) -> float | None:
+        """PublicTest accuracy of the model as it predicts (the kept weights with the chosen views); None
+        without validation data."""
+        by_views = self.selected_on_validation().get("val_accuracy_by_views") or {}
+        return by_views.get(str(self.prediction_views()))
+
+    def training_history(self) -> list[dict] | None:
+        return getattr(self, "history_", None)
+
+    def parameter_count(self) -> int | None:
+        check_is_fitted(self, "keras_model_")
+        return int(self.keras_model_.count_params())
+
+    def keras_network(self):
+        """The network as trained: input crop_size x crop_size x 1 (48 x 48 x 1 without crops), raw 0..255
+        pixels; one call of it is one prediction view."""
+        check_is_fitted(self, "keras_model_")
+        return self.keras_model_
+
+    def saliency_network(self):
+        """(Keras model, last conv layer name) for fer_bench.saliency: the model takes raw 0..255 float32 images
+        of shape (N, 48, 48, 1) and computes the network on their centre crop (a Cropping2D layer named
+        "centre_crop" in front of the trained layers' copies, same weights; without crops the network itself),
+        with the class scores before the softmax in the layer "logits". Saliency maps thus explain the single
+        centre-crop view, and are 0 on the cropped-off border (2 pixels each side for 44x44 crops)."""
+        check_is_fitted(self, "keras_model_")
+        if self._input_size() == IMAGE_SIZE:
+            return self.keras_model_, self.last_conv_layer_name_
+        network = self._build_network(len(self.classes_), centre_crop=True)
+        network.set_weights(self.keras_model_.get_weights())
+        return network, self.last_conv_layer_name_
+
+    # --- views ---------------------------------------------------------------------------------------------
+
+    def _input_size(self) -> int:
+        return IMAGE_SIZE if self.crop_size is None else int(self.crop_size)
+
+    def _centre_crop(self, X: np.ndarray) -> np.ndarray:
+        size = self._input_size()
+        offset = (IMAGE_SIZE - size) // 2
+        return X[:, offset:offset + size, offset:offset + size]
+
+    def _views(self, X: np.ndarray, views: int) -> list[np.ndarray]:
+        """The `views` inputs of the network for images X (N, 48, 48, 1): [centre] (1), [centre, mirrored
+        centre] (2), or the centre and the 4 corner crops, then the 5 mirrored (10)."""
+        size = self._input_size()
+        centre, far = (IMAGE_SIZE - size) // 2, IMAGE_SIZE - size
+        offsets = [(centre, centre)] + ([(0, 0), (0, far), (far, 0), (far, far)] if views == 10 else [])
+        crops = [X[:, r:r + size, c:c + size] for r, c in offsets]
+        return crops if views == 1 else crops + [crop[:, :, ::-1] for crop in crops]
+
+    def _network_proba(self, X: np.ndarray, views: int = 1, network=None) -> np.ndarray:
+        """The mean of the network's softmax over `views` views of (N, 48, 48, 1) float32 images, computed in
+        calls of at most PREDICT_BATCH network inputs holding every view of their images (a single image then
+        costs one call of `views`, not `views` calls).
 
         predict_on_batch, not predict: Keras' predict builds a data pipeline on every call, ~30 ms, which
         dominated single-image latency (predict_on_batch: ~2 ms on 2 cores); same batches, same numbers."""
+        network = network if network is not None else self.keras_model_
         if len(X) == 0:
             return np.zeros((0, len(self.classes_)))
-        step = PREDICT_BATCH // 2 if flip_tta else PREDICT_BATCH
+        step = max(1, PREDICT_BATCH // views)
         chunks = []
         for start in range(0, len(X), step):
             batch = X[start:start + step]
-            network_input = np.concatenate([batch, batch[:, :, ::-1]]) if flip_tta else batch
-            proba = np.asarray(self.keras_model_.predict_on_batch(network_input), dtype=np.float64)
-            chunks.append((proba[:len(batch)] + proba[len(batch):]) / 2 if flip_tta else proba)
+            network_input = np.concatenate(self._views(batch, views)) if views > 1 else self._views(batch, 1)[0]
+            proba = np.asarray(network.predict_on_batch(network_input), dtype=np.float64)
+            chunks.append(proba.reshape(views, len(batch), -1).mean(axis=0))
         return np.concatenate(chunks)
 
-    def _choose_tta(self, validation) -> tuple[bool, dict]:
-        """Whether predictions use flip TTA, and the validation accuracies behind it: for "auto" both (the
-        choice), for True the flipped one (the validation accuracy of what predicts); none for False.
+    def _choose_views(self, validation) -> tuple[int, dict]:
+        """The test views predict_proba uses, and the validation accuracies behind the choice: for "auto" every
+        choice's, for a fixed number that one's (the validation accuracy of what predicts); none without
+        validation data ("auto" then means 1).
 
-        Flipping never changes which weights were selected (epochs are compared without it). With "auto" it is
-        kept only when it raises validation accuracy (on FER-2013's PublicTest by 0.0-0.7 points)."""
-        if not self.tta:
-            return False, {}
-        if validation is None:  # True is on regardless; "auto" has nothing to choose on
-            return (True, {}) if self.tta != "auto" else (False, {"tta_selection": "off: no validation data"})
+        The views never change which weights were selected (epochs are compared on the centre crop alone)."""
+        choices = [v for v in VIEW_CHOICES if v != 10 or self._input_size() < IMAGE_SIZE]
+        if validation is None:
+            if self.test_views == "auto":
+                return 1, {"test_views_selection": "1: no validation data"}
+            return int(self.test_views), {}
         X_val, y_val = _as_model_input(validation[0]), validation[1]
-
-        def validation_accuracy(flip_tta: bool) -> float:
-            return float(np.mean(self._network_proba(X_val, flip_tta=flip_tta).argmax(axis=1) == y_val))
-
-        if self.tta != "auto":  # True: always on, with the validation accuracy of what predicts
-            return True, {"val_accuracy_with_tta": validation_accuracy(True)}
-        plain, flipped = validation_accuracy(False), validation_accuracy(True)
-        return flipped > plain, {"val_accuracy_without_tta": plain, "val_accuracy_with_tta": flipped,
-                                 "tta_selection": "on: higher validation accuracy" if flipped > plain
-                                 else "off: no higher validation accuracy"}
+        evaluated = choices if self.test_views == "auto" else [int(self.test_views)]
+        by_views = {str(v): _accuracy(self._network_proba(X_val, v), y_val) for v in evaluated}
+        if self.test_views != "auto":
+            return int(self.test_views), {"val_accuracy_by_views": by_views}
+        best = choices[0]
+        for v in choices[1:]:  # strictly better only: ties go to fewer views
+            if by_views[str(v)] > by_views[str(best)]:
+                best = v
+        return best, {"val_accuracy_by_views": by_views,
+                      "test_views_selection": f"{best}: best validation accuracy of {', '.join(map(str, choices))} "
+                                              "views (ties: fewer)"}
 
     def save(self, directory) -> Path:
         """Write model.keras (the trained network, no optimizer state) and cnn_params.json."""
@@ -355,10 +464,19 @@ class CNNClassifier(ImageClassifier):
         saved = json.loads((directory / PARAMS_FILE).read_text())
         params = saved["params"]
         params["filters"] = tuple(params["filters"])
+        selected = saved["selected_params"]
+        if "tta" in params:  # saved before crops, erasing, EMA and test_views: the full face, flip TTA or not
+            tta = params.pop("tta")
+            params.update(crop_size=None, erasing=0.0, ema=None, test_views=2 if tta is True else 1)
+            if tta == "auto":
+                params["test_views"] = "auto"
+                selected = {**selected, "test_views": 2 if selected.get("tta") else 1}
+        if params.get("erasing_area") is not None:
+            params["erasing_area"] = tuple(params["erasing_area"])
         model = cls(**params)
         model.keras_model_ = _load_keras_model(directory / KERAS_FILE, compile=False)
         model.classes_ = np.asarray(saved["classes"])
-        model.selected_params_ = saved["selected_params"]
+        model.selected_params_ = selected
         model.history_ = saved["history"]
         model.last_conv_layer_name_ = saved["last_conv_layer_name"]
         return model
@@ -372,8 +490,22 @@ class CNNClassifier(ImageClassifier):
             raise FerBenchError(f"cnn: unknown head {self.head!r}; available: {', '.join(HEADS)}")
         if self.schedule not in SCHEDULES:
             raise FerBenchError(f"cnn: unknown schedule {self.schedule!r}; available: {', '.join(SCHEDULES)}")
-        if self.tta not in (True, False, "auto"):
-            raise FerBenchError(f"cnn: tta must be true, false or \"auto\", got {self.tta!r}")
+        if self.test_views not in (*VIEW_CHOICES, "auto") or isinstance(self.test_views, bool):
+            raise FerBenchError(f"cnn: test_views must be 1, 2, 10 or \"auto\", got {self.test_views!r}")
+        if self.crop_size is not None and not (isinstance(self.crop_size, int | np.integer)
+                                               and 8 <= self.crop_size <= IMAGE_SIZE):
+            raise FerBenchError(f"cnn: crop_size must be None or a whole number of pixels in 8..48, got "
+                                f"{self.crop_size!r}")
+        if self.test_views == 10 and self._input_size() == IMAGE_SIZE:
+            raise FerBenchError("cnn: test_views=10 (ten-crop) needs crop_size < 48")
+        if not 0 <= float(self.erasing) <= 1:
+            raise FerBenchError(f"cnn: erasing is a probability in 0..1, got {self.erasing!r}")
+        low, high = self.erasing_area
+        if not 0 < low <= high <= 1:
+            raise FerBenchError(f"cnn: erasing_area must be (min, max) fractions with 0 < min <= max <= 1, got "
+                                f"{self.erasing_area!r}")
+        if self.ema is not None and not 0 < float(self.ema) < 1:
+            raise FerBenchError(f"cnn: ema must be None or a decay in (0, 1), got {self.ema!r}")
         if self.verbose not in (0, 1, 2, "auto"):
             raise FerBenchError(f"cnn: verbose must be 0, 1, 2 or \"auto\", got {self.verbose!r}")
         if len(self.filters) < 1 or min(self.filters) < 1 or self.convs_per_block < 1:
@@ -408,15 +540,23 @@ class CNNClassifier(ImageClassifier):
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(int(self.seed))
 
-    def _build_network(self, n_classes: int):
+    def _build_network(self, n_classes: int, centre_crop: bool = False):
+        """The network on input_size x input_size images; with centre_crop on 48x48 images whose centre crop a
+        Cropping2D layer takes first (the same weights in the same order: saliency_network)."""
         import keras
         from keras import layers
 
         from fer_bench.models.keras_layers import FusedBatchNormalization
 
         compute = "mixed_bfloat16" if self._uses_bfloat16() else "float32"
-        inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="image")
-        x = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(inputs)
+        size = self._input_size()
+        if centre_crop:
+            inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="image")
+            margin = (IMAGE_SIZE - size) // 2
+            x = layers.Cropping2D(((margin, IMAGE_SIZE - size - margin),) * 2, name="centre_crop")(inputs)
+        else:
+            inputs = x = keras.Input((size, size, 1), name="image")
+        x = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(x)
         for block, channels in enumerate(self.filters, 1):
             if block > 1:
                 x = layers.MaxPooling2D(2, name=f"block{block}_pool", dtype=compute)(x)
@@ -453,11 +593,12 @@ class CNNClassifier(ImageClassifier):
                 warmup_steps=warmup)
         else:
             learning_rate = float(self.learning_rate)
+        average = dict(use_ema=True, ema_momentum=float(self.ema)) if self.ema else {}
         if self.optimizer == "adamw":
-            optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=self.weight_decay)
+            optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=self.weight_decay, **average)
         else:
             optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True,
-                                             weight_decay=self.weight_decay)
+                                             weight_decay=self.weight_decay, **average)
         model.compile(optimizer=optimizer,
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=self.label_smoothing),
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
@@ -473,7 +614,8 @@ class CNNClassifier(ImageClassifier):
         import tensorflow as tf
 
         order = np.random.default_rng([int(self.seed), epoch]).permutation(len(X))
-        augment = _make_augmenter(self.flip, self.shift, self.rotation, self.zoom)
+        augment = _make_augmenter(self.flip, self.shift, self.rotation, self.zoom, crop_size=self.crop_size,
+                                  erasing=self.erasing, erasing_area=self.erasing_area)
         epoch_seed = _derive_seed(self.seed, epoch, 1 << 20)
 
         def prepare(index, batch):
@@ -494,7 +636,7 @@ class CNNClassifier(ImageClassifier):
         for array in (X, y_index, weights, *(validation or ())):
             h.update(np.ascontiguousarray(array).tobytes())
         params = {k: v for k, v in self.get_params().items()
-                  if k not in ("checkpoint_dir", "callbacks", "verbose", "tta")}
+                  if k not in ("checkpoint_dir", "callbacks", "verbose", "test_views")}
         h.update(json.dumps(_jsonable(params), sort_keys=True).encode())
         return h.hexdigest()[:16]
 
@@ -519,6 +661,41 @@ def cpu_has_native_bfloat16() -> bool:
 
 def improved_now(state) -> bool:
     return state["best_epoch"] is not None and state["best_epoch"] == state["epoch"]
+
+
+def _keep_trained_weights_at_fit_end(model):
+    """With use_ema, Keras' model.fit ends by overwriting the weights with their moving average
+    (optimizer.finalize_variable_values). fit() calls model.fit once per epoch, so that would train every epoch
+    on from the average; the trained weights must go on, and the average is only evaluated (_averaged_weights)."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and getattr(optimizer, "use_ema", False):
+        optimizer.finalize_variable_values = lambda var_list: None
+
+
+def _overwrite_with_average(model):
+    model.optimizer._overwrite_model_variables_with_average_value(model.trainable_variables)
+
+
+class _averaged_weights:
+    """Context: the model's trainable weights are their moving average inside, the trained ones again after
+    (batch-norm statistics stay those of the trained weights)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.trained = [v.numpy() for v in self.model.trainable_variables]
+        _overwrite_with_average(self.model)
+        return self.model
+
+    def __exit__(self, *exc):
+        for variable, value in zip(self.model.trainable_variables, self.trained, strict=True):
+            variable.assign(value)
+        return False
+
+
+def _accuracy(proba: np.ndarray, y_index: np.ndarray) -> float:
+    return float(np.mean(proba.argmax(axis=1) == y_index))
 
 
 def _derive_seed(seed: int, epoch: int, salt: int) -> int:
@@ -561,36 +738,64 @@ def _validation_dataset(X, y_index, n_classes: int):
             .prefetch(PREFETCH_BATCHES).with_options(_pipeline_options()))
 
 
-def _make_augmenter(flip: bool, shift: float, rotation: float, zoom: float):
-    """A function (images (B, 48, 48, 1) float32, seed (2,) int64) -> augmented images, or None when every
-    strength is 0. One bilinear affine warp per image (reflecting at the border) does mirror, rotation about
-    the centre, zoom and shift at once; random numbers are stateless, so the same seed gives the same batch."""
+def _make_augmenter(flip: bool, shift: float, rotation: float, zoom: float, *, crop_size: int | None = None,
+                    erasing: float = 0.0, erasing_area=(0.02, 0.2)):
+    """A function (images (B, 48, 48, 1) float32, seed (2,) int64) -> augmented images (B, crop, crop, 1), or
+    None when there is nothing to do. One bilinear affine warp per image (reflecting at the border) does mirror,
+    rotation about the centre, zoom, shift and the random crop at once (the crop is a whole-pixel translation of
+    the output grid, so a crop alone copies pixels exactly); random erasing then replaces a rectangle by noise.
+    Random numbers are stateless, so the same seed gives the same batch."""
     import tensorflow as tf
 
-    if not flip and not shift and not rotation and not zoom:
+    size = IMAGE_SIZE if crop_size is None else int(crop_size)
+    if not flip and not shift and not rotation and not zoom and size == IMAGE_SIZE and not erasing:
         return None
     max_angle = np.deg2rad(rotation)
     centre = (IMAGE_SIZE - 1) / 2
+    min_area, max_area = (float(a) for a in erasing_area)
+    log_aspect = np.log(ERASING_ASPECT)
 
-    def augment(images, seed):
+    def warp(images, seeds):
         n = tf.shape(images)[0]
-        seeds = tf.random.experimental.stateless_split(seed, 5)
         mirror = tf.where(tf.random.stateless_uniform([n], seeds[0]) < 0.5, -1.0, 1.0) if flip else tf.ones([n])
         angle = tf.random.stateless_uniform([n], seeds[1], -max_angle, max_angle)
         scale = 1.0 + tf.random.stateless_uniform([n], seeds[2], -zoom, zoom)
         tx = tf.random.stateless_uniform([n], seeds[3], -shift, shift) * IMAGE_SIZE
         ty = tf.random.stateless_uniform([n], seeds[4], -shift, shift) * IMAGE_SIZE
-        # The transform maps each output pixel to the input pixel it samples: undo shift, rotation and zoom
-        # about the centre, then mirror.
+        # Crop offsets: whole pixels, 0..48-size inclusive, uniform.
+        ox = tf.cast(tf.random.stateless_uniform([n], seeds[5], 0, IMAGE_SIZE - size + 1, tf.int32), tf.float32)
+        oy = tf.cast(tf.random.stateless_uniform([n], seeds[6], 0, IMAGE_SIZE - size + 1, tf.int32), tf.float32)
+        # The transform maps each output pixel to the input pixel it samples: move the output grid to the crop's
+        # place, undo shift, rotation and zoom about the centre, then mirror.
         cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
         dx, dy = -centre - tx, -centre - ty
         a0, a1, a2 = cos, sin, cos * dx + sin * dy
         b0, b1, b2 = -sin, cos, -sin * dx + cos * dy + centre
         a0, a1, a2 = mirror * a0, mirror * a1, mirror * a2 + centre
+        a2, b2 = a2 + a0 * ox + a1 * oy, b2 + b0 * ox + b1 * oy
         transforms = tf.stack([a0, a1, a2, b0, b1, b2, tf.zeros([n]), tf.zeros([n])], axis=1)
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=images, transforms=transforms, output_shape=[IMAGE_SIZE, IMAGE_SIZE],
+            images=images, transforms=transforms, output_shape=[size, size],
             fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
+
+    def erase(images, seeds):
+        n = tf.shape(images)[0]
+        on = tf.random.stateless_uniform([n], seeds[7]) < erasing
+        area = tf.random.stateless_uniform([n], seeds[8], min_area, max_area) * size * size
+        aspect = tf.exp(tf.random.stateless_uniform([n], seeds[9], log_aspect[0], log_aspect[1]))
+        half_h, half_w = tf.sqrt(area * aspect) / 2, tf.sqrt(area / aspect) / 2
+        centres = tf.random.stateless_uniform([n, 2], seeds[10], 0.0, float(size))
+        grid = tf.range(size, dtype=tf.float32) + 0.5
+        rows = tf.abs(grid[None, :] - centres[:, :1]) < half_h[:, None]
+        cols = tf.abs(grid[None, :] - centres[:, 1:]) < half_w[:, None]
+        mask = rows[:, :, None] & cols[:, None, :] & on[:, None, None]
+        noise = tf.random.stateless_uniform(tf.shape(images), seeds[11], 0.0, 255.0)
+        return tf.where(mask[..., None], noise, images)
+
+    def augment(images, seed):
+        seeds = tf.random.experimental.stateless_split(seed, 12)
+        images = warp(images, seeds)
+        return erase(images, seeds) if erasing else images
 
     return augment
 
@@ -648,9 +853,12 @@ class _Checkpoint:
         previous = self._referenced_files()
         state["model_file"] = f"epoch{epoch:04d}.keras"
         model.save(self.directory / state["model_file"])
-        if best_weights is not None:
+        if best_weights is not None:  # this epoch's trained weights or their moving average
             state["best_weights_file"] = f"best_epoch{epoch:04d}.weights.h5"
-            model.save_weights(self.directory / state["best_weights_file"])  # current weights are the best
+            trained = model.get_weights()
+            model.set_weights(best_weights)
+            model.save_weights(self.directory / state["best_weights_file"])
+            model.set_weights(trained)
         _atomic_write(self.directory / STATE_FILE, json.dumps(
             {"format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint, "state": state}, indent=1))
         for name in previous - self._referenced_files():
