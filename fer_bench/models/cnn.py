@@ -1,7 +1,7 @@
 """The Keras 3 CNN: a VGG-style functional network trained on raw 48x48 grayscale faces.
 
     from fer_bench.models import make_model
-    model = make_model("cnn", seed=0)                       # or make_cnn(seed=0, epochs=10, tta=True)
+    model = make_model("cnn", seed=0)                       # or make_cnn(seed=0, epochs=10, test_views=2)
     model.fit(X_train, y_train, sample_weight=w, validation_data=(X_public, y_public))
     model.predict_proba(X_private)
 
@@ -13,14 +13,22 @@ Design:
   cores went from 3,116 s to 1,942 s); the last block's output is the layer `last_conv_layer_name_`
   (Grad-CAM); global average pooling, dropout, a Dense layer named "logits" and a separate softmax
   Activation (saliency maps differentiate the logits).
-* Augmentation (horizontal flip, shift, rotation, zoom: one affine warp per image) runs in the tf.data input
-  pipeline with stateless random numbers keyed by (seed, epoch, batch), and the epoch's shuffle order is
-  drawn from (seed, epoch). Together with re-seeding the dropout generators at every epoch this makes an
-  epoch's randomness independent of what ran before it, so a training resumed from a checkpoint ends with
-  exactly the weights of an uninterrupted one.
+* The training recipe (docs/cnn-recipe.md holds its ablation on FER-2013): random 44x44 crops of the 48x48
+  faces (the network's input is 44x44), with mirror, +-10 degree rotation, +-10% zoom (no shift: the crop
+  position already moves the face by up to +-2 pixels) and random erasing (p 0.5, 2-20% of the crop); AdamW
+  with cosine decay over 60 epochs; an exponential moving average of the weights (decay 0.999) competes with
+  the trained weights for selection. At test time each face is the mean over 1, 2 or 10 views (centre crop;
+  + its mirror; ten-crop), the number chosen on PublicTest once after training (test_views="auto").
+* Augmentation (flip, shift, rotation, zoom and the random crop: one affine warp per image; then random
+  erasing) runs in the tf.data input pipeline with stateless random numbers keyed by (seed, epoch, batch),
+  and the epoch's shuffle order is drawn from (seed, epoch). Together with re-seeding the dropout generators
+  at every epoch this makes an epoch's randomness independent of what ran before it, so a training resumed
+  from a checkpoint ends with exactly the weights of an uninterrupted one.
 * Model selection uses validation_data (PublicTest) only: the weights of the epoch with the best validation
-  accuracy are restored at the end; early stopping (`patience`) and, with schedule="plateau", the learning
-  rate reductions are driven by it too. Without validation_data the fixed number of epochs is trained.
+  accuracy on the single centre-crop view (the trained weights, or with ema their average when strictly
+  better) are restored at the end, then the test views are chosen for them; early stopping (`patience`)
+  and, with schedule="plateau", the learning rate reductions are driven by it too. Without validation_data
+  the fixed number of epochs is trained (with ema, the average of the last epoch is kept).
 * Checkpointing (`checkpoint_dir`): after every epoch the model with its optimizer state, the best weights
   and a JSON state (epoch, best-so-far, early-stopping counters, history) are written, the JSON last and
   atomically, so the JSON always names complete files. fit() with the same checkpoint_dir and the same
