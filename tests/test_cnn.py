@@ -68,23 +68,30 @@ def test_records_history_and_selection(fitted):
     assert chosen["best_val_accuracy"] == best["val_accuracy"]
     assert fitted.history_[chosen["best_epoch"] - 1]["val_accuracy"] == best["val_accuracy"]
     assert chosen["epochs_run"] == QUICK_PARAMS["epochs"]
-    # Flip TTA is off by default and recorded as such; nothing was compared on the validation data.
-    assert chosen["tta"] is False and not fitted.uses_flip_tta()
-    assert "val_accuracy_with_tta" not in chosen
+    # The views are chosen after training among 1, 2 and 10 on the validation data; one view is the epoch's.
+    by_views = chosen["val_accuracy_by_views"]
+    assert set(by_views) == {"1", "2", "10"} and chosen["test_views"] == fitted.prediction_views()
+    assert by_views["1"] == pytest.approx(chosen["best_val_accuracy"], abs=1e-6)
+    assert by_views[str(chosen["test_views"])] == max(by_views.values()) == fitted.validation_accuracy()
+    assert chosen["input_size"] == 44 and chosen["weights"] == "trained"  # quick: no moving average
     assert chosen["final_learning_rate"] >= 0
+    assert fitted.training_history() is fitted.history_ and fitted.selected_on_validation() == chosen
     json.dumps(chosen)  # stored in params.json by the harness
 
 
 def test_keras_model_is_functional_with_named_conv_and_logits(fitted, data):
-    model = fitted.keras_model_
+    model = fitted.keras_network()
+    assert model is fitted.keras_model_ and tuple(model.input.shape) == (None, 44, 44, 1)
+    assert fitted.parameter_count() == model.count_params() == fitted.selected_params_["n_parameters"]
     conv = model.get_layer(fitted.last_conv_layer_name_).output
     assert len(conv.shape) == 4
     # What Grad-CAM builds: the input to (last conv features, logits before the softmax).
     probe = keras.Model(model.input, [conv, model.get_layer("logits").output])
     X = data["test"][0][:4]
-    features, logits = probe(X[..., None].astype("float32"))
+    features, logits = probe(X[:, 2:46, 2:46, None].astype("float32"))  # the centre crop
     assert features.shape[0] == 4 and logits.shape == (4, 3)
-    np.testing.assert_allclose(keras.ops.softmax(logits).numpy(), fitted.predict_proba(X), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.softmax(logits).numpy(), fitted.predict_proba_single_view(X),
+                               rtol=1e-4, atol=1e-5)
     # Every BatchNorm is the fused one (tests/test_keras_layers.py compares it with Keras' own).
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms and all(isinstance(layer, FusedBatchNormalization) for layer in norms)
@@ -100,31 +107,41 @@ def test_save_and_load_give_identical_predictions(fitted, data, tmp_path):
     assert loaded.last_conv_layer_name_ == fitted.last_conv_layer_name_
 
 
-def with_tta(model, tta):
-    """A copy of the fitted `model` sharing its network, with the tta parameter set (the fixture stays as is)."""
-    copy = clone(model).set_params(tta=tta)
+def with_views(model, views):
+    """A copy of the fitted `model` sharing its network, with test_views set (the fixture stays as is)."""
+    copy = clone(model).set_params(test_views=views)
     copy.keras_model_, copy.classes_, copy.selected_params_ = model.keras_model_, model.classes_, model.selected_params_
     return copy
 
 
-def test_tta_averages_image_and_mirror(fitted, data):
+def views_by_hand(model, X, views):
+    """The mean softmax over the views of X, each crop cut and mirrored here, one network call per view."""
+    crops = {"centre": X[:, 2:46, 2:46], "top left": X[:, :44, :44], "top right": X[:, :44, 4:],
+             "bottom left": X[:, 4:, :44], "bottom right": X[:, 4:, 4:]}
+    chosen = [crops["centre"]] if views < 10 else list(crops.values())
+    if views > 1:
+        chosen += [crop[:, :, ::-1] for crop in chosen]
+    network = model.keras_network()
+    return np.mean([network.predict_on_batch(crop[..., None].astype("float32")) for crop in chosen], axis=0)
+
+
+@pytest.mark.parametrize("views", [1, 2, 10])
+def test_views_average_centre_corner_crops_and_mirrors(fitted, data, views):
     X = data["test"][0][:20]
-    # tta=False explicitly, so the test does not depend on the default
-    plain = with_tta(fitted, False).predict_proba(X)
-    mirrored = with_tta(fitted, False).predict_proba(X[:, :, ::-1])
-    proba = with_tta(fitted, True).predict_proba(X)
-    assert proba.shape == plain.shape
-    np.testing.assert_allclose(proba, (plain + mirrored) / 2, rtol=1e-6)
+    proba = with_views(fitted, views).predict_proba(X)
+    assert with_views(fitted, views).prediction_views() == views
+    np.testing.assert_allclose(proba, views_by_hand(fitted, X, views), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fitted.predict_proba_single_view(X), views_by_hand(fitted, X, 1), rtol=1e-5,
+                               atol=1e-6)
 
 
-def test_tta_batches_cross_chunk_boundaries(fitted, data):
-    """Flip TTA predicts an image and its mirror in one call, PREDICT_BATCH // 2 images per chunk."""
+def test_views_batches_cross_chunk_boundaries(fitted, data):
+    """Ten-crop predicts every view of an image in one call, PREDICT_BATCH // 10 images per chunk."""
     from fer_bench.models.cnn import PREDICT_BATCH
 
-    X = np.concatenate([data["train"][0]] * 2)[:PREDICT_BATCH + 7]
-    plain = with_tta(fitted, False)
-    expected = (plain.predict_proba(X) + plain.predict_proba(X[:, :, ::-1])) / 2
-    np.testing.assert_allclose(with_tta(fitted, True).predict_proba(X), expected, rtol=1e-5, atol=1e-7)
+    X = np.concatenate([data["train"][0]] * 2)[:PREDICT_BATCH // 10 * 3 + 7]
+    np.testing.assert_allclose(with_views(fitted, 10).predict_proba(X), views_by_hand(fitted, X, 10),
+                               rtol=1e-5, atol=1e-6)
 
 
 def mirror_sided_images(n: int, seed: int):
@@ -140,33 +157,45 @@ def mirror_sided_images(n: int, seed: int):
 
 
 # Global average pooling cannot tell left from right; flattening keeps where the bar is.
-MIRROR_NET = {**TINY, "head": "flatten", "epochs": 3, "flip": False}
+MIRROR_NET = {**TINY, "head": "flatten", "epochs": 3, "flip": False, "erasing": 0.0}
 
 
-def test_tta_auto_turns_flipping_off_when_it_lowers_validation_accuracy():
-    # Flipping turns one class into the other, so flip TTA averages towards 50/50 and loses accuracy.
+def test_views_auto_chooses_on_validation_accuracy_alone():
+    # Mirroring turns one class into the other, so the views with mirrors (2 and 10) average towards 50/50.
     X, y = mirror_sided_images(500, seed=4)
-    model = CNNClassifier(**MIRROR_NET, tta="auto").fit(X[:350], y[:350], validation_data=(X[350:], y[350:]))
+    validation = (X[350:], y[350:])
+    model = CNNClassifier(**MIRROR_NET, test_views="auto").fit(X[:350], y[:350], validation_data=validation)
     chosen = model.selected_params_
-    # The restored best weights compared with and without flipping; without, that is the best epoch's accuracy.
-    best = max(model.history_, key=lambda r: r["val_accuracy"])
-    assert chosen["val_accuracy_without_tta"] == pytest.approx(best["val_accuracy"], abs=1e-6)
-    assert chosen["val_accuracy_without_tta"] > 0.9
-    assert chosen["val_accuracy_with_tta"] < chosen["val_accuracy_without_tta"]
-    assert chosen["tta"] is False and chosen["tta_selection"].startswith("off")
-    np.testing.assert_array_equal(model.predict_proba(X[350:]),
-                                  clone(model).set_params(tta=False).fit(X[:350], y[:350], validation_data=(
-                                      X[350:], y[350:])).predict_proba(X[350:]))
-    # Forced on, the same weights predict worse; without validation data "auto" means off.
-    forced = with_tta(model, True)
-    assert np.mean(forced.predict(X[350:]) == y[350:]) == pytest.approx(chosen["val_accuracy_with_tta"])
-    # tta=True: the same weights (same seed), flipping kept, and its validation accuracy recorded.
-    always = CNNClassifier(**MIRROR_NET, tta=True).fit(X[:350], y[:350], validation_data=(X[350:], y[350:]))
-    assert always.selected_params_["tta"] is True and always.uses_flip_tta()
-    assert always.selected_params_["val_accuracy_with_tta"] == chosen["val_accuracy_with_tta"]
-    np.testing.assert_array_equal(always.predict_proba(X[350:]), forced.predict_proba(X[350:]))
-    unvalidated = CNNClassifier(**{**MIRROR_NET, "epochs": 1}, tta="auto").fit(X[:350], y[:350])
-    assert unvalidated.selected_params_["tta"] is False
+    by_views = chosen["val_accuracy_by_views"]
+    # The choice is the views with the best validation accuracy, ties to fewer; it is what predict_proba uses.
+    best = min((-accuracy, int(views)) for views, accuracy in by_views.items())[1]
+    assert chosen["test_views"] == best == model.prediction_views() == 1
+    assert by_views["1"] > 0.9 and by_views["2"] < by_views["1"]
+    np.testing.assert_allclose(model.predict_proba(X[350:]), views_by_hand(model, X[350:], best), rtol=1e-5,
+                               atol=1e-6)
+    for views, accuracy in by_views.items():  # each recorded accuracy is that of those views on validation
+        assert np.mean(with_views(model, int(views)).predict(X[350:]) == y[350:]) == pytest.approx(accuracy)
+    assert model.validation_accuracy() == by_views["1"]
+    # The views never change the training: fixed views give the same weights and record only their accuracy.
+    forced = CNNClassifier(**MIRROR_NET, test_views=2).fit(X[:350], y[:350], validation_data=validation)
+    assert forced.selected_params_["val_accuracy_by_views"] == {"2": by_views["2"]}
+    np.testing.assert_array_equal(forced.predict_proba(X[350:]), with_views(model, 2).predict_proba(X[350:]))
+    unvalidated = CNNClassifier(**{**MIRROR_NET, "epochs": 1}).fit(X[:350], y[:350])
+    assert unvalidated.selected_params_["test_views"] == 1 and unvalidated.validation_accuracy() is None
+
+
+def test_moving_average_competes_for_selection(data):
+    model = train(data, seed=1, ema=0.9)
+    history = model.history_
+    assert all(0 <= r["ema_val_accuracy"] <= 1 for r in history)
+    # The kept epoch and weights are the best of both candidates; ties go to the trained weights.
+    best = max((max(r["val_accuracy"], r["ema_val_accuracy"]), -r["epoch"]) for r in history)
+    chosen = model.selected_params_
+    assert (chosen["best_val_accuracy"], chosen["best_epoch"]) == (best[0], -best[1])
+    record = history[chosen["best_epoch"] - 1]
+    assert chosen["weights"] == ("ema" if record["ema_val_accuracy"] > record["val_accuracy"] else "trained")
+    assert chosen["val_accuracy_by_views"]["1"] == pytest.approx(chosen["best_val_accuracy"], abs=1e-6)
+    assert "ema_val_accuracy" not in train(data, seed=1, epochs=1, ema=None).history_[0]
 
 
 def test_clone_and_params(fitted):
@@ -251,8 +280,13 @@ def test_user_errors(data):
     X, y = data["train"]
     with pytest.raises(FerBenchError, match="optimizer"):
         CNNClassifier(optimizer="rmsprop").fit(X, y)
-    with pytest.raises(FerBenchError, match="tta"):
-        CNNClassifier(tta="yes").fit(X, y)
+    with pytest.raises(FerBenchError, match="test_views"):
+        CNNClassifier(test_views=3).fit(X, y)
+    with pytest.raises(FerBenchError, match="ten-crop"):
+        CNNClassifier(crop_size=None, test_views=10).fit(X, y)
+    for bad in ({"crop_size": 50}, {"erasing": 1.5}, {"erasing_area": (0.3, 0.1)}, {"ema": 1.0}):
+        with pytest.raises(FerBenchError, match=next(iter(bad))):
+            CNNClassifier(**bad).fit(X, y)
     with pytest.raises(ValueError, match="48, 48"):
         CNNClassifier().fit(X[:, :40], y)
     with pytest.raises(ValueError, match="sample_weight"):
@@ -297,3 +331,94 @@ def test_augmentation_is_a_seeded_mirror_and_small_warp():
     moved = np.minimum(np.hypot(centre_y - 20, centre_x - 28), np.hypot(centre_y - 20, centre_x - (47 - 28)))
     assert np.all(moved < 4.8 * np.sqrt(2) + 1.5) and np.median(moved) > 0.5
     assert _make_augmenter(False, 0, 0, 0) is None
+
+
+def test_random_crop_is_an_exact_window_that_varies_with_the_seed():
+    from fer_bench.models.cnn import _make_augmenter
+
+    images, _ = stripe_images(32, seed=5)
+    batch = images[..., None].astype("float32")
+    crop = _make_augmenter(False, 0, 0, 0, crop_size=44)
+    seed = np.array([7, 3], dtype=np.int64)
+    out = crop(batch, seed).numpy()
+    assert out.shape == (32, 44, 44, 1)
+    np.testing.assert_array_equal(crop(batch, seed).numpy(), out)  # reproducible
+    offsets = []
+    for image, cropped in zip(batch, out, strict=True):
+        found = [(r, c) for r in range(5) for c in range(5) if np.array_equal(image[r:r + 44, c:c + 44], cropped)]
+        assert found, "each crop is a 44x44 window of its image, pixels copied exactly"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 5  # positions differ between the images of a batch
+    assert not np.array_equal(crop(batch, seed + np.array([0, 1])).numpy(), out)  # ... and between batches
+
+
+def test_random_erasing_replaces_one_rectangle_in_about_half_the_images():
+    from fer_bench.models.cnn import _make_augmenter
+
+    batch = np.full((200, 48, 48, 1), 128.0, dtype="float32")
+    erase = _make_augmenter(False, 0, 0, 0, erasing=0.5, erasing_area=(0.05, 0.2))
+    seed = np.array([11, 0], dtype=np.int64)
+    out = erase(batch, seed).numpy()[..., 0]
+    np.testing.assert_array_equal(erase(batch, seed).numpy()[..., 0], out)
+    changed = out != 128.0
+    erased = changed.any(axis=(1, 2))
+    assert 0.35 < erased.mean() < 0.65
+    for mask in changed[erased]:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        box = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        assert box.mean() > 0.97  # a filled rectangle (noise equal to 128 by chance aside)
+        assert box.size <= 0.2 * 48 * 48 + 2 * 48 + 1
+    assert not np.array_equal(erase(batch, seed + 1).numpy()[..., 0], out)
+
+
+def test_training_batches_depend_on_epoch_and_batch_and_nothing_else(data):
+    X, y = data["train"]
+    model = CNNClassifier(**TINY)
+    y_index, weights = np.searchsorted(LABELS, y), np.ones(len(y), dtype=np.float32)
+
+    def first_batches(epoch):
+        return [images.numpy() for images, _, _ in model._training_dataset(X, y_index, weights, 3, epoch).take(2)]
+
+    epoch3 = first_batches(3)
+    assert epoch3[0].shape == (32, 44, 44, 1)
+    np.testing.assert_array_equal(first_batches(3)[1], epoch3[1])  # the same epoch, the same batches
+    assert not np.array_equal(first_batches(4)[0], epoch3[0])
+    # The same images in another batch of the same epoch get another crop and erasing: the keys differ.
+    from fer_bench.models.cnn import _derive_seed, _make_augmenter
+
+    augment = _make_augmenter(True, 0, 10, 0.1, crop_size=44, erasing=0.5)
+    key = _derive_seed(0, 3, 1 << 20)
+    same = X[:32, ..., None].astype("float32")
+    assert not np.array_equal(augment(same, np.array([key, 0])).numpy(), augment(same, np.array([key, 1])).numpy())
+
+
+def test_saliency_network_takes_full_faces_and_explains_the_centre_crop(fitted, data):
+    from fer_bench import saliency
+
+    network, conv = fitted.saliency_network()
+    assert tuple(network.input.shape) == (None, 48, 48, 1) and conv == fitted.last_conv_layer_name_
+    X = data["test"][0][:6]
+    np.testing.assert_allclose(network.predict_on_batch(X[..., None].astype("float32")),
+                               fitted.predict_proba_single_view(X), rtol=1e-4, atol=1e-5)
+    targets = fitted.predict_proba_single_view(X).argmax(axis=1)
+    cams = saliency.grad_cam(network, X, targets, conv_layer_name=conv)
+    assert cams.shape == (6, 48, 48) and cams.min() >= 0 and np.isclose(cams.max(), 1)
+    gradients = saliency.input_gradients(network, X, targets)
+    assert gradients.shape == (6, 48, 48) and gradients[:, 2:46, 2:46].any()
+    assert not gradients[:, :2].any() and not gradients[:, :, 46:].any()  # outside the centre crop: no effect
+
+
+def test_loads_a_model_saved_before_crops_and_test_views(data, tmp_path):
+    """cnn_params.json of the previous version: full 48x48 faces, a tta parameter instead of test_views."""
+    model = CNNClassifier(**TINY, epochs=1, crop_size=None, erasing=0.0, ema=None, test_views=2)
+    model.fit(*data["train"], validation_data=data["val"]).save(tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "cnn_params.json").read_text())
+    for key in ("crop_size", "erasing", "erasing_area", "ema", "test_views"):
+        del saved["params"][key]
+    saved["params"]["tta"] = "auto"
+    saved["selected_params"]["tta"] = True
+    (tmp_path / "m" / "cnn_params.json").write_text(json.dumps(saved))
+    loaded = CNNClassifier.load(tmp_path / "m")
+    assert (loaded.crop_size, loaded.test_views, loaded.prediction_views()) == (None, "auto", 2)
+    X = data["test"][0]
+    np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X), rtol=1e-6)
