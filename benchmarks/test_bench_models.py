@@ -123,12 +123,13 @@ def _time_batch_inference(benchmark, bench_data, call_timer, model, task: str) -
 
 def _inference_efficiency(model, images_per_s: float, peak_for) -> dict:
     """The CNN's forward arithmetic rate in batch inference against the matmul peak in its compute dtype. With
-    flip TTA the network runs twice per image, so the images/s at 100% of the peak halves too."""
-    passes = 2 if model.uses_flip_tta() else 1
+    test views the network runs once per view and image (forward_flops counts one view, on the crop size the
+    network takes), so the images/s at 100% of the peak divide by the views too."""
+    passes = model.prediction_views()
     peak = peak_for(compute_dtype(model))
     flops = forward_flops(model)
     gflops = flops * passes * images_per_s / 1e9
-    return {"flip_tta": passes == 2, "network_passes_per_image": passes, "inference_gflops": round(gflops, 2),
+    return {"test_views": passes, "network_passes_per_image": passes, "inference_gflops": round(gflops, 2),
             "inference_fraction_of_peak": round(gflops / peak["gflops"], 4),
             "images_per_s_at_peak": round(peak["gflops"] * 1e9 / (flops * passes), 1)}
 
@@ -156,33 +157,41 @@ def test_latency(benchmark, bench_data, fitted_models, call_timer, task, model_n
                      n_accuracy=fitted.n_accuracy, images_per_s=round(1e3 / float(np.median(ms)), 1))
     if model_name == "cnn":
         info["target"] = "CNN single-image p50 <= 5 ms"
-        info["flip_tta"] = fitted.model.uses_flip_tta()  # twice the network work per image when on
+        info["test_views"] = fitted.model.prediction_views()  # network passes per image
     benchmark.extra_info.update(info)
 
 
-def test_cnn_inference_with_tta(benchmark, bench_data, fitted_models, call_timer, peak_for):
-    """The batch inference benchmark for the fitted 7class CNN with flip TTA on (tta=True: two network passes
-    per image), what the option costs; extra_info images_per_s_at_peak is what the machine's peak allows."""
+@pytest.mark.parametrize("views", [1, 2, 10])
+def test_cnn_inference_by_views(benchmark, bench_data, fitted_models, call_timer, peak_for, views):
+    """The batch inference benchmark for the fitted 7class CNN with each number of test views (1: the single
+    centre crop, what predict_proba_single_view costs; 2: + mirror; 10: ten-crop), beside the chosen one of
+    test_batch_inference; extra_info images_per_s_at_peak is what the machine's peak allows."""
     task = "7class"
     benchmark.group = f"inference: {task}"
     fitted = fitted_models.get(task, "cnn")
-    flipped = copy.copy(fitted.model).set_params(tta=True)  # shares the trained network
-    n_images, images_per_s = _time_batch_inference(benchmark, bench_data, call_timer, flipped, task)
+    if views == 10 and fitted.model.crop_size is None:
+        pytest.skip("ten-crop needs crop_size")
+    model = copy.copy(fitted.model).set_params(test_views=views)  # shares the trained network
+    n_images, images_per_s = _time_batch_inference(benchmark, bench_data, call_timer, model, task)
     X_test, y_test = bench_data.private(task, bench_data.size.n_accuracy)
     benchmark.extra_info.update(bench_data.info(
-        task=task, model="cnn (tta=True)", n_train=fitted.n_train, n_images=n_images,
-        accuracy=round(float(np.mean(flipped.predict(X_test) == y_test)), 4), n_accuracy=len(X_test),
-        images_per_s=round(images_per_s, 1), **_inference_efficiency(flipped, images_per_s, peak_for)))
+        task=task, model=f"cnn (test_views={views})", n_train=fitted.n_train, n_images=n_images,
+        chosen_test_views=fitted.model.prediction_views(),
+        accuracy=round(float(np.mean(model.predict(X_test) == y_test)), 4), n_accuracy=len(X_test),
+        images_per_s=round(images_per_s, 1), **_inference_efficiency(model, images_per_s, peak_for)))
 
 
 def test_cnn_network_call_latency(benchmark, bench_data, fitted_models, call_timer):
-    """Diagnostic: the CNN's network alone on one image (Keras predict_on_batch, no per-call data pipeline), to
-    separate the network's own latency from the overhead of the predict_proba path."""
+    """Diagnostic: the CNN's network alone on one view of one image (Keras predict_on_batch on the centre crop,
+    no per-call data pipeline), to separate the network's own latency from the overhead of predict_proba."""
     task = "7class"
     benchmark.group = f"latency: {task}"
     fitted = fitted_models.get(task, "cnn")
-    network = fitted.model.keras_model_
-    timer = call_timer(lambda image: network.predict_on_batch(image.astype(np.float32)[..., None]))
+    network = fitted.model.keras_network()
+    size = int(network.input.shape[1])
+    start = (48 - size) // 2
+    timer = call_timer(lambda image: network.predict_on_batch(
+        image[:, start:start + size, start:start + size].astype(np.float32)[..., None]))
     ms = _latency(benchmark, bench_data, timer, task) * 1e3
     benchmark.extra_info.update(bench_data.info(
         task=task, model="cnn (network only: predict_on_batch)", latency_n=len(ms),
