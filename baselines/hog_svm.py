@@ -36,7 +36,7 @@ from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from fer_bench.models.base import ImageClassifier, check_images
+from fer_bench.models.base import SklearnImageClassifier, check_images
 
 from .features import (
     CELL_SIZES,
@@ -89,7 +89,7 @@ def _fit_and_score(svm_data, calibration_data, validation_data, C, gamma, cache_
     return svc, calibrator, accuracy
 
 
-class HogSVMClassifier(ImageClassifier):
+class HogSVMClassifier(SklearnImageClassifier):
     """HOG + PCA + RBF SVC with calibrated probabilities; C and gamma chosen on the validation data.
 
     Parameters
@@ -224,6 +224,10 @@ class HogSVMClassifier(ImageClassifier):
         features = self._hog(check_images(X))
         with threadpool_limits(1):
             return self.calibrator_.predict_proba(_decision_matrix(self.svc_, self._reduce(features)))
+
+    def learned_pictures(self) -> dict:
+        """The HOG settings, so the report can draw the gradient-orientation pictures the SVM sees."""
+        return {"hog_settings": self.hog_settings()}
 
 
 def make_hog_svm(seed: int = 0, quick: bool = False, **params) -> HogSVMClassifier:

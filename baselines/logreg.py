@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from fer_bench.models.base import ImageClassifier, check_images
+from fer_bench.models.base import SklearnImageClassifier, check_images
 
 from .features import check_labels_and_weights, pixel_matrix, split_validation
 
@@ -30,7 +30,7 @@ DEFAULT_CS = (1e-4, 1e-3, 1e-2)
 QUICK_PARAMS = {"Cs": (1e-3, 1e-2), "max_iter": 50}
 
 
-class PixelLogisticRegression(ImageClassifier):
+class PixelLogisticRegression(SklearnImageClassifier):
     """Softmax regression on standardised pixels; C chosen on the validation data from `Cs`.
 
     Parameters
@@ -118,6 +118,10 @@ class PixelLogisticRegression(ImageClassifier):
         if len(self.classes_) == 2:
             weights = np.vstack([-weights / 2, weights / 2])
         return weights.reshape(len(self.classes_), 48, 48)
+
+    def learned_pictures(self) -> dict:
+        """Each class's pixel weights as a 48x48 template."""
+        return {"templates": self.coef_images_}
 
 
 def make_logreg(seed: int = 0, quick: bool = False, **params) -> PixelLogisticRegression:

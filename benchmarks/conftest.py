@@ -40,9 +40,9 @@ import pytest
 
 from fer_bench.data import load_path, write_csv
 from fer_bench.data.dataset import Dataset
+from fer_bench.measure import MatmulPeaks, thread_info
 from fer_bench.models import make_model, missing_requirements
 from fer_bench.tasks import balance, get_task
-from fer_bench.timing import matmul_peak, thread_info
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIZE_VARIABLE = "FER_BENCH_BENCH_SIZE"
@@ -99,13 +99,13 @@ def real_fer2013_dir() -> Path | None:
     return candidate if (candidate / "train").is_dir() and (candidate / "test").is_dir() else None
 
 
-def machine_peak(dtype: str = "float32") -> dict:
-    """The matmul peak in `dtype` (fer_bench.timing.matmul_peak), measured once per session and dtype; float32
+def machine_peak(peaks: MatmulPeaks, dtype: str = "float32") -> dict:
+    """The matmul peak in `dtype` (fer_bench.measure.MatmulPeaks), measured once per session and dtype; float32
     when TensorFlow is missing (NumPy has no bfloat16)."""
     try:
-        return matmul_peak(bench_size().matmul_seconds, dtype=dtype)
+        return peaks.get(dtype=dtype)
     except ValueError:
-        return matmul_peak(bench_size().matmul_seconds)
+        return peaks.get(dtype="float32")
 
 
 def load_average() -> float | None:
@@ -326,8 +326,9 @@ def fitted_models(bench_data) -> FittedModels:
 
 @pytest.fixture(scope="session")
 def peak_for():
-    """machine_peak: dtype -> the matmul peak in that dtype, measured once per session."""
-    return machine_peak
+    """dtype -> the matmul peak in that dtype, measured once per session (one MatmulPeaks for the session)."""
+    peaks = MatmulPeaks(bench_size().matmul_seconds)
+    return lambda dtype="float32": machine_peak(peaks, dtype)
 
 
 @pytest.fixture

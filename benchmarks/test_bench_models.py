@@ -15,8 +15,8 @@ import itertools
 import numpy as np
 import pytest
 
+from fer_bench.measure import cnn_training_gflops, compute_dtype, count_parameters, forward_flops
 from fer_bench.models import make_model
-from fer_bench.timing import cnn_training_gflops, compute_dtype, count_parameters, forward_flops
 
 MODELS = ("cnn", "hog_svm", "logreg")
 TASKS = ("7class", "5class", "binary")

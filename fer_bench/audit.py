@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ from threadpoolctl import threadpool_limits
 from fer_bench import CLASS_NAMES, IMAGE_SIZE, USAGES, __version__
 from fer_bench.data.dataset import Dataset
 from fer_bench.errors import FerBenchError
-from fer_bench.storage import atomic_write_text, check_results_folder
+from fer_bench.storage import atomic_write, check_results_folder
 
 #: minimum correlation of the 16x16 thumbnails for a near duplicate (see NEAR_THRESHOLD_WHY)
 NEAR_CORRELATION = 0.95
@@ -372,38 +371,11 @@ def run_audit(data=None, out=None, rgb_to_gray: bool = False, dataset: Dataset |
     check_results_folder(out, dataset=dataset.name, fingerprint=dataset.fingerprint, create=True)
     result = find_groups(dataset)
     try:
-        atomic_write_text(out / "audit.csv", audit_csv(result))
-        atomic_write_text(out / "audit.md", audit_markdown(result))
+        atomic_write(out / "audit.csv", audit_csv(result))
+        atomic_write(out / "audit.md", audit_markdown(result))
     except OSError as exc:
         raise FerBenchError(f"cannot write the audit under {out}: {exc.strerror or exc}") from None
     for line in summary_lines(result):
         print(line)
     print(f"audit written to {out / 'audit.csv'} and {out / 'audit.md'}")
     return out
-
-
-# --- summary.md section -----------------------------------------------------------------------------------------
-
-def report_sections(report) -> None:
-    """A short data-audit section in summary.md when the results folder holds audit.csv."""
-    from fer_bench.report import ReportSection
-
-    path = Path(report.out) / "audit.csv"
-    if not path.exists():
-        return
-    try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, csv.Error, UnicodeDecodeError) as exc:
-        print(f"report: skipping the audit section ({path}: {exc})", file=sys.stderr)
-        return
-    groups = {kind: len({r["group_id"] for r in rows if r.get("kind") == kind}) for kind in KINDS}
-    leaked = {s: len({(r["image_id"], r["label"]) for r in rows
-                      if r.get("kind") == "train_test_leak" and r.get("split") == s}) for s in TEST_SPLITS}
-    blank = sum(1 for r in rows if r.get("kind") == "blank")
-    text = (f"From `fer-bench data audit` (details and thresholds in [audit.md](audit.md)): "
-            f"{groups['train_test_leak']:,} groups of exact or near duplicates span Training and a test split, "
-            f"so {leaked['PublicTest']:,} PublicTest and {leaked['PrivateTest']:,} PrivateTest images have a copy "
-            f"in Training; {groups['duplicate_within_split']:,} groups repeat within a split, "
-            f"{groups['conflicting_labels']:,} carry conflicting labels, and {blank:,} images are blank.")
-    report.sections.append(ReportSection("Data audit", text, order=75))

@@ -1,47 +1,63 @@
-"""Metrics computed from stored predictions (scikit-learn where it has them).
+"""Metrics computed from stored predictions (scikit-learn where it has them), and the metric registry.
 
 Everything here is a pure function of (true labels, predicted probabilities), so `fer-bench report` can recompute
 every number without retraining, deterministically (bootstrap resampling is seeded).
+
+`METRICS` is the registry the tables, the headline and the LaTeX table read: a metric is one `Metric` entry
+(name, function of (y_true, proba, n_classes), higher-is-better, whether it gets a bootstrap interval). Adding
+one there adds its column to metrics.csv; `HEADLINE_METRICS` names those the headline tables show.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.stats import binomtest
 from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
 
-#: number of bins of the expected calibration error (top-label, equal-width bins)
-ECE_BINS = 15
-#: bootstrap resamples for the 95% intervals of accuracy and macro-F1
-BOOTSTRAP_RESAMPLES = 1000
+from fer_bench.settings import BOOTSTRAP_RESAMPLES, CONFIDENCE_LEVEL, ECE_BINS
 
-
-def expected_calibration_error(y_true, proba, n_bins: int = ECE_BINS) -> float:
-    """Top-label ECE: sum over confidence bins of |accuracy - mean confidence| weighted by bin size."""
-    confidence = proba.max(axis=1)
-    correct = proba.argmax(axis=1) == y_true
-    # Bin edges (0, 1/n], (1/n, 2/n], ...: confidence 1.0 falls in the last bin.
-    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        in_bin = bins == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+# --- calibration ----------------------------------------------------------------------------------------------
 
 
 def reliability_curve(y_true, proba, n_bins: int = ECE_BINS):
-    """Per confidence bin: (bin centre, mean confidence, accuracy, count); empty bins have NaN."""
+    """Per equal-width top-label confidence bin (0, 1/n], (1/n, 2/n], ...: (bin centre, mean confidence,
+    accuracy, count); empty bins have NaN. The non-empty bins come from scikit-learn's calibration_curve."""
+    y_true = np.asarray(y_true)
     confidence = proba.max(axis=1)
-    correct = proba.argmax(axis=1) == y_true
+    correct = (proba.argmax(axis=1) == y_true).astype(int)
+    # calibration_curve's bins are right-closed like these: a confidence of exactly k/n falls in bin k-1.
     bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
     counts = np.bincount(bins, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_conf = np.bincount(bins, weights=confidence, minlength=n_bins) / counts
-        accuracy = np.bincount(bins, weights=correct, minlength=n_bins) / counts
+    mean_conf = np.full(n_bins, np.nan)
+    accuracy = np.full(n_bins, np.nan)
+    if len(y_true):
+        accuracy_used, conf_used = calibration_curve(correct, confidence, n_bins=n_bins, strategy="uniform")
+        used = np.flatnonzero(counts)
+        if len(used) == len(conf_used):
+            mean_conf[used], accuracy[used] = conf_used, accuracy_used
+        else:  # a confidence exactly on a bin edge, which the two binnings place on different sides
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean_conf = np.bincount(bins, weights=confidence, minlength=n_bins) / counts
+                accuracy = np.bincount(bins, weights=correct, minlength=n_bins) / counts
     centres = (np.arange(n_bins) + 0.5) / n_bins
     return centres, mean_conf, accuracy, counts
 
+
+def expected_calibration_error(y_true, proba, n_bins: int = ECE_BINS) -> float:
+    """Top-label ECE: sum over the reliability curve's bins of |accuracy - mean confidence| weighted by bin
+    size."""
+    _, mean_conf, accuracy, counts = reliability_curve(y_true, proba, n_bins)
+    used = counts > 0
+    if not used.any():
+        return 0.0
+    return float(np.sum(counts[used] / counts.sum() * np.abs(accuracy[used] - mean_conf[used])))
+
+
+# --- ranking ---------------------------------------------------------------------------------------------------
 
 def roc_auc(y_true, proba, n_classes: int) -> dict[str, float]:
     """Binary: plain AUC of class 1 (reported as macro and micro alike). Multi-class: one-vs-rest macro and
@@ -66,73 +82,173 @@ def per_class_auc(y_true, proba, n_classes: int) -> np.ndarray:
     return out
 
 
-def _macro_f1_from_confusion(cm: np.ndarray) -> float:
-    tp = np.diag(cm).astype(float)
-    predicted = cm.sum(axis=0)
-    actual = cm.sum(axis=1)
-    denom = predicted + actual
+# --- bootstrap --------------------------------------------------------------------------------------------------
+# One resampling loop for every interval: images drawn with replacement, rng.integers(0, n, n) per resample in
+# order, so a statistic's interval depends only on (seed, n, n_resamples) and is the same whichever batch size
+# computes it. scipy.stats.bootstrap would do the drawing and the percentiles, but every statistic here needs a
+# confusion matrix per resample (our code either way), and its resampling stream would change every committed
+# interval; the percentile step is the same np.percentile.
+
+#: resampled index rows computed at once: bounds the index array's memory
+_BOOTSTRAP_CELLS = 2_000_000
+
+
+def bootstrap_distribution(statistic: Callable[[np.ndarray], np.ndarray], n: int, *,
+                           n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """`statistic(index)` for index arrays of shape (batch, n) of resampled image positions, stacked over all
+    `n_resamples` resamples: shape (n_resamples, ...)."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _BOOTSTRAP_CELLS // max(n, 1))
+    parts = []
+    for start in range(0, n_resamples, chunk):
+        parts.append(np.asarray(statistic(rng.integers(0, n, (min(chunk, n_resamples - start), n)))))
+    return np.concatenate(parts)
+
+
+def percentile_interval(values: np.ndarray, level: float = CONFIDENCE_LEVEL) -> np.ndarray:
+    """Percentile interval along axis 0, ignoring NaN (a class absent from a resample): shape (2, ...)."""
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    return np.stack([np.nanpercentile(values, lo, axis=0), np.nanpercentile(values, hi, axis=0)])
+
+
+def _confusions(pair_codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """(batch, n) codes true * k + predicted -> (batch, k, k) confusion matrices."""
+    batch = len(pair_codes)
+    offsets = (np.arange(batch) * n_classes * n_classes)[:, None]
+    counts = np.bincount((pair_codes + offsets).ravel(), minlength=batch * n_classes * n_classes)
+    return counts.reshape(batch, n_classes, n_classes)
+
+
+def _macro_f1(cms: np.ndarray) -> np.ndarray:
+    tp = np.diagonal(cms, axis1=1, axis2=2).astype(float)
+    denom = cms.sum(axis=1) + cms.sum(axis=2)
     # sklearn's zero_division=0 convention: a class with no true and no predicted samples scores 0.
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return float(f1.mean())
+    return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0).mean(axis=1)
+
+
+def _recalls(cms: np.ndarray) -> np.ndarray:
+    support = cms.sum(axis=2)
+    diagonal = np.diagonal(cms, axis1=1, axis2=2)
+    return np.divide(diagonal, support, out=np.full(support.shape, np.nan), where=support > 0)
 
 
 def bootstrap_intervals(y_true, y_pred, n_classes: int, *, n_resamples: int = BOOTSTRAP_RESAMPLES,
-                        seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float]]:
+                        seed: int = 0, level: float = CONFIDENCE_LEVEL) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals for accuracy and macro-F1 (images resampled with replacement)."""
-    rng = np.random.default_rng(seed)
-    n = len(y_true)
-    pair = y_true * n_classes + y_pred
-    accuracies = np.empty(n_resamples)
-    f1s = np.empty(n_resamples)
-    for i in range(n_resamples):
-        sample = pair[rng.integers(0, n, n)]
-        cm = np.bincount(sample, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-        accuracies[i] = np.trace(cm) / n
-        f1s[i] = _macro_f1_from_confusion(cm)
-    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-    return {
-        "accuracy": (float(np.percentile(accuracies, lo)), float(np.percentile(accuracies, hi))),
-        "f1_macro": (float(np.percentile(f1s, lo)), float(np.percentile(f1s, hi))),
-    }
+    pair = np.asarray(y_true) * n_classes + np.asarray(y_pred)
+    n = len(pair)
+
+    def statistic(index):
+        cms = _confusions(pair[index], n_classes)
+        return np.stack([np.trace(cms, axis1=1, axis2=2) / n, _macro_f1(cms)], axis=1)
+
+    interval = percentile_interval(bootstrap_distribution(statistic, n, n_resamples=n_resamples, seed=seed), level)
+    return {"accuracy": (float(interval[0, 0]), float(interval[1, 0])),
+            "f1_macro": (float(interval[0, 1]), float(interval[1, 1]))}
 
 
 def bootstrap_recall_intervals(y_true, y_pred, n_classes: int, *, n_resamples: int = BOOTSTRAP_RESAMPLES,
-                               seed: int = 0, level: float = 0.95) -> np.ndarray:
+                               seed: int = 0, level: float = CONFIDENCE_LEVEL) -> np.ndarray:
     """(n_classes, 2) percentile bootstrap intervals of each class's recall."""
-    rng = np.random.default_rng(seed)
-    n = len(y_true)
-    pair = y_true * n_classes + y_pred
-    recalls = np.empty((n_resamples, n_classes))
-    for i in range(n_resamples):
-        cm = np.bincount(pair[rng.integers(0, n, n)], minlength=n_classes * n_classes).reshape(n_classes, -1)
-        support = cm.sum(axis=1)
-        recalls[i] = np.divide(np.diag(cm), support, out=np.full(n_classes, np.nan), where=support > 0)
-    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-    return np.stack([np.nanpercentile(recalls, lo, axis=0), np.nanpercentile(recalls, hi, axis=0)], axis=1)
+    pair = np.asarray(y_true) * n_classes + np.asarray(y_pred)
+    recalls = bootstrap_distribution(lambda index: _recalls(_confusions(pair[index], n_classes)), len(pair),
+                                     n_resamples=n_resamples, seed=seed)
+    return percentile_interval(recalls, level).T
 
 
-def summary_metrics(y_true, proba, n_classes: int, *, seed: int = 0) -> dict[str, float]:
-    """All scalar metrics of one (task, model, seed, split) cell."""
+def paired_recall_gain(labels, pred_a, pred_b, n_classes: int, *, n_resamples: int = BOOTSTRAP_RESAMPLES,
+                       seed: int = 0, level: float = CONFIDENCE_LEVEL):
+    """Per-class recall of model a minus model b, and its paired percentile bootstrap interval (the same
+    resampled images score both models). Returns (gain (k,), interval (k, 2)); NaN for absent classes."""
+    labels = np.asarray(labels)
+    difference = (pred_a == labels).astype(np.float64) - (pred_b == labels)
+    support = np.bincount(labels, minlength=n_classes)
+    gain = np.divide(np.bincount(labels, weights=difference, minlength=n_classes), support,
+                     out=np.full(n_classes, np.nan), where=support > 0)
+
+    def statistic(index):
+        batch = len(index)
+        key = (np.arange(batch)[:, None] * n_classes + labels[index]).ravel()
+        sums = np.bincount(key, weights=difference[index].ravel(), minlength=batch * n_classes)
+        counts = np.bincount(key, minlength=batch * n_classes)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (sums / counts).reshape(batch, n_classes)
+
+    gains = bootstrap_distribution(statistic, len(labels), n_resamples=n_resamples, seed=seed)
+    interval = np.full((n_classes, 2), np.nan)
+    present = np.flatnonzero(support)
+    interval[present] = percentile_interval(gains[:, present], level).T
+    return gain, interval
+
+
+# --- the registry ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Metric:
+    """One scalar metric of a (task, model, seed, split) cell.
+
+    function(y_true, proba, n_classes) -> float; `interval`: metrics.csv also gets <name>_ci_low/_ci_high (a
+    percentile bootstrap over the images, see `bootstrap_intervals`); `percent`: shown ×100 in the tables."""
+
+    name: str
+    function: Callable[[np.ndarray, np.ndarray, int], float]
+    higher_is_better: bool = True
+    interval: bool = False
+    percent: bool = True
+
+    @property
+    def columns(self) -> list[str]:
+        return [self.name, f"{self.name}_ci_low", f"{self.name}_ci_high"] if self.interval else [self.name]
+
+
+def _averaged(score: str, average: str):
+    index = ("precision", "recall", "f1").index(score)
+
+    def metric(y_true, proba, n_classes):
+        return skm.precision_recall_fscore_support(y_true, proba.argmax(axis=1), labels=np.arange(n_classes),
+                                                   average=average, zero_division=0)[index]
+    return metric
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("accuracy", lambda y, p, k: skm.accuracy_score(y, p.argmax(axis=1)), interval=True),
+    Metric("balanced_accuracy", lambda y, p, k: skm.balanced_accuracy_score(y, p.argmax(axis=1))),
+    Metric("precision_macro", _averaged("precision", "macro")),
+    Metric("recall_macro", _averaged("recall", "macro")),
+    Metric("f1_macro", _averaged("f1", "macro"), interval=True),
+    Metric("precision_weighted", _averaged("precision", "weighted")),
+    Metric("recall_weighted", _averaged("recall", "weighted")),
+    Metric("f1_weighted", _averaged("f1", "weighted")),
+    Metric("roc_auc_macro", lambda y, p, k: roc_auc(y, p, k)["roc_auc_macro"], percent=False),
+    Metric("roc_auc_micro", lambda y, p, k: roc_auc(y, p, k)["roc_auc_micro"], percent=False),
+    Metric("log_loss", lambda y, p, k: skm.log_loss(y, np.clip(p, 1e-15, 1), labels=np.arange(k)),
+           higher_is_better=False, percent=False),
+    Metric("ece", lambda y, p, k: expected_calibration_error(y, p), higher_is_better=False, percent=False),
+)
+#: the columns of metrics.csv that summary_metrics fills, in order
+METRIC_COLUMNS = ["n", *(column for metric in METRICS for column in metric.columns)]
+
+
+def get_metric(name: str) -> Metric:
+    return next(metric for metric in METRICS if metric.name == name)
+
+
+def summary_metrics(y_true, proba, n_classes: int, *, seed: int = 0,
+                    n_resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, float]:
+    """Every registered metric of one (task, model, seed, split) cell, with the intervals of those that have
+    one (bootstrap seeded with `seed`)."""
     y_true = np.asarray(y_true)
-    y_pred = proba.argmax(axis=1)
-    labels = np.arange(n_classes)
-    out = {
-        "n": len(y_true),
-        "accuracy": skm.accuracy_score(y_true, y_pred),
-        "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
-    }
-    for average in ("macro", "weighted"):
-        p, r, f, _ = skm.precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=average, zero_division=0)
-        out.update({f"precision_{average}": p, f"recall_{average}": r, f"f1_{average}": f})
-    intervals = bootstrap_intervals(y_true, y_pred, n_classes, seed=seed)
-    out["accuracy_ci_low"], out["accuracy_ci_high"] = intervals["accuracy"]
-    out["f1_macro_ci_low"], out["f1_macro_ci_high"] = intervals["f1_macro"]
-    out.update(roc_auc(y_true, proba, n_classes))
-    out["log_loss"] = skm.log_loss(y_true, np.clip(proba, 1e-15, 1), labels=labels)
-    out["ece"] = expected_calibration_error(y_true, proba)
-    return {k: (int(v) if k == "n" else float(v)) for k, v in out.items()}
+    out = {"n": len(y_true)}
+    for metric in METRICS:
+        out[metric.name] = float(metric.function(y_true, proba, n_classes))
+    intervals = bootstrap_intervals(y_true, proba.argmax(axis=1), n_classes, seed=seed, n_resamples=n_resamples)
+    for metric in METRICS:
+        if metric.interval:
+            out[f"{metric.name}_ci_low"], out[f"{metric.name}_ci_high"] = intervals[metric.name]
+    return {column: out[column] for column in METRIC_COLUMNS}
 
+
+# --- per class, confusions, tests, floors ---------------------------------------------------------------------
 
 def per_class_metrics(y_true, proba, n_classes: int) -> dict[str, np.ndarray]:
     y_pred = proba.argmax(axis=1)
@@ -149,6 +265,16 @@ def confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
 def row_normalise(cm: np.ndarray) -> np.ndarray:
     totals = cm.sum(axis=1, keepdims=True)
     return np.divide(cm, totals, out=np.zeros(cm.shape), where=totals > 0)
+
+
+def top_confusions(y_true, y_pred, n_classes: int, top: int) -> list[tuple[int, int, int, float]]:
+    """The `top` most frequent off-diagonal (true, predicted) pairs as (true, predicted, count, share of the true
+    class), by count, then true class, then predicted class."""
+    cm = confusion(y_true, y_pred, n_classes)
+    rates = row_normalise(cm)
+    pairs = [(int(cm[i, j]), i, j) for i in range(n_classes) for j in range(n_classes) if i != j and cm[i, j] > 0]
+    pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
+    return [(i, j, count, float(rates[i, j])) for count, i, j in pairs[:top]]
 
 
 def mcnemar_exact(correct_a, correct_b) -> dict[str, float]:

@@ -19,12 +19,13 @@ import numpy as np
 
 from fer_bench.data.dataset import Dataset
 from fer_bench.errors import FerBenchError, Interrupted
+from fer_bench.measure import MatmulPeaks, timing_measurements
 from fer_bench.models import available_models, get_factory_spec, make_model, missing_requirements
 from fer_bench.models.base import save_model
 from fer_bench.provenance import environment_info
 from fer_bench.storage import (
     PREDICTION_SPLITS,
-    atomic_write_text,
+    atomic_write,
     cell_dir,
     check_results_folder,
     dumps_json,
@@ -33,7 +34,6 @@ from fer_bench.storage import (
     replace_dir,
 )
 from fer_bench.tasks import Task, available_tasks, balance, get_task
-from fer_bench.timing import timing_measurements
 
 
 @dataclass
@@ -65,16 +65,16 @@ def prepare_task_data(dataset: Dataset, task: Task, *, seed: int, balancing: str
     return TaskData(task, X_bal, y_bal, weights, len(X), counts, tests)
 
 
-def _predict_timed(model, X):
+def _predict_timed(model, X, method: str = "predict_proba"):
     start = time.perf_counter()
-    proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    proba = np.asarray(getattr(model, method)(X), dtype=np.float64)
     seconds = time.perf_counter() - start
     proba = np.clip(proba, 0, None)
     return proba / proba.sum(axis=1, keepdims=True), seconds
 
 
 def run_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, out: Path, *, quick: bool = False,
-             command: str = "") -> Path:
+             command: str = "", peaks: MatmulPeaks | None = None) -> Path:
     """Fit one model on one task with one seed, predict PublicTest and PrivateTest, store everything."""
     task = get_task(task_name)
     data = prepare_task_data(dataset, task, seed=seed)
@@ -85,7 +85,7 @@ def run_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, out: 
     checkpoints = Path(out) / "checkpoints" / task_name / model_name / f"seed{seed}"
 
     model = make_model(model_name, seed=seed, quick=quick)
-    if "checkpoint_dir" in model.get_params():
+    if "checkpoint_dir" in model.get_params():  # a parameter, so it is part of the interface, not a probe
         # Lets an interrupted CNN training resume from its last finished epoch.
         model.set_params(checkpoint_dir=str(checkpoints))
     started = datetime.now(timezone.utc)
@@ -107,23 +107,19 @@ def run_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, out: 
         probas.append(proba)
         timings[f"predict_seconds_{split}"] = seconds
         timings[f"predict_images_per_s_{split}"] = len(X) / seconds if seconds > 0 else None
+    timings.update(_single_view_timing(model, data.tests["PrivateTest"][0]))
     timings["n_train"] = len(data.X_train)
     timings["train_images_per_s"] = len(data.X_train) * _epochs(model) / fit_seconds if fit_seconds > 0 else None
 
-    atomic_write_text(staging / "predictions.csv", predictions_csv(
+    atomic_write(staging / "predictions.csv", predictions_csv(
         splits, np.concatenate(ids), np.concatenate(labels), np.concatenate(probas), task.class_names))
-    atomic_write_text(staging / "params.json", dumps_json({
-        "params": {k: v for k, v in model.get_params().items() if k != "checkpoint_dir"},
-        "selected": getattr(model, "selected_params_", {}),
-        # per-epoch record of iterative models (the CNN): the report's training-curve figure
-        **({"history": model.history_} if getattr(model, "history_", None) else {}),
-    }))
+    atomic_write(staging / "params.json", dumps_json(stored_params(model)))
     save_model(model, staging / "model")
     # Serving cost (single-image latency, size on disk, memory) and, for Keras, FLOP/s against the matmul peak.
     timings.update(timing_measurements(model, data.tests["PrivateTest"][0], staging / "model",
-                                       train_images_per_s=timings["train_images_per_s"]))
-    atomic_write_text(staging / "timings.json", dumps_json(timings))
-    atomic_write_text(staging / "manifest.json", dumps_json({
+                                       train_images_per_s=timings["train_images_per_s"], peaks=peaks))
+    atomic_write(staging / "timings.json", dumps_json(timings))
+    atomic_write(staging / "manifest.json", dumps_json({
         "task": task_name, "model": model_name, "seed": seed, "quick": quick,
         "class_names": list(task.class_names), "balancing": task.balancing,
         "n_train_before_balancing": data.n_train_before_balancing, "n_train": len(data.X_train),
@@ -136,6 +132,37 @@ def run_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, out: 
     replace_dir(staging, final)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return final
+
+
+def _single_view_timing(model, X) -> dict:
+    """Test-time views per image of the model as it predicts and, when more than one, the throughput of one view
+    on the same images: the timing table shows the chosen configuration's cost beside the single view's."""
+    views = _offered(model, "prediction_views") or 1
+    timing = {"prediction_views": int(views)}
+    if views > 1 and callable(getattr(model, "predict_proba_single_view", None)):
+        _, seconds = _predict_timed(model, X, "predict_proba_single_view")
+        timing["predict_images_per_s_single_view"] = len(X) / seconds if seconds > 0 else None
+    return timing
+
+
+def _offered(model, capability: str):
+    """What a model offers through a capability method of the interface (None when it has none)."""
+    method = getattr(model, capability, None)
+    return method() if callable(method) else None
+
+
+def stored_params(model) -> dict:
+    """params.json: the model's parameters, what it chose on PublicTest, its PublicTest accuracy as it predicts
+    and its per-epoch history, each as the model offers them (absent when it does not)."""
+    stored = {"params": {k: v for k, v in model.get_params().items() if k != "checkpoint_dir"},
+              "selected": _offered(model, "selected_on_validation") or getattr(model, "selected_params_", {})}
+    accuracy = _offered(model, "validation_accuracy")
+    if accuracy is not None:
+        stored["validation_accuracy"] = float(accuracy)
+    history = _offered(model, "training_history")  # the report's training-curve figure
+    if history:
+        stored["history"] = history
+    return stored
 
 
 def _epochs(model) -> int:
@@ -194,11 +221,7 @@ def resolve_names(requested, available, kind: str, getter) -> list[str]:
     return names
 
 
-def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=False, quick=False,
-             rgb_to_gray=False, report=True, dataset: Dataset | None = None) -> Path:
-    """Run every (task, model, seed) cell not already finished under `out`, then write the report."""
-    task_names = resolve_names(tasks, available_tasks(), "task", get_task)
-    model_names = resolve_names(models, available_models(), "model", get_factory_spec)
+def _check_seeds(seeds) -> list[int]:
     seeds = list(seeds)
     # numpy and scikit-learn take seeds 0..2**32-1; a repeated seed would compute (and overwrite) a cell twice.
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int | np.integer) or not 0 <= s < 2**32
@@ -206,35 +229,24 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
         raise FerBenchError(f"seeds must be one or more integers 0..{2**32 - 1}, got {seeds}")
     if len(set(seeds)) != len(seeds):
         raise FerBenchError(f"seed listed twice: {','.join(map(str, seeds))}")
-    skipped_models = {}  # name -> the packages it needs
+    return seeds
+
+
+def _runnable_models(models, model_names: list[str]) -> tuple[list[str], dict]:
+    """The models to run and those skipped (name -> packages it needs). The default grid skips a model whose
+    dependency is not installed (e.g. the CNN without TensorFlow); a model asked for by name must run."""
     if models is None:
-        # Default grid: skip models whose dependency is not installed (e.g. the CNN without TensorFlow); the
-        # notice is printed once the data and results folder are known to be fine.
-        skipped_models = {m: needs for m in model_names if (needs := missing_requirements(m))}
-        model_names = [m for m in model_names if m not in skipped_models]
-    else:
-        for name in model_names:
-            if needs := missing_requirements(name):
-                raise FerBenchError(f"model {name!r} needs {', '.join(needs)}, "
-                                    "which is not installed (pip install 'fer-bench[cnn]')")
-    if dataset is None:
-        from fer_bench.data import load_dataset
+        skipped = {m: needs for m in model_names if (needs := missing_requirements(m))}
+        return [m for m in model_names if m not in skipped], skipped
+    for name in model_names:
+        if needs := missing_requirements(name):
+            raise FerBenchError(f"model {name!r} needs {', '.join(needs)}, "
+                                "which is not installed (pip install 'fer-bench[cnn]')")
+    return model_names, {}
 
-        dataset = load_dataset(data, rgb_to_gray=rgb_to_gray)
-    default_out = Path("results") / (f"{dataset.name}-quick" if quick else dataset.name)
-    if dataset.name == "synthetic":
-        print("using the built-in synthetic data: results are labelled 'synthetic', not FER-2013", file=sys.stderr)
-        if not quick:
-            # The full configurations are sized for FER-2013's 28,709 images (the CNN: 30 epochs, ~40 minutes
-            # per task); the synthetic demo grid must finish in a few minutes on a laptop.
-            print("synthetic data: the models run in their quick configurations", file=sys.stderr)
-            quick, default_out = True, Path("results") / dataset.name
-    out = Path(out) if out else default_out
-    check_results_folder(out, dataset=dataset.name, fingerprint=dataset.fingerprint, create=True)
-    for name, requirements in skipped_models.items():
-        print(f"skipping model {name}: needs {', '.join(requirements)}", file=sys.stderr)
 
-    cells = list(itertools.product(task_names, model_names, seeds))
+def _cells_to_run(out: Path, cells, *, force: bool, quick: bool) -> list[tuple[str, str, int]]:
+    """The cells without a finished result under `out` (all of them with force)."""
     todo = []
     for task_name, model_name, seed in cells:
         manifest_path = cell_dir(out, task_name, model_name, seed) / "manifest.json"
@@ -244,11 +256,15 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
                                     "use --force to replace it or another --out")
             continue
         todo.append((task_name, model_name, seed))
-    print(f"{len(cells)} cells in {out}: {len(cells) - len(todo)} already finished, {len(todo)} to run")
+    return todo
 
+
+def _run_cells(dataset: Dataset, todo, out: Path, model_names, *, quick: bool) -> None:
+    """Run the cells one after another, with progress and an ETA per model; Ctrl-C names the finished ones."""
     command = _command_line()
     grid_start = time.perf_counter()
     finished = []
+    peaks = MatmulPeaks()  # measured once for the grid, by the first cell of a Keras model
     seconds_by_model = {name: _stored_cell_seconds(out, name, quick) for name in model_names}
     try:
         for i, (task_name, model_name, seed) in enumerate(todo, 1):
@@ -258,7 +274,7 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
             print(f"[{i}/{len(todo)}] {task_name} / {model_name} / seed{seed}  "
                   f"(elapsed {_format_seconds(elapsed)}{eta})", flush=True)
             cell_start = time.perf_counter()
-            run_cell(dataset, task_name, model_name, seed, out, quick=quick, command=command)
+            run_cell(dataset, task_name, model_name, seed, out, quick=quick, command=command, peaks=peaks)
             finished.append(f"{task_name}/{model_name}/seed{seed}")
             cell_seconds = time.perf_counter() - cell_start
             seconds_by_model[model_name].append(cell_seconds)
@@ -266,13 +282,41 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
     except KeyboardInterrupt:
         done = ", ".join(finished) if finished else "none"
         raise Interrupted(f"interrupted; cells finished in this run: {done}; "
-                            "run the same command again to resume") from None
+                          "run the same command again to resume") from None
     except OSError as exc:
         raise FerBenchError(f"cannot write results under {out}: {exc.strerror or exc}") from None
+
+
+def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=False, quick=False,
+             rgb_to_gray=False, report=True, dataset: Dataset | None = None) -> Path:
+    """Run every (task, model, seed) cell not already finished under `out`, then write the report."""
+    task_names = resolve_names(tasks, available_tasks(), "task", get_task)
+    model_names = resolve_names(models, available_models(), "model", get_factory_spec)
+    seeds = _check_seeds(seeds)
+    model_names, skipped_models = _runnable_models(models, model_names)
+    if dataset is None:
+        from fer_bench.data import load_dataset
+
+        dataset = load_dataset(data, rgb_to_gray=rgb_to_gray)
+    default_out = Path("results") / (f"{dataset.name}-quick" if quick else dataset.name)
+    if dataset.name == "synthetic":
+        print("using the built-in synthetic data: results are labelled 'synthetic', not FER-2013", file=sys.stderr)
+        if not quick:
+            # The full configurations are sized for FER-2013's 28,709 images (the CNN: an hour per task on two
+            # cores); the synthetic demo grid must finish in a few minutes on a laptop.
+            print("synthetic data: the models run in their quick configurations", file=sys.stderr)
+            quick, default_out = True, Path("results") / dataset.name
+    out = Path(out) if out else default_out
+    check_results_folder(out, dataset=dataset.name, fingerprint=dataset.fingerprint, create=True)
+    for name, requirements in skipped_models.items():  # said once the data and results folder are known fine
+        print(f"skipping model {name}: needs {', '.join(requirements)}", file=sys.stderr)
+
+    cells = list(itertools.product(task_names, model_names, seeds))
+    todo = _cells_to_run(out, cells, force=force, quick=quick)
+    print(f"{len(cells)} cells in {out}: {len(cells) - len(todo)} already finished, {len(todo)} to run")
+    _run_cells(dataset, todo, out, model_names, quick=quick)
     if report:
-        from fer_bench.figures import remember_dataset
         from fer_bench.report import write_report
 
-        remember_dataset(dataset)  # the image figures reuse the loaded data instead of loading it again
-        write_report(out)
+        write_report(out, dataset=dataset)  # the image figures use the loaded data instead of loading it again
     return out

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,30 +38,16 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers see the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+@contextmanager
+def atomic_file(path: Path):
+    """A binary file handle on a temporary file beside `path`, renamed onto `path` when the block ends without
+    an error (after fsync), deleted otherwise: readers see the old file or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, _umask_mode())
@@ -68,6 +55,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path: Path, content: str | bytes) -> None:
+    """Write text (UTF-8, newlines as given) or bytes to `path` atomically (see atomic_file)."""
+    with atomic_file(path) as fh:
+        fh.write(content.encode("utf-8") if isinstance(content, str) else content)
 
 
 def dumps_json(obj) -> str:
@@ -115,7 +108,7 @@ def check_results_folder(out: Path, *, dataset: str | None = None, fingerprint: 
         raise FerBenchError(f"{out} is not a fer-bench results folder (no fer-bench.json); run `fer-bench run` first")
     info = {"format": RESULTS_FORMAT, "dataset": dataset, "fingerprint": fingerprint}
     try:
-        atomic_write_text(marker, dumps_json(info))
+        atomic_write(marker, dumps_json(info))
     except OSError as exc:
         raise FerBenchError(f"cannot write to results folder {out}: {exc.strerror or exc}") from None
     return info

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.utils.class_weight import compute_class_weight
 
 from fer_bench import CLASS_NAMES
 from fer_bench.errors import FerBenchError
@@ -101,11 +102,10 @@ register_task(Task(
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """'balanced' class weights n / (k * count_c), as scikit-learn computes them (absent classes get 0)."""
-    counts = np.bincount(labels, minlength=n_classes).astype(float)
+    """scikit-learn's 'balanced' class weights n / (k * count_c) over the k present classes; absent classes get 0."""
     weights = np.zeros(n_classes)
-    present = counts > 0
-    weights[present] = len(labels) / (present.sum() * counts[present])
+    present = np.unique(labels)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
     return weights
 
 

@@ -172,7 +172,7 @@ def test_failed_write_keeps_the_previous_csv(tiny_fer_folder, tmp_path, monkeypa
     def disk_full(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(csv_format.os, "replace", disk_full)
+    monkeypatch.setattr(os, "replace", disk_full)  # the atomic write's final rename fails
     with pytest.raises(OSError, match="No space left"):
         write_csv(ds, path)
     assert path.read_text() == "previous content\n"

@@ -11,12 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn import metrics as skm
 
-from fer_bench import figures
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.errors import FerBenchError
+from fer_bench.figures import confusion, curves, gains, mosaics, png, saliency, training
+from fer_bench.figures import data as figure_data
+from fer_bench.metrics import paired_recall_gain
 from fer_bench.report import write_report
 from fer_bench.run import run_grid
+from fer_bench.settings import Settings
 from fer_bench.storage import StoredCell, read_cell
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
@@ -55,9 +59,8 @@ def small_synthetic():
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, small_synthetic):
-    """A quick run of every model on small synthetic data, report included (the figures find the data set
-    through remember_dataset, since these sizes are not the synthetic defaults)."""
-    figures.remember_dataset(small_synthetic)
+    """A quick run of every model on small synthetic data, report included (run_grid hands the report the data
+    set, since these sizes are not the synthetic defaults and could not be re-loaded)."""
     out = tmp_path_factory.mktemp("figures") / "results"
     run_grid(dataset=small_synthetic, models=MODELS, quick=True, out=out)
     return out
@@ -101,17 +104,17 @@ def test_sections_come_after_the_tables_in_order(finished_run):
     assert titles.index(figure_titles[0]) > titles.index(next(t for t in titles if t.startswith("Top confusions")))
 
 
-def test_regenerated_figures_are_byte_identical(finished_run):
+def test_regenerated_figures_are_byte_identical(finished_run, small_synthetic):
     before = _figure_bytes(finished_run)
     shutil.rmtree(finished_run / "figures")
-    write_report(finished_run)
+    write_report(finished_run, dataset=small_synthetic)
     after = _figure_bytes(finished_run)
     assert set(after) == set(before)
     changed = [name for name in before if before[name] != after[name]]
     assert not changed, f"figures differ between two reports: {changed}"
 
 
-def test_model_figures_are_skipped_with_a_note_and_earlier_pngs_left_alone(finished_run, tmp_path):
+def test_model_figures_are_skipped_with_a_note_and_earlier_pngs_left_alone(finished_run, tmp_path, small_synthetic):
     out = tmp_path / "copy"
     shutil.copytree(finished_run, out)
     earlier = _figure_bytes(out)
@@ -120,7 +123,7 @@ def test_model_figures_are_skipped_with_a_note_and_earlier_pngs_left_alone(finis
     (out / "figures" / "saliency_7class.png").unlink()  # this one must not come back without the models
     for name in prediction_figures():
         (out / "figures" / f"{name}.png").unlink()
-    write_report(out)
+    write_report(out, dataset=small_synthetic)
     summary = (out / "summary.md").read_text()
     written = _figure_bytes(out)
     assert set(prediction_figures()) <= set(written)
@@ -135,9 +138,8 @@ def test_model_figures_are_skipped_with_a_note_and_earlier_pngs_left_alone(finis
         assert f"![{name} (earlier report)](figures/{name}.png)" in summary or name.startswith("faces_"), name
 
 
-def test_image_figures_are_skipped_when_the_data_set_cannot_be_reloaded(finished_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(figures, "_DATASETS", {})  # forget the remembered data: only re-loading is left
-    out = tmp_path / "copy"
+def test_image_figures_are_skipped_when_the_data_set_cannot_be_reloaded(finished_run, tmp_path):
+    out = tmp_path / "copy"  # a report of its own, without the run's data set: only re-loading is left
     shutil.copytree(finished_run, out)
     shutil.rmtree(out / "figures")
     write_report(out)
@@ -154,19 +156,82 @@ def test_face_selection_takes_classes_in_turn_most_confident_first():
     labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
     score = np.array([0.5, 0.9, 0.7, 0.2, 0.8, 0.6, 0.6, 0.1])
     candidates = np.array([0, 1, 2, 3, 4, 6, 7])  # image 5 is not a candidate
-    assert figures._pick(candidates, labels, score, 5).tolist() == [1, 4, 6, 2, 3]
-    assert figures._pick(candidates, labels, score, 100).tolist() == [1, 4, 6, 2, 3, 7, 0]
-    assert figures._pick(np.array([], dtype=int), labels, score, 4).tolist() == []
+    assert mosaics.pick(candidates, labels, score, 5).tolist() == [1, 4, 6, 2, 3]
+    assert mosaics.pick(candidates, labels, score, 100).tolist() == [1, 4, 6, 2, 3, 7, 0]
+    assert mosaics.pick(np.array([], dtype=int), labels, score, 4).tolist() == []
 
 
-def test_top_confusions_agree_with_confusions_csv(finished_run):
-    with open(finished_run / "confusions.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["split"] == "PrivateTest" and r["task"] == "7class"]
-    cell = read_cell(finished_run / "runs" / "7class" / "logreg" / "seed0")
-    _, labels, proba = cell.split("PrivateTest")
-    pairs = figures.top_confusions(labels, proba.argmax(axis=1), len(cell.class_names))
-    expected = [(r["true"], r["predicted"], int(r["count"])) for r in rows if r["model"] == "logreg"]
-    assert [(cell.class_names[i], cell.class_names[j], n) for i, j, n, _ in pairs] == expected
+def _csv_rows(out: Path, name: str) -> list[dict]:
+    with open(out / name, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _figure_inputs(out: Path) -> list:
+    """What the report's figures are drawn from: the stored cells grouped by task (PrivateTest, first seed)."""
+    from fer_bench.report.inputs import load_cells
+
+    return figure_data.task_results(load_cells(out), Settings())
+
+
+def test_roc_figure_data_has_the_aucs_of_the_tables(finished_run):
+    metrics = {(r["task"], r["model"]): float(r["roc_auc_macro"]) for r in _csv_rows(finished_run, "metrics.csv")
+               if r["split"] == "PrivateTest" and r["subset"] == "all"}
+    per_class = {(r["task"], r["model"], r["class"]): float(r["roc_auc"])
+                 for r in _csv_rows(finished_run, "per_class.csv") if r["split"] == "PrivateTest"}
+    for tr in _figure_inputs(finished_run):
+        for model, curve in curves.roc_curves(tr).items():
+            assert curve.value == pytest.approx(metrics[(tr.task, model)], abs=5e-7)
+            assert curve.x[0] == 0 and curve.x[-1] == 1 and np.all(np.diff(curve.x) >= 0)
+            assert curve.y[-1] == pytest.approx(1.0)
+            # the drawn curve's own area is the AUC of the legend for a binary task (macro curves average TPRs)
+            if tr.n_classes == 2:
+                assert skm.auc(curve.x, curve.y) == pytest.approx(curve.value, abs=1e-6)
+        for c, by_model in curves.per_class_roc_curves(tr).items():
+            for model, curve in by_model.items():
+                assert curve.value == pytest.approx(per_class[(tr.task, model, tr.class_names[c])], abs=5e-7)
+                assert skm.auc(curve.x, curve.y) == pytest.approx(curve.value, abs=1e-6)
+
+
+def test_confusion_figure_data_matches_confusions_csv_and_accuracy(finished_run):
+    metrics = {(r["task"], r["model"]): float(r["accuracy"]) for r in _csv_rows(finished_run, "metrics.csv")
+               if r["split"] == "PrivateTest" and r["subset"] == "all"}
+    support = {(r["task"], r["model"], r["class"]): int(r["support"])
+               for r in _csv_rows(finished_run, "per_class.csv") if r["split"] == "PrivateTest"}
+    top = [r for r in _csv_rows(finished_run, "confusions.csv") if r["split"] == "PrivateTest"]
+    for tr in _figure_inputs(finished_run):
+        matrices = confusion.confusion_matrices(tr)
+        pairs = gains.confused_pairs(tr, 5)
+        for model, cm in matrices.items():
+            assert np.trace(cm) / cm.sum() == pytest.approx(metrics[(tr.task, model)], abs=5e-7)
+            assert cm.sum(axis=1).tolist() == [support[(tr.task, model, c)] for c in tr.class_names]
+            expected = [(r["true"], r["predicted"], int(r["count"])) for r in top
+                        if r["task"] == tr.task and r["model"] == model]
+            assert [(tr.class_names[i], tr.class_names[j], n) for i, j, n, _ in pairs[model]] == expected
+            for i, j, n, _ in pairs[model]:
+                assert cm[i, j] == n  # the pairs figure and the matrix show the same counts
+        if tr.reference:
+            for model, diff in confusion.confusion_differences(tr).items():
+                ref, other = matrices[tr.reference], matrices[model]
+                expected = 100 * (ref / ref.sum(axis=1, keepdims=True) - other / other.sum(axis=1, keepdims=True))
+                np.testing.assert_allclose(diff, expected)
+
+
+def test_recall_and_calibration_figure_data_match_the_tables(finished_run):
+    recall = {(r["task"], r["model"], r["class"]): float(r["recall"])
+              for r in _csv_rows(finished_run, "per_class.csv") if r["split"] == "PrivateTest"}
+    ece = {(r["task"], r["model"]): float(r["ece"]) for r in _csv_rows(finished_run, "metrics.csv")
+           if r["split"] == "PrivateTest" and r["subset"] == "all"}
+    for tr in _figure_inputs(finished_run):
+        bars = gains.per_class_recalls(tr, Settings())
+        for model, b in bars.items():
+            assert b.values.tolist() == pytest.approx([recall[(tr.task, model, c)] for c in tr.class_names], abs=5e-7)
+            assert np.all(b.interval[:, 0] <= b.values + 1e-12) and np.all(b.values <= b.interval[:, 1] + 1e-12)
+        if tr.reference:
+            for model, gain in gains.recall_gains(tr, Settings()).items():
+                np.testing.assert_allclose(gain.values, bars[tr.reference].values - bars[model].values)
+        for model, curve in curves.reliability_curves(tr, Settings().ece_bins).items():
+            assert curve.ece == pytest.approx(ece[(tr.task, model)], abs=5e-7)
+            assert curve.counts.sum() == len(tr.labels)
 
 
 def test_paired_recall_gain_matches_a_direct_computation():
@@ -174,34 +239,34 @@ def test_paired_recall_gain_matches_a_direct_computation():
     labels = rng.integers(0, 3, 400)
     pred_a = np.where(rng.random(400) < 0.7, labels, rng.integers(0, 3, 400))
     pred_b = np.where(rng.random(400) < 0.4, labels, rng.integers(0, 3, 400))
-    gain, interval = figures.paired_recall_gain(labels, pred_a, pred_b, 4, n_resamples=300, seed=1)
+    gain, interval = paired_recall_gain(labels, pred_a, pred_b, 4, n_resamples=300, seed=1)
     for c in range(3):
         direct = np.mean(pred_a[labels == c] == c) - np.mean(pred_b[labels == c] == c)
         assert gain[c] == pytest.approx(direct)
         assert interval[c, 0] < gain[c] < interval[c, 1]
         assert interval[c, 1] - interval[c, 0] < 0.4
     assert np.isnan(gain[3]) and np.isnan(interval[3]).all()  # class 3 never occurs
-    same, same_interval = figures.paired_recall_gain(labels, pred_a, pred_a, 3, n_resamples=50)
+    same, same_interval = paired_recall_gain(labels, pred_a, pred_a, 3, n_resamples=50)
     assert np.all(same == 0) and np.all(same_interval == 0)
-    again = figures.paired_recall_gain(labels, pred_a, pred_b, 4, n_resamples=300, seed=1)[1]
+    again = paired_recall_gain(labels, pred_a, pred_b, 4, n_resamples=300, seed=1)[1]
     np.testing.assert_array_equal(again, interval)
 
 
 def test_mosaic_places_tiles_pixel_for_pixel():
     rng = np.random.default_rng(0)
     face = rng.integers(0, 256, (48, 48), dtype=np.uint8)
-    tile = figures.to_tile(figures.gray_tile(face))
-    assert tile.shape == (figures.TILE, figures.TILE, 3)
-    fig = figures.mosaic_figure("test", [figures.MosaicBlock([[tile, None], [None, tile]], [["a", "b"], ["", ""]],
+    tile = mosaics.to_tile(mosaics.gray_tile(face))
+    assert tile.shape == (mosaics.TILE, mosaics.TILE, 3)
+    fig = mosaics.mosaic_figure("test", [mosaics.MosaicBlock([[tile, None], [None, tile]], [["a", "b"], ["", ""]],
                                                              ["row 1", "row 2"])], label_width=60)
-    image = np.asarray(Image.open(io.BytesIO(figures.figure_png(fig))).convert("L"))
+    image = np.asarray(Image.open(io.BytesIO(png.figure_png(fig))).convert("L"))
     # find the tile's top-left corner by its first row of pixels, then compare the whole block
-    scale = figures.TILE_SCALE
-    matches = [(r, c) for r in range(image.shape[0] - figures.TILE) for c in range(image.shape[1] - figures.TILE)
-               if np.array_equal(image[r, c:c + figures.TILE], tile[0, :, 0])]
+    scale = mosaics.TILE_SCALE
+    matches = [(r, c) for r in range(image.shape[0] - mosaics.TILE) for c in range(image.shape[1] - mosaics.TILE)
+               if np.array_equal(image[r, c:c + mosaics.TILE], tile[0, :, 0])]
     assert len(matches) >= 2
     r, c = matches[0]
-    np.testing.assert_array_equal(image[r:r + figures.TILE:scale, c:c + figures.TILE:scale], face)
+    np.testing.assert_array_equal(image[r:r + mosaics.TILE:scale, c:c + mosaics.TILE:scale], face)
 
 
 def test_task_results_refuse_cells_of_different_images(finished_run, tmp_path):
@@ -209,7 +274,7 @@ def test_task_results_refuse_cells_of_different_images(finished_run, tmp_path):
     cells[1].image_ids = cells[1].image_ids.copy()
     cells[1].image_ids[np.flatnonzero(cells[1].splits == "PrivateTest")[0]] = "someone_else"
     with pytest.raises(FerBenchError, match="different PrivateTest images"):
-        figures.task_results(cells)
+        figure_data.task_results(cells, Settings())
 
 
 def _task_with_throughput(rates: dict[str, float | None], n_classes: int = 7):
@@ -218,44 +283,43 @@ def _task_with_throughput(rates: dict[str, float | None], n_classes: int = 7):
                            {"predict_images_per_s_PrivateTest": rate}, np.array(["PrivateTest"] * len(labels)),
                            np.arange(len(labels)).astype(str), labels, np.eye(n_classes)[labels])
              for m, rate in rates.items()}
-    return figures.TaskResults("t", [str(c) for c in range(n_classes)], cells, np.arange(len(labels)).astype(str),
-                               labels, {m: c.proba for m, c in cells.items()})
+    return figure_data.TaskResults("t", [str(c) for c in range(n_classes)], cells,
+                                   np.arange(len(labels)).astype(str), labels, {m: c.proba for m, c in cells.items()},
+                                   "cnn")
 
 
 def test_class_average_faces_shrink_for_slow_models_within_bounds():
     fast = _task_with_throughput({"a": 1e6, "b": 1e6})
-    assert figures.class_faces_per_class(fast, ["a", "b"], 13) == figures.CLASS_SALIENCY_FACES
+    assert saliency.class_faces_per_class(fast, ["a", "b"], 13) == saliency.CLASS_SALIENCY_FACES
     unknown = _task_with_throughput({"a": None})
-    assert figures.class_faces_per_class(unknown, ["a"], 13) == figures.CLASS_SALIENCY_FACES
+    assert saliency.class_faces_per_class(unknown, ["a"], 13) == saliency.CLASS_SALIENCY_FACES
     slow = _task_with_throughput({"a": 50.0})
-    assert figures.class_faces_per_class(slow, ["a"], 13) == figures.MIN_CLASS_SALIENCY_FACES
+    assert saliency.class_faces_per_class(slow, ["a"], 13) == saliency.MIN_CLASS_SALIENCY_FACES
     # three models at 700 images/s: the budget buys budget * 700 / 3 predictions, i.e. that / 121 faces; 13 go to
     # the other figures, the rest is shared by the 7 classes (9 each with the default 40 s)
     between = _task_with_throughput({"a": 700.0, "b": 700.0, "c": 700.0})
-    expected = int((figures.OCCLUSION_SECONDS_PER_TASK * 700 / 3 / 121 - 13) // 7)
-    assert figures.MIN_CLASS_SALIENCY_FACES < expected < figures.CLASS_SALIENCY_FACES
-    assert figures.class_faces_per_class(between, ["a", "b", "c"], 13) == expected
+    expected = int((saliency.OCCLUSION_SECONDS_PER_TASK * 700 / 3 / 121 - 13) // 7)
+    assert saliency.MIN_CLASS_SALIENCY_FACES < expected < saliency.CLASS_SALIENCY_FACES
+    assert saliency.class_faces_per_class(between, ["a", "b", "c"], 13) == expected
 
 
-def test_results_data_set_is_reloaded_from_its_source_and_checked(tiny_fer_folder, monkeypatch):
+def test_results_data_set_is_reloaded_from_its_source_and_checked(tiny_fer_folder):
     from fer_bench.data import load_path
 
-    monkeypatch.setattr(figures, "_DATASETS", {})
     dataset = load_path(tiny_fer_folder)
     info = {"name": "fer2013", "fingerprint": dataset.fingerprint, "source": dataset.source}
-    reloaded, reason = figures.load_results_dataset(info)
+    reloaded, reason = figure_data.load_results_dataset(info)
     assert reason == "" and reloaded.fingerprint == dataset.fingerprint
     np.testing.assert_array_equal(reloaded.images, dataset.images)
 
-    monkeypatch.setattr(figures, "_DATASETS", {})
-    other, reason = figures.load_results_dataset({**info, "fingerprint": "0123456789abcdef"})
+    other, reason = figure_data.load_results_dataset({**info, "fingerprint": "0123456789abcdef"})
     assert other is None and "the results were computed on 0123456789abcdef" in reason
-    gone, reason = figures.load_results_dataset({**info, "source": str(tiny_fer_folder / "moved")})
+    gone, reason = figure_data.load_results_dataset({**info, "source": str(tiny_fer_folder / "moved")})
     assert gone is None and reason.startswith("images not available") and "moved" in reason
 
 
 def test_lower_face_share_counts_only_positive_evidence_below_the_middle():
-    from fer_bench.figures import lower_face_share
+    from fer_bench.figures.saliency import lower_face_share
 
     maps = np.zeros((2, 48, 48))
     maps[0, 30:40, 10:20] = 3.0  # mouth region: 300
@@ -268,7 +332,7 @@ def test_lower_face_share_counts_only_positive_evidence_below_the_middle():
 @pytest.mark.skipif(not HAS_TF, reason="needs the CNN's cells")
 def test_training_curves_come_from_the_stored_history(finished_run):
     cell = read_cell(finished_run / "runs" / "7class" / "cnn" / "seed0")
-    history = figures.training_history(cell)
+    history = training.training_history(cell)
     assert history == cell.params["history"] and len(history) == cell.params["selected"]["epochs_run"]
     assert all(r["seconds"] > 0 and 0 <= r["val_accuracy"] <= 1 for r in history)
     assert "cnn_training_curves.png" in (finished_run / "summary.md").read_text()

@@ -1,4 +1,5 @@
-"""fer_bench.timing: FLOP counting, latency, model size, the matmul peak and the report's timing.csv/figure."""
+"""fer_bench.measure (FLOP counting, latency, model size, the matmul peak) and the report's timing.csv,
+section and figure (fer_bench.report.timing, fer_bench.figures.timing)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from fer_bench import timing
+from fer_bench import measure
 from fer_bench.errors import FerBenchError
+from fer_bench.figures import FigureContext, render_figures
+from fer_bench.figures import timing as timing_figure
+from fer_bench.figures.png import MAX_PNG_BYTES
 from fer_bench.models.base import ImageClassifier
-from fer_bench.report import Report
+from fer_bench.report import timing
+from fer_bench.report.inputs import ReportInputs
+from fer_bench.report.sections import SectionContext
+from fer_bench.report.tables import Tables
+from fer_bench.settings import Settings
 from fer_bench.storage import StoredCell
 
 RNG = np.random.default_rng(0)
@@ -81,8 +89,13 @@ TINY_FORWARD_FLOPS = (2 * 3 * 3 * 1 * 4 * 6 * 6        # Conv2D
 
 
 class KerasWrapper:
+    """A model offering its network through the interface's keras_network()."""
+
     def __init__(self, network):
         self.keras_model_ = network
+
+    def keras_network(self):
+        return self.keras_model_
 
     def predict_proba(self, X):
         return np.asarray(self.keras_model_(X[..., None].astype("float32")[:, :8, :8], training=False))
@@ -90,8 +103,8 @@ class KerasWrapper:
 
 def test_forward_flops_match_a_hand_count():
     network = _tiny_keras_model()
-    assert timing.forward_flops(network) == TINY_FORWARD_FLOPS
-    assert timing.forward_flops(KerasWrapper(network)) == TINY_FORWARD_FLOPS
+    assert measure.forward_flops(network) == TINY_FORWARD_FLOPS
+    assert measure.forward_flops(KerasWrapper(network)) == TINY_FORWARD_FLOPS
 
 
 def test_forward_flops_walk_nested_models():
@@ -99,46 +112,46 @@ def test_forward_flops_walk_nested_models():
     inner = _tiny_keras_model()
     inputs = keras.Input((8, 8, 1))
     outer = keras.Model(inputs, keras.layers.Dense(2)(inner(inputs)))
-    assert timing.forward_flops(outer) == TINY_FORWARD_FLOPS + 2 * 5 * 2
+    assert measure.forward_flops(outer) == TINY_FORWARD_FLOPS + 2 * 5 * 2
 
 
 def test_forward_flops_reject_non_keras_models():
     with pytest.raises(ValueError, match="not a Keras model"):
-        timing.forward_flops(PixelModel())
+        measure.forward_flops(PixelModel())
 
 
 def test_cnn_training_gflops_is_three_forward_passes_times_throughput():
     network = _tiny_keras_model()
-    result = timing.cnn_training_gflops(KerasWrapper(network), 2500.0, peak_gflops=0.5)
+    result = measure.cnn_training_gflops(KerasWrapper(network), 2500.0, peak_gflops=0.5)
     assert result["forward_flops_per_image"] == TINY_FORWARD_FLOPS
     assert result["train_flops_per_image"] == 3 * TINY_FORWARD_FLOPS
     assert result["train_gflops"] == pytest.approx(3 * TINY_FORWARD_FLOPS * 2500 / 1e9)
     assert result["fraction_of_peak"] == pytest.approx(result["train_gflops"] / 0.5)
-    assert "fraction_of_peak" not in timing.cnn_training_gflops(network, 2500.0)
+    assert "fraction_of_peak" not in measure.cnn_training_gflops(network, 2500.0)
 
 
 def test_compute_dtype_follows_the_layers_doing_the_arithmetic():
     keras = pytest.importorskip("keras")
-    assert timing.compute_dtype(_tiny_keras_model()) == "float32"
+    assert measure.compute_dtype(_tiny_keras_model()) == "float32"
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(16, 3, dtype="mixed_bfloat16")(inputs)
     x = keras.layers.Flatten(dtype="mixed_bfloat16")(x)
     outputs = keras.layers.Dense(2, dtype="float32")(x)  # float32 logits, as mixed-precision models keep them
-    assert timing.compute_dtype(keras.Model(inputs, outputs)) == "bfloat16"
+    assert measure.compute_dtype(keras.Model(inputs, outputs)) == "bfloat16"
 
 
 def test_keras_parameters_are_count_params():
     network = _tiny_keras_model()
-    assert timing.count_parameters(KerasWrapper(network)) == {"n_parameters": network.count_params(),
+    assert measure.count_parameters(KerasWrapper(network)) == {"n_parameters": network.count_params(),
                                                               "n_support_vectors": None}
 
 
 def test_timing_measurements_of_a_keras_model_add_flops_and_fraction_of_peak(monkeypatch, tmp_path):
     network = _tiny_keras_model()
-    monkeypatch.setattr(timing, "matmul_peak", lambda *a, **k: {"gflops": 0.25, "backend": k["backend"],
+    monkeypatch.setattr(measure, "matmul_peak", lambda *a, **k: {"gflops": 0.25, "backend": k["backend"],
                                                                 "dtype": k["dtype"]})
     (tmp_path / "model.keras").write_bytes(b"x" * 100)
-    result = timing.timing_measurements(KerasWrapper(network), IMAGES[:20], tmp_path, train_images_per_s=1000,
+    result = measure.timing_measurements(KerasWrapper(network), IMAGES[:20], tmp_path, train_images_per_s=1000,
                                         n_latency=12, warmup=2)
     assert result["latency_n"] == 12
     assert result["model_bytes"] == 100
@@ -152,21 +165,21 @@ def test_timing_measurements_of_a_keras_model_add_flops_and_fraction_of_peak(mon
 
 def test_latency_calls_single_images_after_warmup():
     model = SlowEveryTenth()
-    times = timing.latency_ms(model, IMAGES[:7], n_latency=30, warmup=4)
+    times = measure.latency_ms(model, IMAGES[:7], n_latency=30, warmup=4)
     assert len(times) == 30 and (times > 0).all()
     assert model.shapes == [(1, 48, 48)] * 34
 
 
 def test_latency_rejects_empty_input_and_bad_counts():
     with pytest.raises(ValueError, match="at least one image"):
-        timing.latency_ms(SlowEveryTenth(), IMAGES[:0])
+        measure.latency_ms(SlowEveryTenth(), IMAGES[:0])
     with pytest.raises(ValueError, match="n_latency"):
-        timing.latency_ms(SlowEveryTenth(), IMAGES, n_latency=0)
+        measure.latency_ms(SlowEveryTenth(), IMAGES, n_latency=0)
 
 
 def test_measure_inference_percentiles_count_and_batch():
     model = SlowEveryTenth()
-    result = timing.measure_inference(model, IMAGES, n_latency=100, warmup=0)
+    result = measure.measure_inference(model, IMAGES, n_latency=100, warmup=0)
     assert result["latency_n"] == 100
     # 10 of the 100 timed calls sleep 20 ms: the 95th percentile is one of them, the median is not
     assert result["latency_p50_ms"] <= result["latency_p95_ms"]
@@ -181,7 +194,7 @@ def test_sklearn_parameter_count_sums_the_fitted_arrays():
     model = PixelModel().fit(IMAGES, LABELS)
     expected = (model.scaler_.mean_.size + model.scaler_.scale_.size + model.model_.coef_.size
                 + model.model_.intercept_.size)
-    assert timing.count_parameters(model) == {"n_parameters": expected, "n_support_vectors": None}
+    assert measure.sklearn_parameter_count(model) == {"n_parameters": expected, "n_support_vectors": None}
 
 
 def test_svm_parameter_count_is_support_vectors_and_dual_coefficients():
@@ -189,7 +202,7 @@ def test_svm_parameter_count_is_support_vectors_and_dual_coefficients():
     svc = model.model_
     expected = (2 * model.scaler_.mean_.size + svc.support_vectors_.size + svc.dual_coef_.size
                 + svc.intercept_.size)
-    assert timing.count_parameters(model) == {"n_parameters": expected,
+    assert measure.sklearn_parameter_count(model) == {"n_parameters": expected,
                                               "n_support_vectors": len(svc.support_vectors_)}
 
 
@@ -197,34 +210,39 @@ def test_directory_bytes_counts_nested_files(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "a.bin").write_bytes(b"1" * 10)
     (tmp_path / "sub" / "b.bin").write_bytes(b"2" * 250)
-    assert timing.directory_bytes(tmp_path) == 260
+    assert measure.directory_bytes(tmp_path) == 260
     with pytest.raises(FerBenchError, match="not a model folder"):
-        timing.directory_bytes(tmp_path / "missing")
+        measure.directory_bytes(tmp_path / "missing")
 
 
 def test_timing_measurements_of_a_classic_model(tmp_path):
     model = PixelModel().fit(IMAGES, LABELS)
     model.save(tmp_path / "model")
-    result = timing.timing_measurements(model, IMAGES, tmp_path / "model", n_latency=100)
+    result = measure.timing_measurements(model, IMAGES, tmp_path / "model", n_latency=100)
     assert result["latency_n"] == 100
     assert result["model_bytes"] == (tmp_path / "model" / "model.joblib").stat().st_size
-    assert result["n_parameters"] == timing.count_parameters(model)["n_parameters"]
+    assert result["n_parameters"] == measure.count_parameters(model)["n_parameters"]
     assert result["threads"]["usable_cores"] >= 1
     assert "batch_images" not in result  # run_cell times the batch prediction itself
     assert not {"matmul_peak_gflops", "train_gflops"} & result.keys()
 
 
-def test_matmul_peak_is_measured_once_per_process(monkeypatch):
-    monkeypatch.setattr(timing, "_MATMUL_CACHE", {})
-    first = timing.matmul_peak(0.05, backend="numpy", size=128)
+def test_matmul_peak_is_measured_once_per_holder(monkeypatch):
+    first = measure.matmul_peak(0.05, backend="numpy", size=128)
     assert first["backend"] == "numpy" and first["dtype"] == "float32" and first["size"] == 128
     assert first["calls"] >= 3
     assert first["gflops"] >= first["mean_gflops"] > 0 and first["cpu_gflops"] > 0
-    assert timing.matmul_peak(5.0, backend="numpy", size=128) == first  # cached: not re-measured
+    calls = []
+    monkeypatch.setattr(measure, "matmul_peak", lambda seconds, **kw: calls.append(kw) or {"gflops": len(calls)})
+    peaks, other = measure.MatmulPeaks(0.05), measure.MatmulPeaks(0.05)
+    assert peaks.get(backend="numpy") == peaks.get(backend="numpy") == {"gflops": 1}  # measured once per holder
+    assert other.get(backend="numpy") == {"gflops": 2}  # a second holder measures again: no module-level cache
+    assert len(calls) == 2
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="unknown matmul backend"):
-        timing.matmul_peak(backend="fortran")
+        measure.matmul_peak(backend="fortran")
     with pytest.raises(ValueError, match="bfloat16"):
-        timing.matmul_peak(backend="numpy", dtype="bfloat16")
+        measure.matmul_peak(backend="numpy", dtype="bfloat16")
 
 
 # --- report: timing.csv and the figure -----------------------------------------------------------------------
@@ -251,6 +269,17 @@ OLD_TIMINGS = {"fit_seconds": 5.0, "n_train": 3000, "train_images_per_s": 600.0,
                "predict_images_per_s_PrivateTest": 90000.0}  # a cell run before timing_measurements existed
 
 
+def _timing(out, cells, metric_rows):
+    """timing.csv text, the timing section's markdown and the timing PNG bytes (None when not drawn), as the
+    report computes them."""
+    inputs = ReportInputs(out=out, cells=cells, settings=Settings())
+    rows = timing.timing_rows(inputs, metric_rows)
+    figures = render_figures(FigureContext([], Settings(), out, timing_rows=rows),
+                             figures=(timing_figure.TIMING,))
+    section = timing.timing_section(SectionContext(inputs, Tables(timing_rows=rows), figures))
+    return timing.timing_csv(rows), section, figures.files.get("figures/timing.png")
+
+
 def _report(out):
     cells = [_cell("7class", "cnn", 0, CNN_TIMINGS), _cell("7class", "hog_svm", 0, SVM_TIMINGS),
              _cell("binary", "logreg", 1, OLD_TIMINGS)]
@@ -263,14 +292,13 @@ def _report(out):
         {"task": "binary", "model": "logreg", "seed": 1, "split": "PrivateTest", "subset": "all",
          "accuracy": 0.75},
     ]
-    return Report(out=out, cells=cells, metric_rows=metric_rows)
+    return _timing(out, cells, metric_rows)
 
 
 def test_timing_csv_columns_and_values(tmp_path):
-    report = _report(tmp_path)
-    timing.report_sections(report)
-    rows = list(csv.DictReader(io.StringIO(report.files["timing.csv"])))
-    assert report.files["timing.csv"].splitlines()[0] == ",".join(timing.TIMING_COLUMNS)
+    text, _, _ = _report(tmp_path)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert text.splitlines()[0] == ",".join(timing.TIMING_COLUMNS)
     assert [(r["task"], r["model"], r["seed"]) for r in rows] == [
         ("7class", "cnn", "0"), ("7class", "hog_svm", "0"), ("binary", "logreg", "1")]
     cnn, svm, old = rows
@@ -288,28 +316,21 @@ def test_timing_csv_columns_and_values(tmp_path):
 
 
 def test_timing_report_is_deterministic_and_embeds_the_figure(tmp_path):
-    first = _report(tmp_path / "a")
-    timing.report_sections(first)
-    png = (tmp_path / "a" / "figures" / "timing.png").read_bytes()
-    second = _report(tmp_path / "b")
-    timing.report_sections(second)
-    assert second.files["timing.csv"] == first.files["timing.csv"]
-    assert (tmp_path / "b" / "figures" / "timing.png").read_bytes() == png
-    assert png.startswith(b"\x89PNG") and len(png) <= timing.MAX_FIGURE_BYTES
+    first_csv, first_section, png = _report(tmp_path / "a")
+    second_csv, second_section, second_png = _report(tmp_path / "b")
+    assert second_csv == first_csv and second_png == png
+    assert png.startswith(b"\x89PNG") and len(png) <= MAX_PNG_BYTES
     assert b"Software" not in png and b"matplotlib" not in png
-    (section,) = first.sections
-    assert section.order == 55
-    assert "](figures/timing.png)" in section.markdown
-    assert section.markdown == second.sections[0].markdown
-    assert "| 7class | cnn | 65.0 |" in section.markdown
+    assert "](figures/timing.png)" in first_section
+    assert first_section == second_section
+    assert "| 7class | cnn | 65.0 |" in first_section
 
 
 def test_timing_report_without_fit_times_has_no_figure(tmp_path):
-    report = Report(out=tmp_path, cells=[_cell("7class", "logreg", 0, {})], metric_rows=[])
-    timing.report_sections(report)
-    assert not (tmp_path / "figures").exists()
-    assert "figures/timing.png" not in report.sections[0].markdown
-    assert report.files["timing.csv"].splitlines()[1] == "7class,logreg,0,100" + "," * (len(timing.TIMING_COLUMNS) - 4)
+    text, section, png = _timing(tmp_path, [_cell("7class", "logreg", 0, {})], [])
+    assert png is None
+    assert "figures/timing.png" not in section
+    assert text.splitlines()[1] == "7class,logreg,0,100" + "," * (len(timing.TIMING_COLUMNS) - 4)
 
 
 def test_timing_section_warns_when_cells_were_timed_on_machines_of_different_speed():
@@ -319,7 +340,7 @@ def test_timing_section_warns_when_cells_were_timed_on_machines_of_different_spe
                       threads="")
         return values
 
-    same_speed = timing.timing_markdown([row("7class", 1000.0), row("5class", 1100.0)], None)
+    same_speed = timing.timing_markdown([row("7class", 1000.0), row("5class", 1100.0)], "PrivateTest")
     assert "different speed" not in same_speed
-    mixed = timing.timing_markdown([row("7class", 1015.0), row("5class", 417.0)], None)
+    mixed = timing.timing_markdown([row("7class", 1015.0), row("5class", 417.0)], "PrivateTest")
     assert "different speed" in mixed and "2.4×" in mixed

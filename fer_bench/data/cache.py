@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterable
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_bench.data.dataset import Dataset
+from fer_bench.storage import atomic_file
 
 # Bump when the decoding or ordering changes, so caches written by an older loader are never read.
 LOADER_VERSION = 1
@@ -67,15 +67,9 @@ def load_cached(key: str, *, name: str, source: str) -> Dataset | None:
 def save_cached(key: str, dataset: Dataset) -> None:
     """Write `dataset` under `key` atomically; a failure only costs speed, so it warns instead of raising."""
     path = cache_path(key)
-    tmp_name = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{key}.", suffix=".tmp", delete=False) as fh:
-            tmp_name = fh.name
+        with atomic_file(path) as fh:
             np.savez(fh, images=dataset.images, labels=dataset.labels, usage=dataset.usage.astype(str),
                      ids=dataset.ids.astype(str), fingerprint=np.array(dataset.fingerprint))
-        os.replace(tmp_name, path)
     except OSError as exc:
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
         warnings.warn(f"could not write the data cache {path}: {exc}", RuntimeWarning, stacklevel=2)

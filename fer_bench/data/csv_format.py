@@ -11,9 +11,7 @@ Problems are reported with the line number an editor shows (the header is line 1
 from __future__ import annotations
 
 import csv
-import os
 import re
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from fer_bench import CLASS_NAMES, IMAGE_SIZE, USAGES
 from fer_bench.data import cache
 from fer_bench.data.dataset import Dataset
 from fer_bench.errors import FerBenchError
+from fer_bench.storage import atomic_file
 
 COLUMNS = ("emotion", "pixels", "Usage")
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -142,7 +141,7 @@ def _pixels_text(image: np.ndarray) -> bytes:
 
 
 def write_csv(dataset: Dataset, path: Path | str) -> Path:
-    """Write `dataset` as emotion,pixels,Usage rows in dataset order; atomic (a temporary file, then os.replace)."""
+    """Write `dataset` as emotion,pixels,Usage rows in dataset order; atomic (storage.atomic_file)."""
     path = Path(path)
     labels = np.asarray(dataset.labels)
     if labels.size and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
@@ -150,16 +149,8 @@ def write_csv(dataset: Dataset, path: Path | str) -> Path:
     unknown = set(map(str, dataset.usage)) - set(USAGES)
     if unknown:
         raise ValueError(f"unknown usage values {sorted(unknown)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A plain open() (not tempfile) so the file gets the usual umask permissions rather than 0600.
-    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp_path, "wb") as fh:
-            fh.write((",".join(COLUMNS) + "\n").encode())
-            for image, label, usage in zip(dataset.images, labels, dataset.usage, strict=True):
-                fh.write(b"%d,%s,%s\n" % (label, _pixels_text(image), str(usage).encode()))
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        fh.write((",".join(COLUMNS) + "\n").encode())
+        for image, label, usage in zip(dataset.images, labels, dataset.usage, strict=True):
+            fh.write(b"%d,%s,%s\n" % (label, _pixels_text(image), str(usage).encode()))
     return path

@@ -10,6 +10,20 @@ Models take uint8 images of shape (N, 48, 48) and integer task labels 0..k-1:
 
 `validation_data` is PublicTest: models may use it to choose hyper-parameters, epochs or checkpoints and
 must record what they chose in `selected_params_`. They never see PrivateTest.
+
+Capabilities: the harness asks a fitted model what it offers through the methods below instead of probing
+attribute names. Each defaults to "not offered" (None), so a model from outside fer-bench implements only the
+ones it has; the tables then show "–" for the rest, never 0.
+
+    model.selected_on_validation()  -> dict of what fit chose on PublicTest (default: selected_params_)
+    model.validation_accuracy()     -> PublicTest accuracy of the model as it predicts (chosen weights, views)
+    model.training_history()        -> per-epoch records (dicts with epoch, accuracy, val_accuracy, seconds)
+    model.parameter_count()         -> learned numbers the model predicts with
+    model.saliency_network()        -> (Keras model on raw 0..255 (N, 48, 48, 1) images, last conv layer name)
+    model.keras_network()           -> the Keras model whose FLOPs a prediction view costs
+    model.prediction_views()        -> network passes per image in predict_proba (test-time views); 1 default
+    model.predict_proba_single_view(X) -> probabilities from one view per image (default: predict_proba)
+    model.learned_pictures()        -> {"kind": ..., ...}: pictures of what the model learned (templates, HOG)
 """
 
 from __future__ import annotations
@@ -49,6 +63,49 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     @classmethod
     def load(cls, directory):
         return joblib.load(Path(directory) / cls._model_file)
+
+    # --- capabilities: "not offered" unless a model overrides them ----------------------------------------
+
+    def selected_on_validation(self) -> dict:
+        return dict(getattr(self, "selected_params_", None) or {})
+
+    def validation_accuracy(self) -> float | None:
+        return None
+
+    def training_history(self) -> list[dict] | None:
+        return None
+
+    def parameter_count(self) -> int | None:
+        return None
+
+    def saliency_network(self):
+        return None
+
+    def keras_network(self):
+        return None
+
+    def prediction_views(self) -> int:
+        return 1
+
+    def predict_proba_single_view(self, X) -> np.ndarray:
+        return self.predict_proba(X)
+
+    def learned_pictures(self) -> dict | None:
+        return None
+
+
+class SklearnImageClassifier(ImageClassifier):
+    """Base class of models built from fitted scikit-learn estimators (the classic baselines): their parameter
+    count is the size of the fitted arrays they hold, their PublicTest accuracy the one fit recorded in
+    selected_params_["validation_accuracy"]."""
+
+    def validation_accuracy(self) -> float | None:
+        return (getattr(self, "selected_params_", None) or {}).get("validation_accuracy")
+
+    def parameter_count(self) -> int | None:
+        from fer_bench.measure import sklearn_parameter_count
+
+        return sklearn_parameter_count(self)["n_parameters"] or None
 
 
 def save_model(model, directory) -> Path:

@@ -1,0 +1,88 @@
+"""Confusion matrices side by side, and the reference model's matrix minus each other model's: the matrices are
+computed first (`confusion_matrices`, `confusion_differences`), then drawn."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from fer_bench.figures.data import FigureContext, FigureOutput, TaskResults, figure
+from fer_bench.figures.png import new_figure, pct
+from fer_bench.metrics import confusion, row_normalise
+
+
+def _annotated_matrix(ax, values, texts, cmap, vmin, vmax, class_names, title, *, ylabel=True):
+    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
+    span = vmax - vmin
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            strong = abs(values[i, j] - (vmin + vmax) / 2) > 0.3 * span if vmin < 0 else values[i, j] > 0.55 * vmax
+            ax.text(j, i, texts[i][j], ha="center", va="center", fontsize=7 if len(values) > 5 else 8,
+                    color="white" if strong else "black")
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=7.5)
+    ax.set_yticks(ticks, class_names if ylabel else [""] * len(ticks), fontsize=7.5)
+    ax.set_xlabel("predicted", fontsize=8)
+    if ylabel:
+        ax.set_ylabel("true", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return image
+
+
+
+def confusion_matrices(tr: TaskResults) -> dict[str, np.ndarray]:
+    """Per model: the confusion matrix (counts; rows true, columns predicted), as in confusions.csv."""
+    return {model: confusion(tr.labels, tr.pred(model), tr.n_classes) for model in tr.models}
+
+
+def confusion_differences(tr: TaskResults) -> dict[str, np.ndarray]:
+    """Per other model: the reference's row-normalised matrix minus its own, in percentage points."""
+    ref_rates = row_normalise(confusion(tr.labels, tr.pred(tr.reference), tr.n_classes))
+    return {b: 100 * (ref_rates - row_normalise(confusion(tr.labels, tr.pred(b), tr.n_classes))) for b in tr.baselines}
+
+
+def confusion_figure(tr: TaskResults, matrices: dict[str, np.ndarray]) -> Figure:
+    fig = new_figure(0.4 + 3.2 * len(matrices), 3.9)
+    axes = fig.subplots(1, len(matrices), squeeze=False)[0]
+    image = None
+    for k, (ax, (model, cm)) in enumerate(zip(axes, matrices.items(), strict=True)):
+        texts = [[str(v) for v in row] for row in cm]
+        acc = np.trace(cm) / max(cm.sum(), 1)
+        image = _annotated_matrix(ax, row_normalise(cm), texts, "Blues", 0.0, 1.0, tr.class_names,
+                                  f"{model} (accuracy {pct(acc)}%)", ylabel=k == 0)
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="share of the true class")
+    fig.suptitle(f"{tr.task}: confusion matrices (colour: row-normalised; numbers: image counts)", fontsize=10)
+    return fig
+
+
+def confusion_difference_figure(tr: TaskResults, diffs: dict[str, np.ndarray]) -> Figure:
+    limit = max(5.0, max(float(np.abs(d).max()) for d in diffs.values()))
+    fig = new_figure(0.4 + 3.2 * len(diffs), 3.9)
+    axes = fig.subplots(1, len(diffs), squeeze=False)[0]
+    image = None
+    for k, (ax, (baseline, diff)) in enumerate(zip(axes, diffs.items(), strict=True)):
+        texts = [[f"{v:+.0f}" if abs(v) >= 0.5 else "0" for v in row] for row in diff]
+        image = _annotated_matrix(ax, diff, texts, "RdBu_r", -limit, limit, tr.class_names,
+                                  f"{tr.reference} − {baseline}", ylabel=k == 0)
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="difference (percentage points of the true class)")
+    fig.suptitle(f"{tr.task}: where the CNN's confusion matrix differs", fontsize=10)
+    return fig
+
+
+def draw_confusion(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
+    where = f"({ctx.settings.headline_split}, {tr.seeds_text()}, n={len(tr.labels)})"
+    output.figure("confusion", confusion_figure(tr, confusion_matrices(tr)), f"confusion_{tr.task}",
+                  f"{tr.task} confusion matrices", f"{tr.task}: confusion matrices of the models side by side {where}.")
+
+
+def draw_confusion_difference(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
+    if tr.reference and tr.baselines:
+        where = f"({ctx.settings.headline_split}, {tr.seeds_text()}, n={len(tr.labels)})"
+        output.figure("confusion", confusion_difference_figure(tr, confusion_differences(tr)),
+                      f"confusion_diff_{tr.task}", f"{tr.task} confusion difference",
+                      f"{tr.task}: {tr.reference} minus each baseline, row-normalised confusion matrices in "
+                      f"percentage points {where}.")
+
+
+CONFUSION = figure("confusion", "confusion", "predictions", draw_confusion)
+CONFUSION_DIFFERENCE = figure("confusion_diff", "confusion", "predictions", draw_confusion_difference)

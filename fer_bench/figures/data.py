@@ -1,0 +1,240 @@
+"""What the figures are made from, and how a figure is registered.
+
+* `TaskResults`: the headline-split predictions of every model of one task (first seed of each), on the same
+  images: what every prediction figure draws from.
+* `FigureContext`: everything a figure may need, passed by argument: the stored cells grouped by task, the
+  report's settings and model colours, and, loaded at most once per report when a figure asks for them, the
+  data set's images and the fitted models.
+* `FigureOutput`: collects the PNGs (in memory: the report writes them with the tables), each section's
+  markdown and the sentences figures add to the findings.
+* `FigureSpec`: one registered figure: the section it goes to, what it needs (predictions, history, images,
+  models), whether it is drawn per task or once for the grid, and the function that draws it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from fer_bench.data.dataset import Dataset
+from fer_bench.errors import FerBenchError
+from fer_bench.figures.png import figure_png, model_colors
+from fer_bench.settings import Settings
+from fer_bench.storage import StoredCell
+
+FIGURES_DIR = "figures"
+MODELS_MISSING = "models not present: run `fer-bench run` on this machine"
+
+
+@dataclass
+class TaskResults:
+    """The headline-split predictions of every model on one task (first seed of each), on the same images."""
+
+    task: str
+    class_names: list[str]
+    cells: dict[str, StoredCell]  # model -> cell, in report order
+    ids: np.ndarray
+    labels: np.ndarray
+    proba: dict[str, np.ndarray]
+    reference_model: str
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.cells)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def reference(self) -> str | None:
+        return self.reference_model if self.reference_model in self.cells else None
+
+    @property
+    def baselines(self) -> list[str]:
+        return [m for m in self.models if m != self.reference_model]
+
+    def pred(self, model: str) -> np.ndarray:
+        return self.proba[model].argmax(axis=1)
+
+    def seeds_text(self) -> str:
+        seeds = sorted({c.seed for c in self.cells.values()})
+        return f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
+
+
+def task_results(cells: list[StoredCell], settings: Settings) -> list[TaskResults]:
+    """Group cells (already in report order: task, model, seed) by task, keeping each model's first seed."""
+    split = settings.headline_split
+    by_task: dict[str, dict[str, StoredCell]] = defaultdict(dict)
+    for cell in cells:
+        by_task[cell.task].setdefault(cell.model, cell)
+    results = []
+    for task, by_model in by_task.items():
+        first = next(iter(by_model.values()))
+        ids, labels, _ = first.split(split)
+        proba = {}
+        for model, cell in by_model.items():
+            cell_ids, cell_labels, cell_proba = cell.split(split)
+            if not (np.array_equal(cell_ids, ids) and np.array_equal(cell_labels, labels)):
+                raise FerBenchError(f"{cell.path} and {first.path} hold predictions for different {split} images")
+            proba[model] = cell_proba
+        results.append(TaskResults(task, first.class_names, dict(by_model), ids, labels, proba,
+                                   settings.reference_model))
+    return results
+
+
+# --- images and models: loaded on demand, once per report --------------------------------------------------------
+
+def _synthetic_seed(source: str) -> int:
+    match = re.search(r"seed=(\d+)", source or "")
+    return int(match.group(1)) if match else 0
+
+
+def load_results_dataset(info: dict) -> tuple[Dataset | None, str]:
+    """The data set a cell's manifest names, re-loaded and checked against its fingerprint, or (None, why not)."""
+    fingerprint = info.get("fingerprint")
+    name, source = info.get("name"), info.get("source") or ""
+    try:
+        if name == "synthetic":
+            from fer_bench.data.synthetic import make_synthetic
+
+            dataset = make_synthetic(seed=_synthetic_seed(source))
+        else:
+            if not source or not Path(source).exists():
+                return None, f"images not available: the data set {source or '(no source recorded)'} is not found"
+            from fer_bench.data import load_path
+
+            dataset = load_path(source)
+    except (FerBenchError, OSError) as exc:
+        return None, f"images not available: cannot re-load {source or name} ({exc})"
+    if dataset.fingerprint != fingerprint:
+        where = "the default synthetic data" if name == "synthetic" else source
+        return None, (f"images not available: {where} has fingerprint {dataset.fingerprint}, the results were "
+                      f"computed on {fingerprint}")
+    return dataset, ""
+
+
+def load_fitted_model(cell: StoredCell):
+    """(model, "") from `<cell>/model/`, or (None, why not)."""
+    from fer_bench.models.base import load_model
+
+    directory = cell.path / "model"
+    if not (directory / "estimator.json").is_file():
+        return None, MODELS_MISSING
+    try:
+        return load_model(directory), ""
+    except ImportError as exc:
+        return None, f"{cell.model} model cannot be loaded here (needs {exc.name or exc})"
+    except (OSError, ValueError, AttributeError) as exc:
+        return None, f"{cell.model} model in {directory} cannot be loaded ({type(exc).__name__}: {exc})"
+
+
+def face_images(dataset: Dataset, ids: np.ndarray, split: str) -> np.ndarray:
+    part = dataset.split(split)
+    position = {image_id: k for k, image_id in enumerate(part.ids)}
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise FerBenchError(f"{split} image {missing[0]} of the stored predictions is not in {dataset.source}")
+    return part.images[[position[i] for i in ids]]
+
+
+@dataclass
+class FigureContext:
+    """What figures are drawn from. `dataset` is the caller's loaded data set (fer-bench run passes its own);
+    without it the images are re-loaded from the source the manifests name, once, when a figure needs them."""
+
+    results: list[TaskResults]
+    settings: Settings
+    out: Path
+    dataset: Dataset | None = None
+    #: the report's timing.csv rows (fer_bench.report.timing), for the timing figure
+    timing_rows: list[dict] = field(default_factory=list)
+    colors: dict[str, tuple] = field(default_factory=dict)
+    _dataset_reason: str | None = None
+    _models: dict[Path, tuple] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.colors:
+            self.colors = model_colors(list(dict.fromkeys(m for tr in self.results for m in tr.models)))
+
+    def faces(self, tr: TaskResults) -> tuple[np.ndarray | None, str]:
+        """The headline-split faces of a task in the order of its predictions, or (None, why not)."""
+        fingerprint = next(iter(tr.cells.values())).manifest["dataset"].get("fingerprint")
+        if self.dataset is None or self.dataset.fingerprint != fingerprint:
+            if self._dataset_reason is not None:
+                return None, self._dataset_reason
+            self.dataset, reason = load_results_dataset(next(iter(tr.cells.values())).manifest["dataset"])
+            if self.dataset is None:
+                self._dataset_reason = reason
+                return None, reason
+        return face_images(self.dataset, tr.ids, self.settings.headline_split), ""
+
+    def model(self, cell: StoredCell):
+        """(fitted model, "") of a cell, loaded once per report, or (None, why not)."""
+        if cell.path not in self._models:
+            self._models[cell.path] = load_fitted_model(cell)
+        return self._models[cell.path]
+
+    def models(self, tr: TaskResults, names: list[str]) -> tuple[dict, dict]:
+        """The fitted models `names` of a task that can be loaded, and why the others cannot."""
+        models, missing = {}, {}
+        for name in names:
+            model, why = self.model(tr.cells[name])
+            if model is None:
+                missing[name] = why
+            else:
+                models[name] = model
+        return models, missing
+
+
+# --- collecting the output -------------------------------------------------------------------------------------
+
+@dataclass
+class FigureOutput:
+    """PNG bytes by path under the results folder, markdown parts by section, and sentences for the findings."""
+
+    out: Path
+    files: dict[str, bytes] = field(default_factory=dict)
+    parts: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    findings: list[str] = field(default_factory=list)
+
+    def figure(self, section: str, fig: Figure, name: str, alt: str, caption: str) -> None:
+        """`fig` as figures/<name>.png, embedded in `section` with `alt` text and a one-line caption below."""
+        self.files[f"{FIGURES_DIR}/{name}.png"] = figure_png(fig)
+        self.parts[section].append(f"![{alt}]({FIGURES_DIR}/{name}.png)\n*{caption}*")
+
+    def skipped(self, section: str, names: list[str], reason: str) -> None:
+        """One line saying why; PNGs of an earlier report are left in place and still linked."""
+        kept = [n for n in names if (Path(self.out) / FIGURES_DIR / f"{n}.png").is_file()]
+        line = f"*Skipped: {reason}.*"
+        if kept:
+            line += " PNGs from an earlier report, left in place:"
+            line += "".join(f"\n\n![{n} (earlier report)]({FIGURES_DIR}/{n}.png)" for n in kept)
+        self.parts[section].append(line)
+
+    def note(self, section: str, text: str) -> None:
+        self.parts[section].append(text)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One registered figure (or group of figures drawn together).
+
+    draw(output, context, task_results) for scope "task" (called once per task), draw(output, context) for
+    scope "grid". `needs`: what it is drawn from, any of "predictions", "history", "images", "models"."""
+
+    name: str
+    section: str
+    needs: frozenset[str]
+    draw: Callable
+    scope: str = "task"
+
+
+def figure(name: str, section: str, needs: str, draw: Callable, scope: str = "task") -> FigureSpec:
+    return FigureSpec(name, section, frozenset(needs.split()), draw, scope)

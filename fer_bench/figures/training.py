@@ -1,0 +1,70 @@
+"""Training curves of the models that store a per-epoch history (the CNN): PublicTest and training accuracy
+after each epoch against cumulative training minutes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from fer_bench.figures.data import FigureContext, FigureOutput
+from fer_bench.figures.data import figure as register
+from fer_bench.figures.png import new_figure
+from fer_bench.storage import StoredCell
+
+
+def training_history(cell: StoredCell) -> list[dict] | None:
+    """A cell's per-epoch history: from params.json (what the model's training_history() offered at run time),
+    else from a saved CNN's cnn_params.json (git-ignored, only on the machine that ran the cell); None if
+    neither."""
+    history = cell.params.get("history")
+    if history:
+        return history
+    saved = Path(cell.path) / "model" / "cnn_params.json"
+    try:
+        return json.loads(saved.read_text()).get("history") or None
+    except (OSError, ValueError):
+        return None
+
+
+def training_curves_figure(histories: dict[str, list[dict]]) -> Figure:
+    """Per task: PublicTest and training accuracy after each epoch against cumulative training minutes."""
+    fig = new_figure(4.2 * len(histories), 3.4)
+    axes = fig.subplots(1, len(histories), squeeze=False)[0]
+    for ax, (task, history) in zip(axes, histories.items(), strict=True):
+        minutes = np.cumsum([r["seconds"] for r in history]) / 60
+        validation = np.array([r.get("val_accuracy") or np.nan for r in history], dtype=float)
+        ax.plot(minutes, 100 * np.array([r["accuracy"] for r in history], dtype=float), color="0.6",
+                label="training (augmented)")
+        ax.plot(minutes, 100 * validation, color="tab:blue", marker=".", label="PublicTest")
+        if np.isfinite(validation).any():
+            best = int(np.nanargmax(validation))
+            ax.plot(minutes[best], 100 * validation[best], "o", color="tab:red",
+                    label=f"kept: epoch {best + 1}, {100 * validation[best]:.1f}%")
+        ax.set(title=f"{task}: {len(history)} epochs, {minutes[-1]:.0f} min", xlabel="training minutes",
+               ylabel="accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def draw_training_curves(output: FigureOutput, ctx: FigureContext) -> None:
+    histories = {}
+    for tr in ctx.results:
+        if tr.reference:
+            history = training_history(tr.cells[tr.reference])
+            if history:
+                histories[tr.task] = history
+    if histories:
+        output.figure("training", training_curves_figure(histories), "cnn_training_curves", "CNN training curves",
+                      f"The {ctx.settings.reference_model}'s accuracy after each epoch against cumulative training "
+                      "minutes (epoch time includes the PublicTest evaluation); the red dot is the epoch whose weights "
+                      "were kept. A point at minute m is not what an m-minute schedule would reach: the learning "
+                      "rate follows the full schedule.")
+    elif any(tr.reference for tr in ctx.results):
+        output.skipped("training", ["cnn_training_curves"], "CNN training curves: no per-epoch history stored")
+
+
+TRAINING_CURVES = register("training_curves", "training", "history", draw_training_curves, scope="grid")

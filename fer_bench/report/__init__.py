@@ -1,0 +1,84 @@
+"""`fer-bench report`: every metric, table and figure, recomputed from the stored predictions alone.
+
+The report is built in memory, then written once: `build_report` reads the cells (inputs.py), computes the
+tables (tables.py, timing.py), draws the figures (fer_bench.figures) and assembles summary.md from the sections
+listed in sections.py and summary.tex (latex.py); `write_report` writes every file atomically. Output is
+deterministic (sorted cells, seeded bootstrap, fixed number formatting), so running it twice gives byte-identical
+files.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fer_bench.data.dataset import Dataset
+from fer_bench.errors import FerBenchError
+from fer_bench.figures import FigureContext, render_figures, task_results
+from fer_bench.report.audit import leaked_ids, read_audit_rows
+from fer_bench.report.inputs import ReportInputs, default_out, load_cells
+from fer_bench.report.latex import latex_escape, latex_headline
+from fer_bench.report.sections import RenderedSection, SectionContext, summary_markdown
+from fer_bench.report.tables import Tables, compute_tables
+from fer_bench.report.timing import timing_csv, timing_rows
+from fer_bench.settings import Settings
+from fer_bench.storage import atomic_write, check_results_folder
+
+
+@dataclass
+class Report:
+    """A report in memory: every file it writes (relative path -> text or PNG bytes), the sections of summary.md
+    and the tables they were made from."""
+
+    inputs: ReportInputs
+    tables: Tables
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    sections: list[RenderedSection] = field(default_factory=list)
+
+    @property
+    def out(self) -> Path:
+        return self.inputs.out
+
+    @property
+    def metric_rows(self) -> list[dict]:
+        return self.tables.metric_rows
+
+
+def build_report(out, *, dataset: Dataset | None = None, settings: Settings | None = None) -> Report:
+    """Everything `fer-bench report` writes for the results folder `out`, in memory. `dataset`: the data set the
+    cells were computed on, when the caller holds it (the image figures otherwise re-load it)."""
+    out = Path(out)
+    check_results_folder(out)
+    cells = load_cells(out)
+    audit_rows = read_audit_rows(out)
+    inputs = ReportInputs(out=out, cells=cells, settings=settings or Settings(), dataset=dataset,
+                          audit_rows=audit_rows, leaked_ids=leaked_ids(audit_rows, cells, out))
+    tables = compute_tables(inputs)
+    tables.timing_rows = timing_rows(inputs, tables.metric_rows)
+    if tables.timing_rows:
+        tables.files["timing.csv"] = timing_csv(tables.timing_rows)
+    figures = render_figures(FigureContext(task_results(cells, inputs.settings), inputs.settings, out,
+                                           dataset=dataset, timing_rows=tables.timing_rows))
+    summary, sections = summary_markdown(SectionContext(inputs, tables, figures))
+    report = Report(inputs, tables, files={**tables.files, **figures.files}, sections=sections)
+    report.files["summary.md"] = summary
+    report.files["summary.tex"] = latex_headline(inputs, tables.metric_rows)
+    return report
+
+
+def write_report(out=None, *, dataset: Dataset | None = None, settings: Settings | None = None) -> Path:
+    out = Path(out) if out else default_out()
+    report = build_report(out, dataset=dataset, settings=settings)
+    try:
+        for name, content in sorted(report.files.items()):
+            atomic_write(out / name, content)
+    except OSError as exc:
+        raise FerBenchError(f"cannot write the report under {out}: {exc.strerror or exc}") from None
+    n_figures = sum(name.startswith("figures/") and name != "figures/timing.png" for name in report.files)
+    print(f"report: {n_figures} figures written to {out / 'figures'}", file=sys.stderr)
+    print(f"report written to {out / 'summary.md'}")
+    return out
+
+
+__all__ = ["Report", "ReportInputs", "build_report", "default_out", "latex_escape", "write_report"]

@@ -1,0 +1,208 @@
+"""The report's timing table: timing.csv and the timing section, from each cell's stored timings.json (measured
+by fer_bench.measure at run time; the figure: fer_bench.figures.timing)."""
+
+from __future__ import annotations
+
+import math
+
+from fer_bench.figures.timing import grouped_rows, mean_of
+from fer_bench.report.tables import csv_text
+
+#: measured matmul peaks of one dtype further apart than this factor mean the cells ran on machines of
+#: different speed, which the timing section then says
+PEAK_SPREAD_WARNING = 1.25
+#: timing.csv columns, in order (see TIMING_CSV_SCHEMA)
+TIMING_COLUMNS = [
+    "task", "model", "seed", "n_train", "fit_seconds", "train_images_per_s", "predict_images_per_s", "views",
+    "single_view_images_per_s", "latency_p50_ms", "latency_p95_ms", "n_parameters", "model_bytes", "peak_rss_mb",
+    "train_gflops", "matmul_peak_gflops", "matmul_dtype", "fraction_of_peak", "threads", "accuracy",
+]
+
+TIMING_CSV_SCHEMA = """\
+timing.csv: one row per task x model x seed (the cells of runs/), in the report's order. Empty = not measured
+for that cell (e.g. GFLOP/s for models that are not Keras networks, or cells run before a field existed).
+
+    task, model, seed        the cell
+    n_train                  training images after balancing
+    fit_seconds              wall-clock seconds of model.fit, hyper-parameter/epoch selection included (3 decimals)
+    train_images_per_s       n_train x passes / fit_seconds; passes = epochs this fit made (CNN), 1 for the classic
+                             models (whose fit time includes their whole C grid) (1 decimal)
+    predict_images_per_s     PrivateTest images / seconds of one batch predict_proba call (1 decimal)
+    views                    test-time views per image of that call (network passes per image, e.g. the CNN's
+                             crops); empty for cells run before it was recorded
+    single_view_images_per_s the same images / seconds with one view per image, when views > 1 (1 decimal)
+    latency_p50_ms,          median and 95th percentile of single-image predict_proba calls (100 PrivateTest
+    latency_p95_ms           images, after 10 warm-up calls), milliseconds (3 decimals)
+    n_parameters             learned numbers the model predicts with: Keras count_params() for the CNN;
+                             coefficients, intercepts, support vectors, dual coefficients and scaler
+                             statistics of the fitted scikit-learn estimators for the classic models
+    model_bytes              bytes on disk of the saved model folder (runs/.../model/)
+    peak_rss_mb              peak resident memory of the process that ran the cell, up to the end of that cell
+                             (ru_maxrss, MiB; includes the data set and cells run before it) (1 decimal)
+    train_gflops             CNN only: 3 x forward FLOPs per image (Conv/Dense multiply-adds x 2) x
+                             train_images_per_s / 1e9; train_images_per_s includes each epoch's PublicTest
+                             evaluation and the first epoch's tracing, so this is a lower bound of the
+                             steady training rate (`pytest benchmarks` measures that one) (3 decimals)
+    matmul_peak_gflops       CNN only: the machine's measured matmul rate in the CNN's compute dtype (2048x2048,
+                             fastest call, TensorFlow when installed, NumPy otherwise), measured once per process
+                             and dtype (3 decimals)
+    matmul_dtype             that compute dtype: float32, or bfloat16 under mixed precision
+    fraction_of_peak         train_gflops / matmul_peak_gflops (4 decimals)
+    threads                  thread settings of the process, `key=value` pairs joined by `;` (unset ones omitted)
+    accuracy                 PrivateTest accuracy of the cell (from metrics.csv, subset all) (6 decimals)
+"""
+
+#: decimals of the float columns of timing.csv (fixed, so the same stored timings give the same bytes)
+_DECIMALS = {"fit_seconds": 3, "train_images_per_s": 1, "predict_images_per_s": 1, "single_view_images_per_s": 1,
+             "latency_p50_ms": 3, "latency_p95_ms": 3, "peak_rss_mb": 1, "train_gflops": 3, "matmul_peak_gflops": 3,
+             "fraction_of_peak": 4, "accuracy": 6}
+
+
+def _threads_text(threads) -> str | None:
+    if not isinstance(threads, dict):
+        return None
+    return ";".join(f"{key}={threads[key]}" for key in sorted(threads) if threads[key] is not None) or None
+
+
+def _number(value):
+    """A stored timing as a float (None when absent, not a number or not finite)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def timing_rows(inputs, metric_rows: list[dict]) -> list[dict]:
+    """One row per stored cell with the TIMING_COLUMNS values (None where not measured)."""
+    split = inputs.settings.headline_split
+    accuracy = {(r["task"], r["model"], r["seed"]): r["accuracy"] for r in metric_rows
+                if r["split"] == split and r["subset"] == "all"}
+    rows = []
+    for cell in inputs.cells:
+        t = cell.timings
+        train_rate = _number(t.get("train_images_per_s"))
+        train_gflops = _number(t.get("train_gflops"))
+        if train_gflops is None and _number(t.get("train_flops_per_image")) and train_rate:
+            train_gflops = t["train_flops_per_image"] * train_rate / 1e9
+        peak = _number(t.get("matmul_peak_gflops"))
+        rows.append({
+            "task": cell.task, "model": cell.model, "seed": cell.seed,
+            "n_train": t.get("n_train", cell.manifest.get("n_train")),
+            "fit_seconds": _number(t.get("fit_seconds")), "train_images_per_s": train_rate,
+            "predict_images_per_s": _number(t.get(f"predict_images_per_s_{split}")),
+            "views": t.get("prediction_views"),
+            "single_view_images_per_s": _number(t.get("predict_images_per_s_single_view")),
+            "latency_p50_ms": _number(t.get("latency_p50_ms")), "latency_p95_ms": _number(t.get("latency_p95_ms")),
+            "n_parameters": t.get("n_parameters"), "model_bytes": t.get("model_bytes"),
+            "peak_rss_mb": _number(t.get("peak_rss_mb")), "train_gflops": train_gflops,
+            "matmul_peak_gflops": peak,
+            "matmul_dtype": t.get("matmul_dtype") if peak is not None else None,
+            "fraction_of_peak": train_gflops / peak if train_gflops is not None and peak else None,
+            "threads": _threads_text(t.get("threads", cell.manifest.get("threads"))),
+            "accuracy": _number(accuracy.get((cell.task, cell.model, cell.seed))),
+        })
+    return rows
+
+
+def _csv_value(column: str, value) -> str:
+    if value is None:
+        return ""
+    if column in _DECIMALS:
+        return f"{float(value):.{_DECIMALS[column]}f}"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def timing_csv(rows: list[dict]) -> str:
+    """timing.csv text (TIMING_COLUMNS, fixed decimals; see TIMING_CSV_SCHEMA)."""
+    return csv_text(TIMING_COLUMNS, rows, _csv_value)
+
+
+def _count_text(value) -> str:
+    if value is None:
+        return "–"
+    for limit, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if value >= limit:
+            return f"{value / limit:.2f}{suffix}"
+    return f"{value:.0f}"
+
+
+def _bytes_text(value) -> str:
+    if value is None:
+        return "–"
+    for limit, suffix in ((2**30, " GiB"), (2**20, " MiB"), (2**10, " KiB")):
+        if value >= limit:
+            return f"{value / limit:.1f}{suffix}"
+    return f"{value:.0f} B"
+
+
+def _fixed(value, decimals: int, suffix: str = "") -> str:
+    return "–" if value is None else f"{value:,.{decimals}f}{suffix}"
+
+
+def _inference_text(group: list[dict]) -> str:
+    """Batch images/s as the model predicts; with several test-time views, their number and one view's rate."""
+    text = _fixed(mean_of(group, "predict_images_per_s"), 0)
+    views = mean_of(group, "views")
+    if views is not None and views > 1:
+        text += f" ({views:g} views; 1 view: {_fixed(mean_of(group, 'single_view_images_per_s'), 0)})"
+    return text
+
+
+def timing_markdown(rows: list[dict], split: str, figure_parts: list[str] | None = None) -> str:
+    """The timing section: the table, the notes on peaks and threads, then the timing figure when drawn."""
+    lines = [
+        f"Mean over seeds per task and model; accuracy on {split}. Inference = one batch predict_proba "
+        f"call on {split}; latency = single-image predict_proba calls; train GFLOP/s = 3 × the CNN's "
+        "forward Conv/Dense FLOPs per image × training images/s. Schema of every column: `timing.csv`.",
+        "",
+        "| task | model | accuracy % | fit time (s) | train img/s | inference img/s | latency p50 / p95 (ms) | "
+        "parameters | size on disk | peak RSS | train GFLOP/s (% of matmul peak) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (task, model), group in grouped_rows(rows).items():
+        accuracy = mean_of(group, "accuracy")
+        p50, p95 = mean_of(group, "latency_p50_ms"), mean_of(group, "latency_p95_ms")
+        gflops, fraction = mean_of(group, "train_gflops"), mean_of(group, "fraction_of_peak")
+        gflops_text = _fixed(gflops, 2) + (f" ({100 * fraction:.1f}%)" if fraction is not None else "")
+        peak_rss = mean_of(group, "peak_rss_mb")
+        lines.append(
+            f"| {task} | {model} | {_fixed(None if accuracy is None else 100 * accuracy, 1)} | "
+            f"{_fixed(mean_of(group, 'fit_seconds'), 1)} | {_fixed(mean_of(group, 'train_images_per_s'), 0)} | "
+            f"{_inference_text(group)} | {_fixed(p50, 2)} / {_fixed(p95, 2)} | "
+            f"{_count_text(mean_of(group, 'n_parameters'))} | {_bytes_text(mean_of(group, 'model_bytes'))} | "
+            f"{_bytes_text(None if peak_rss is None else peak_rss * 2**20)} | {gflops_text} |")
+    peaks = sorted({(r["matmul_peak_gflops"], r["matmul_dtype"] or "float32") for r in rows
+                    if r["matmul_peak_gflops"] is not None})
+    threads = sorted({r["threads"] for r in rows if r["threads"]})
+    notes = []
+    if peaks:
+        notes.append("Measured matmul peak (2048×2048, fastest call, in the CNN's compute dtype): "
+                     + ", ".join(f"{gflops:.1f} GFLOP/s ({dtype})" for gflops, dtype in peaks) + ".")
+    for dtype in sorted({dtype for _, dtype in peaks}):
+        rates = [gflops for gflops, d in peaks if d == dtype]
+        if max(rates) > PEAK_SPREAD_WARNING * min(rates):
+            # cells resumed or rerun on another day may land on a host of the same name but another speed
+            notes.append(f"**The cells were timed on machines of different speed** (measured {dtype} peaks differ "
+                         f"{max(rates) / min(rates):.1f}×): compare times across rows with care; the % of peak "
+                         "column is comparable.")
+    if threads:
+        notes.append("Thread settings: " + "; ".join(f"`{t}`" for t in threads) + ".")
+    notes.append("Peak RSS is the process's maximum resident memory up to the end of the cell (it includes the "
+                 "data set and any cells run before it in the same process). Times are wall-clock on the machine "
+                 "named above, which may have been shared with other work.")
+    lines += ["", " ".join(notes)]
+    for part in figure_parts or []:
+        lines += ["", part]
+    return "\n".join(lines)
+
+
+def timing_section(ctx) -> str | None:
+    """The timing section of summary.md (None when no cell was timed)."""
+    if not ctx.tables.timing_rows:
+        return None
+    return timing_markdown(ctx.tables.timing_rows, ctx.inputs.settings.headline_split, ctx.figures.parts.get("timing"))
