@@ -66,6 +66,26 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from fer_bench.compare import compare_folders, comparison_text, different_data_message, writer_for
+    from fer_bench.storage import atomic_write
+
+    writer = writer_for(args.out) if args.out else None  # a wrong suffix is refused before any work
+    comparison = compare_folders(args.a, args.b, allow_different_data=args.allow_different_data)
+    if not comparison.same_data:
+        print(f"fer-bench: warning: {different_data_message(comparison)}; compared anyway "
+              f"(--allow-different-data): differences may come from the data, not the models", file=sys.stderr)
+    if writer is None:
+        print(comparison_text(comparison), end="")
+        return 0
+    try:
+        atomic_write(args.out, writer(comparison))
+    except OSError as exc:
+        raise FerBenchError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    print(f"comparison of {len(comparison.cells)} (task, model) written to {args.out}")
+    return 0
+
+
 def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -119,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="results folder holding runs/ (default: results/fer2013 if present, else results/synthetic)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="compare two results folders per (task, model) on the headline split")
+    p.add_argument("a", metavar="A", help="first results folder (the reference: differences are B - A)")
+    p.add_argument("b", metavar="B", help="second results folder")
+    p.add_argument("--out", metavar="FILE.md|FILE.html", default=None,
+                   help="write markdown (.md) or a self-contained HTML table (.html) instead of printing text")
+    p.add_argument("--allow-different-data", action="store_true",
+                   help="compare folders whose data fingerprints differ (said in the output and on stderr)")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 
