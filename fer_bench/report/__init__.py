@@ -17,6 +17,7 @@ from fer_bench.data.dataset import Dataset
 from fer_bench.errors import FerBenchError
 from fer_bench.figures import FigureContext, render_figures, task_results
 from fer_bench.report.audit import leaked_ids, read_audit_rows
+from fer_bench.report.html import index_html
 from fer_bench.report.inputs import ReportInputs, default_out, load_cells
 from fer_bench.report.latex import latex_escape, latex_headline
 from fer_bench.report.sections import RenderedSection, SectionContext, summary_markdown
@@ -64,6 +65,7 @@ def build_report(out, *, dataset: Dataset | None = None, settings: Settings | No
     report = Report(inputs, tables, files={**tables.files, **figures.files}, sections=sections)
     report.files["summary.md"] = summary
     report.files["summary.tex"] = latex_headline(inputs, tables.metric_rows)
+    report.files["index.html"] = index_html(inputs, tables, sections, list(report.files))
     return report
 
 
