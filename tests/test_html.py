@@ -1,0 +1,251 @@
+"""index.html: written by `fer-bench report` beside summary.md, byte-identical when regenerated, linking every table
+file and figure; and, in a real headless Chromium (Debian's `chromium`, driven by its own command line), loading
+with no console error, every image loaded and tables sorted by a click on a header.
+
+The results folder is a small grid of the two baselines on synthetic data (no CNN), built once for the module.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from fer_bench.data.synthetic import make_synthetic
+from fer_bench.report import write_report
+from fer_bench.report.html import LINKED_FILES, anchors, index_html, linked_files
+from fer_bench.report.inputs import ReportInputs, load_cells
+from fer_bench.report.sections import RenderedSection
+from fer_bench.report.tables import Tables
+from fer_bench.run import run_grid
+from fer_bench.settings import Settings
+
+CHROMIUM = shutil.which("chromium")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="no headless browser: `chromium` is not installed (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return make_synthetic(n_train=300, n_public=90, n_private=90, seed=0)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, dataset) -> Path:
+    out = tmp_path_factory.mktemp("html") / "results"
+    run_grid(dataset=dataset, tasks=["binary", "7class"], models=["hog_svm", "logreg"], quick=True, out=out)
+    return out
+
+
+class _Links(HTMLParser):
+    """Every href and img src of a page, the ids, the sections' titles and the table of contents."""
+
+    def __init__(self):
+        super().__init__()
+        self.hrefs, self.images, self.ids, self.section_titles = [], [], [], []
+        self._in_section_h2 = False
+        self._depth = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.append(attrs["id"])
+        if tag == "a" and attrs.get("href"):
+            self.hrefs.append(attrs["href"])
+        if tag == "img":
+            self.images.append(attrs["src"])
+        if tag == "section":
+            self._depth.append("section")
+        if tag == "h2" and self._depth:
+            self._in_section_h2 = True
+            self.section_titles.append("")
+        if tag == "a" and self._in_section_h2:
+            self._in_section_h2 = False  # the "#" anchor link after the title
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self._in_section_h2 = False
+        if tag == "section" and self._depth:
+            self._depth.pop()
+
+    def handle_data(self, data):
+        if self._in_section_h2:
+            self.section_titles[-1] += data
+
+
+def _parse(text: str) -> _Links:
+    parser = _Links()
+    parser.feed(text)
+    return parser
+
+
+# --- without a browser ----------------------------------------------------------------------------------------
+
+def test_index_html_is_regenerated_byte_identically_and_links_every_file(results, dataset):
+    first = (results / "index.html").read_bytes()
+    write_report(results, dataset=dataset)
+    assert (results / "index.html").read_bytes() == first
+
+    page = _parse(first.decode("utf-8"))
+    hrefs = set(page.hrefs)
+    for name in sorted(p.name for p in results.glob("*.csv")) + ["summary.md", "summary.tex"]:
+        assert name in hrefs, f"index.html does not link {name}"
+    figures = sorted(f"figures/{p.name}" for p in (results / "figures").glob("*.png"))
+    assert figures and sorted(set(page.images)) == figures  # every figure drawn, each shown once or more
+    for link in hrefs | set(page.images):  # every relative link resolves inside the folder
+        if not link.startswith("#"):
+            assert (results / link).is_file(), link
+        else:
+            assert link[1:] in page.ids, link
+
+    # the sections of summary.md, in the same order, each reachable from the table of contents
+    summary_titles = re.findall(r"^## (.+)$", (results / "summary.md").read_text(encoding="utf-8"), re.M)
+    assert [t.strip() for t in page.section_titles] == summary_titles
+    for anchor in anchors(summary_titles):
+        assert f"#{anchor}" in hrefs and anchor in page.ids
+    assert b"http://" not in first and b"https://" not in first  # nothing fetched from the network
+
+
+def test_audit_files_are_linked_when_present(tmp_path):
+    inputs = SimpleNamespace(out=tmp_path)
+    written = ["metrics.csv", "summary.tex", "figures/roc_binary.png"]
+    assert [f["name"] for f in linked_files(inputs, written)] == ["metrics.csv", "summary.tex"]
+    (tmp_path / "audit.md").write_text("# audit\n")
+    assert [f["name"] for f in linked_files(inputs, written)] == ["metrics.csv", "summary.tex", "audit.md"]
+    assert {name for name, _ in LINKED_FILES} >= {"metrics.csv", "per_class.csv", "confusions.csv",
+                                                 "significance.csv", "floors.csv", "timing.csv", "summary.tex",
+                                                 "audit.md"}
+
+
+def test_markdown_is_converted_and_raw_html_escaped(results):
+    inputs = ReportInputs(out=results, cells=load_cells(results), settings=Settings(), dataset=None,
+                          audit_rows=[], leaked_ids=set())
+    sections = [RenderedSection("Tables & <things>", "| a | b |\n|---|---|\n| 2 | x |\n| 10 | y |\n\n"
+                                "- **bold**, *italic*, `code`, [link](metrics.csv)\n\n<script>alert(1)</script>"),
+                RenderedSection("Tables & <things>", "second with the same title")]
+    text = index_html(inputs, Tables(), sections, ["metrics.csv"])
+    assert '<table class="sortable">' in text and "<th>a</th>" in text and "<td>10</td>" in text
+    assert "<strong>bold</strong>" in text and "<em>italic</em>" in text and "<code>code</code>" in text
+    assert '<a href="metrics.csv">link</a>' in text
+    assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "Tables &amp; &lt;things&gt;" in text  # titles autoescaped by the template
+    assert 'id="tables-things"' in text and 'id="tables-things-2"' in text
+
+
+# --- in a headless browser ------------------------------------------------------------------------------------
+
+#: put first in <head>: collects uncaught errors, failed loads and console errors/warnings of the page
+COLLECTOR = """<script>
+window.__problems = [];
+window.addEventListener("error", function (e) {
+  window.__problems.push(e.message ? "error: " + e.message : "failed to load: " + (e.target.src || e.target.href));
+}, true);
+window.addEventListener("unhandledrejection", function (e) { window.__problems.push("rejection: " + e.reason); });
+["error", "warn"].forEach(function (level) {
+  var original = console[level];
+  console[level] = function () {
+    window.__problems.push("console." + level + ": " + Array.prototype.join.call(arguments, " "));
+    original.apply(console, arguments);
+  };
+});
+</script>"""
+
+#: put last in <body>: after the load event, reads the images, clicks the headline table's accuracy header twice
+CHECKER = """<script>
+window.addEventListener("load", function () {
+  var result = {problems: window.__problems};
+  try {
+    result.images = Array.prototype.map.call(document.images, function (img) {
+      return {src: img.getAttribute("src"), loaded: img.complete && img.naturalWidth > 0};
+    });
+    var table = document.querySelector("table.sortable");
+    var column = function (k) {
+      return Array.prototype.map.call(table.tBodies[0].rows, function (row) { return row.cells[k].textContent; });
+    };
+    var headers = Array.prototype.map.call(table.tHead.rows[0].cells, function (th) { return th.textContent; });
+    var k = headers.findIndex(function (h) { return h.indexOf("accuracy %") === 0; });
+    var header = table.tHead.rows[0].cells[k];
+    result.headers = headers;
+    result.before = {accuracy: column(k), model: column(1), task: column(0)};
+    header.click();
+    result.ascending = {accuracy: column(k), model: column(1), task: column(0), sort: header.getAttribute("aria-sort")};
+    header.click();
+    result.descending = {accuracy: column(k), sort: header.getAttribute("aria-sort")};
+    result.tables = document.querySelectorAll("table.sortable").length;
+    result.sections = document.querySelectorAll("section.report-section").length;
+  } catch (e) {
+    result.problems.push("checker: " + e);
+  }
+  var pre = document.createElement("pre");
+  pre.id = "browser-test-result";
+  pre.textContent = JSON.stringify(result);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+
+
+def _leading_number(text: str) -> float:
+    return float(re.match(r"[-+]?\d+(?:\.\d+)?", text.strip()).group())
+
+
+@needs_chromium
+def test_index_html_in_headless_chromium(results, tmp_path):
+    page = (results / "index.html").read_text(encoding="utf-8")
+    assert page.count("<head>") == 1 and page.count("</body>") == 1
+    # beside index.html, so the figures resolve the same way
+    probe = results / "_browser_test.html"
+    probe.write_text(page.replace("<head>", "<head>\n" + COLLECTOR, 1).replace("</body>", CHECKER + "\n</body>", 1),
+                     encoding="utf-8")
+    try:
+        run = _chromium(["--dump-dom", probe.as_uri()], tmp_path / "profile")
+    finally:
+        probe.unlink()
+    assert run.returncode == 0, run.stderr[-3000:]
+    match = re.search(r'<pre id="browser-test-result">(.*?)</pre>', run.stdout, re.S)
+    assert match, f"the page's checker did not run; stderr: {run.stderr[-3000:]}"
+    result = json.loads(html.unescape(match.group(1)))
+
+    # no console output or uncaught error at all (the page logs nothing; a CSP violation would be logged too)
+    assert result["problems"] == []
+    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+    assert console == []
+
+    # every <img> loaded
+    assert len(result["images"]) == page.count("<img ") > 0
+    assert [i["src"] for i in result["images"] if not i["loaded"]] == []
+
+    # clicking the accuracy header sorts the headline rows by it, numerically; again: the other way round
+    before, ascending = result["before"], result["ascending"]
+    values = [_leading_number(v) for v in before["accuracy"]]
+    assert [_leading_number(v) for v in ascending["accuracy"]] == sorted(values)
+    assert ascending["accuracy"] != before["accuracy"]  # the rows did move
+    assert ascending["sort"] == "ascending"
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    assert ascending["model"] == [before["model"][i] for i in order]  # whole rows move, not one column
+    assert ascending["task"] == [before["task"][i] for i in order]
+    assert [_leading_number(v) for v in result["descending"]["accuracy"]] == sorted(values, reverse=True)
+    assert result["descending"]["sort"] == "descending"
+    assert result["tables"] >= 5 and result["sections"] == page.count('<section class="report-section"')
+
+
+@needs_chromium
+def test_index_html_screenshot(results, tmp_path):
+    shot = tmp_path / "index.png"
+    run = _chromium(["--window-size=1280,1600", f"--screenshot={shot}", (results / "index.html").as_uri()],
+                    tmp_path / "profile")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
