@@ -54,9 +54,32 @@ def cmd_run(args) -> int:
     for plugin in args.plugin:
         load_plugin(plugin)
 
-    run_grid(data=args.data, tasks=args.tasks, models=args.models, seeds=args.seeds, out=args.out,
+    models = _models_with_settings(args.models, args.set)
+    run_grid(data=args.data, tasks=args.tasks, models=models, seeds=args.seeds, out=args.out,
              force=args.force, quick=args.quick, rgb_to_gray=args.rgb_to_gray, report=not args.no_report)
     return 0
+
+
+def _models_with_settings(models: list[str] | None, settings: list[str]) -> list[str] | None:
+    """The --models list with each model named in a --set MODEL.PARAM=VALUE replaced by its variant
+    ("cnn[test_views=2]"); without --models, the default grid's models (those whose requirements are installed)."""
+    from fer_bench.models import available_models, missing_requirements, model_variant
+
+    if not settings:
+        return models
+    assignments: dict[str, dict[str, str]] = {}
+    for setting in settings:
+        target, sep, value = setting.partition("=")
+        model, dot, param = target.partition(".")
+        if not (sep and dot and model and param):
+            raise FerBenchError(f"--set {setting}: expected MODEL.PARAM=VALUE, e.g. cnn.test_views=2")
+        assignments.setdefault(model, {})[param] = value
+    names = models if models is not None else [m for m in available_models() if not missing_requirements(m)
+                                               or m in assignments]
+    for model in assignments:
+        if model not in names:
+            raise FerBenchError(f"--set {model}.…: model {model!r} is not in the grid ({', '.join(names)})")
+    return [model_variant(m, assignments[m]) if m in assignments else m for m in names]
 
 
 def cmd_report(args) -> int:
@@ -88,6 +111,12 @@ def cmd_compare(args) -> int:
 
 def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _model_list(text: str) -> list[str]:
+    from fer_bench.models import split_top_level
+
+    return split_top_level(text)
 
 
 def _int_list(text: str) -> list[int]:
@@ -124,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train and evaluate every (task, model, seed) cell, then report")
     _add_data_arg(p)
     p.add_argument("--tasks", type=_csv_list, default=None, help="comma-separated (default: all registered)")
-    p.add_argument("--models", type=_csv_list, default=None, help="comma-separated (default: all registered)")
+    p.add_argument("--models", type=_model_list, default=None,
+                   help="comma-separated, variants included: cnn,cnn[test_views=2] (default: all registered)")
     p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated integers (default: 0)")
     p.add_argument("--out", metavar="DIR", help="results folder (default results/<dataset>)")
     p.add_argument("--force", action="store_true", help="recompute cells that already finished")
@@ -133,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip `fer-bench report` at the end")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
                    help="Python file or module to import first, to register your own models or tasks (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="MODEL.PARAM=VALUE",
+                   help="run MODEL with PARAM set (typed like its default; repeatable), named MODEL[PARAM=VALUE] "
+                        "in the tables; list a variant in --models (e.g. 'cnn,cnn[test_views=2]') to run both")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="recompute metrics, tables and figures from stored predictions")

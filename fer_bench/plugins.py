@@ -5,12 +5,12 @@ A plugin is ordinary Python run once before the grid starts, e.g. my_models.py::
     from fer_bench.models import register_model
     from fer_bench.models.cnn import make_cnn
 
-    def make_cnn_tta(seed=0, quick=False, **params):
-        return make_cnn(seed=seed, quick=quick, tta=True, **params)
+    def make_wide_cnn(seed=0, quick=False, **params):
+        return make_cnn(seed=seed, quick=quick, filters=(48, 96, 192, 384), **params)
 
-    register_model("cnn_tta", make_cnn_tta, requires=("tensorflow",))
+    register_model("wide_cnn", make_wide_cnn, requires=("tensorflow",))
 
-then `fer-bench run --plugin my_models.py --models cnn,cnn_tta`. A mistake in the plugin is reported as one line
+then `fer-bench run --plugin my_models.py --models cnn,wide_cnn`. A mistake in the plugin is reported as one line
 naming the plugin's file and line, like every fer-bench error.
 """
 

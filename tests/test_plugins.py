@@ -98,3 +98,24 @@ def test_a_missing_plugin_is_one_line(tmp_path, monkeypatch, capsys, spec, expec
     assert main(["run", "--plugin", spec]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"fer-bench: error: {expected}") and err.count("\n") == 1
+
+
+def test_an_installed_package_registers_models_through_entry_points(tmp_path, monkeypatch):
+    from fer_bench import models
+
+    site = tmp_path / "site"
+    (site / "my_fer_models").mkdir(parents=True)
+    (site / "my_fer_models" / "__init__.py").write_text(MODEL_PLUGIN.replace('register_model("my_logreg", '
+                                                                             'make_my_logreg)\n', ""))
+    dist = site / "my_fer_models-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-fer-models\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[fer_bench.models]\nep_logreg = my_fer_models:make_my_logreg\n"
+                                           "logreg = my_fer_models:make_my_logreg\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(models, "_MODELS", dict(models._MODELS))
+    monkeypatch.setattr(models, "_REQUIRES", dict(models._REQUIRES))
+    assert models.register_entry_points() == ["ep_logreg"]  # "logreg" is built in: left alone
+    assert models.get_factory_spec("ep_logreg") == "my_fer_models:make_my_logreg"
+    model = models.make_model("ep_logreg", seed=0, quick=True)
+    assert type(model).__name__ == "PixelLogisticRegression" and model.random_state == 0

@@ -8,11 +8,22 @@ Add your own model in one file::
 The factory is called as factory(seed=..., quick=..., **params) and returns an estimator implementing
 fer_bench.models.base.ImageClassifier's interface. Import paths are resolved lazily, so listing models never
 imports TensorFlow.
+
+An installed package registers models through the entry-point group `fer_bench.models` (name -> "module:factory")
+in its pyproject.toml::
+
+    [project.entry-points."fer_bench.models"]
+    my_model = "my_package.my_module:make_my_model"
+
+They are registered, lazily like the built-in ones, when this module is imported.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.metadata
+import sys
 from collections.abc import Callable
 
 from fer_bench.errors import FerBenchError
@@ -36,29 +47,159 @@ def available_models() -> list[str]:
 
 def missing_requirements(name: str) -> list[str]:
     """Modules the model needs that are not importable here (e.g. tensorflow in the classic env)."""
-    get_factory_spec(name)
-    return [m for m in _REQUIRES[name] if importlib.util.find_spec(m) is None]
+    base, _ = parse_variant(name)
+    get_factory_spec(base)
+    return [m for m in _REQUIRES[base] if importlib.util.find_spec(m) is None]
 
 
 def get_factory_spec(name: str):
+    """The registered factory of a model name (a variant's base model: "cnn[test_views=2]" -> cnn's)."""
+    base, _ = parse_variant(name)
     try:
-        return _MODELS[name]
+        return _MODELS[base]
     except KeyError:
-        raise FerBenchError(f"unknown model {name!r}; available: {', '.join(_MODELS)}") from None
+        raise FerBenchError(f"unknown model {base!r}; available: {', '.join(_MODELS)}") from None
+
+
+def _factory(name: str) -> Callable:
+    factory = get_factory_spec(name)
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+    return factory
 
 
 def make_model(name: str, *, seed: int = 0, quick: bool = False, **params):
-    factory = get_factory_spec(name)
+    """A new estimator of a registered model, or of a variant "name[param=value,...]" (see variant_name), with
+    its parameters on top of the factory's."""
     missing = missing_requirements(name)
     if missing:
         raise FerBenchError(f"model {name!r} needs {', '.join(missing)}, which is not installed "
                             f"(pip install 'fer-bench[cnn]')")
-    if isinstance(factory, str):
-        module, _, attr = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-    return factory(seed=seed, quick=quick, **params)
+    base, variant_params = parse_variant(name)
+    return _factory(base)(seed=seed, quick=quick, **{**variant_params, **params})
+
+
+# --- variants: a model with some parameters set, named by them -----------------------------------------------
+
+def _literal(text: str):
+    """A parameter value typed as Python reads it (2, 0.01, True, None, (1, 2), 'auto'); a bare word is a
+    string; true/false in any case are booleans."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _typed(model: str, param: str, text: str, default):
+    """`text` as a value of `param`, checked against the type of its default (an int where a float is expected
+    is accepted; a default of None or a string accepts any literal)."""
+    value = _literal(text)
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        expected = "true or false" if not isinstance(value, bool) else None
+    elif isinstance(default, int):
+        expected = f"an integer like its default {default!r}" if not is_number or isinstance(value, float) else None
+    elif isinstance(default, float):
+        expected = f"a number like its default {default!r}" if not is_number else None
+        value = float(value) if is_number else value
+    elif isinstance(default, tuple | list):
+        expected = f"a tuple like its default {default!r}" if not isinstance(value, tuple | list) else None
+    else:  # a string or None default: the model's own check decides
+        expected = None
+    if expected:
+        raise FerBenchError(f"--set {model}.{param}={text}: expected {expected}")
+    return value
+
+
+def variant_name(base: str, params: dict) -> str:
+    """The canonical name of `base` with `params` set: "cnn[test_views=2]", parameters sorted; `base` alone
+    without parameters."""
+    if not params:
+        return base
+    return f"{base}[" + ",".join(f"{key}={_value_text(params[key])}" for key in sorted(params)) + "]"
+
+
+def _value_text(value) -> str:
+    """A value as it reads back: bare for a string that reads back as itself (auto), else Python's repr."""
+    return value if isinstance(value, str) and _literal(value) == value and "," not in value else repr(value)
+
+
+def split_top_level(text: str, separator: str = ",") -> list[str]:
+    """`text` split at `separator`s outside brackets and parentheses: "a,b[x=(1,2)]" -> ["a", "b[x=(1,2)]"]."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        depth += (char in "([{") - (char in ")]}")
+        if char == separator and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [part.strip() for part in parts if part.strip()]
+
+
+def parse_variant(name: str) -> tuple[str, dict]:
+    """("cnn", {"test_views": 2}) from "cnn[test_views=2]"; (name, {}) for a plain model name."""
+    if not name.endswith("]") or "[" not in name:
+        return name, {}
+    base, _, inner = name[:-1].partition("[")
+    params = {}
+    for item in split_top_level(inner):
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise FerBenchError(f"model {name!r}: expected param=value inside the brackets, got {item!r}")
+        params[key.strip()] = _literal(text.strip())
+    return base, params
+
+
+def model_variant(base: str, assignments: dict[str, str]) -> str:
+    """The variant name of registered model `base` with parameters set from text (`--set base.param=text`),
+    each checked against the model's parameters (unknown name or wrong type: one FerBenchError line) and, when
+    the model offers check_parameters(), its own validation."""
+    if missing_requirements(base):
+        raise FerBenchError(f"--set {base}.…: model {base!r} needs {', '.join(missing_requirements(base))}")
+    defaults = _factory(base)(seed=0, quick=False).get_params()
+    params = {}
+    for param, text in assignments.items():
+        if param not in defaults or param == "seed":
+            raise FerBenchError(f"--set {base}.{param}: {base} has no parameter {param!r}; its parameters: "
+                                f"{', '.join(sorted(p for p in defaults if p != 'seed'))}")
+        params[param] = _typed(base, param, text, defaults[param])
+    model = _factory(base)(seed=0, quick=False, **params)
+    check = getattr(model, "check_parameters", None)
+    if callable(check):
+        try:
+            check()
+        except (ValueError, TypeError) as exc:
+            raise FerBenchError(f"--set {base}: {exc}") from None
+    return variant_name(base, params)
 
 
 register_model("cnn", "fer_bench.models.cnn:make_cnn", requires=("tensorflow",))
 register_model("hog_svm", "fer_bench.baselines.hog_svm:make_hog_svm")
 register_model("logreg", "fer_bench.baselines.logreg:make_logreg")
+
+
+#: the entry-point group through which installed packages register models
+ENTRY_POINT_GROUP = "fer_bench.models"
+
+
+def register_entry_points() -> list[str]:
+    """Register every model an installed package declares in the `fer_bench.models` entry-point group (by its
+    "module:attr" value, imported only when the model is made). A name already registered is left alone, with a
+    warning on stderr. Returns the names registered."""
+    registered = []
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry_point.name in _MODELS:
+            print(f"fer-bench: the entry point {entry_point.name} = {entry_point.value} is ignored: a model of that "
+                  "name is already registered", file=sys.stderr)
+            continue
+        register_model(entry_point.name, entry_point.value)
+        registered.append(entry_point.name)
+    return registered
+
+
+register_entry_points()

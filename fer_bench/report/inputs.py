@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fer_bench.data.dataset import Dataset
 from fer_bench.errors import FerBenchError
-from fer_bench.models import available_models
+from fer_bench.models import available_models, parse_variant
 from fer_bench.settings import Settings
 from fer_bench.storage import StoredCell, list_cells, read_cell
 from fer_bench.tasks import available_tasks
@@ -38,9 +38,11 @@ def default_out() -> Path:
 
 
 def _order_key(cell: StoredCell):
+    """Registered task order, then registered model order (a variant "cnn[...]" right after its model), seed."""
     tasks, models = available_tasks(), available_models()
+    base, params = parse_variant(cell.model)
     return (tasks.index(cell.task) if cell.task in tasks else len(tasks), cell.task,
-            models.index(cell.model) if cell.model in models else len(models), cell.model, cell.seed)
+            models.index(base) if base in models else len(models), base, bool(params), cell.model, cell.seed)
 
 
 def load_cells(out: Path) -> list[StoredCell]:
