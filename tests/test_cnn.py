@@ -307,12 +307,12 @@ def test_verbose_auto_writes_one_line_per_epoch_unless_on_a_terminal(data, capfd
 
 
 def test_augmentation_is_a_seeded_mirror_and_small_warp():
-    from fer_bench.models.cnn import _make_augmenter
+    from fer_bench.models.cnn_training import make_augmenter
 
     images, _ = stripe_images(16, seed=3)
     batch = images[..., None].astype("float32")
     seed = np.array([7, 0], dtype=np.int64)
-    mirrored = _make_augmenter(True, 0, 0, 0)(batch, seed).numpy()
+    mirrored = make_augmenter(True, 0, 0, 0)(batch, seed).numpy()
     flipped = np.array([np.array_equal(m, b[:, ::-1]) for m, b in zip(mirrored, batch, strict=True)])
     unchanged = np.array([np.array_equal(m, b) for m, b in zip(mirrored, batch, strict=True)])
     assert np.all(flipped | unchanged) and flipped.any() and unchanged.any()
@@ -322,7 +322,7 @@ def test_augmentation_is_a_seeded_mirror_and_small_warp():
     yy, xx = np.mgrid[:48, :48]
     blob = np.exp(-((yy - 20.0) ** 2 + (xx - 28.0) ** 2) / (2 * 4.0**2)) * 200
     blobs = np.repeat(blob[None, :, :, None], 32, axis=0).astype("float32")
-    warp = _make_augmenter(True, 0.1, 10.0, 0.1)
+    warp = make_augmenter(True, 0.1, 10.0, 0.1)
     warped = warp(blobs, seed).numpy()[..., 0]
     np.testing.assert_array_equal(warp(blobs, seed).numpy()[..., 0], warped)
     assert not np.array_equal(warp(blobs, seed + 1).numpy()[..., 0], warped)
@@ -330,15 +330,15 @@ def test_augmentation_is_a_seeded_mirror_and_small_warp():
     centre_y, centre_x = (warped * yy).sum(axis=(1, 2)) / mass, (warped * xx).sum(axis=(1, 2)) / mass
     moved = np.minimum(np.hypot(centre_y - 20, centre_x - 28), np.hypot(centre_y - 20, centre_x - (47 - 28)))
     assert np.all(moved < 4.8 * np.sqrt(2) + 1.5) and np.median(moved) > 0.5
-    assert _make_augmenter(False, 0, 0, 0) is None
+    assert make_augmenter(False, 0, 0, 0) is None
 
 
 def test_random_crop_is_an_exact_window_that_varies_with_the_seed():
-    from fer_bench.models.cnn import _make_augmenter
+    from fer_bench.models.cnn_training import make_augmenter
 
     images, _ = stripe_images(32, seed=5)
     batch = images[..., None].astype("float32")
-    crop = _make_augmenter(False, 0, 0, 0, crop_size=44)
+    crop = make_augmenter(False, 0, 0, 0, crop_size=44)
     seed = np.array([7, 3], dtype=np.int64)
     out = crop(batch, seed).numpy()
     assert out.shape == (32, 44, 44, 1)
@@ -353,10 +353,10 @@ def test_random_crop_is_an_exact_window_that_varies_with_the_seed():
 
 
 def test_random_erasing_replaces_one_rectangle_in_about_half_the_images():
-    from fer_bench.models.cnn import _make_augmenter
+    from fer_bench.models.cnn_training import make_augmenter
 
     batch = np.full((200, 48, 48, 1), 128.0, dtype="float32")
-    erase = _make_augmenter(False, 0, 0, 0, erasing=0.5, erasing_area=(0.05, 0.2))
+    erase = make_augmenter(False, 0, 0, 0, erasing=0.5, erasing_area=(0.05, 0.2))
     seed = np.array([11, 0], dtype=np.int64)
     out = erase(batch, seed).numpy()[..., 0]
     np.testing.assert_array_equal(erase(batch, seed).numpy()[..., 0], out)
@@ -384,10 +384,10 @@ def test_training_batches_depend_on_epoch_and_batch_and_nothing_else(data):
     np.testing.assert_array_equal(first_batches(3)[1], epoch3[1])  # the same epoch, the same batches
     assert not np.array_equal(first_batches(4)[0], epoch3[0])
     # The same images in another batch of the same epoch get another crop and erasing: the keys differ.
-    from fer_bench.models.cnn import _derive_seed, _make_augmenter
+    from fer_bench.models.cnn_training import derive_seed, make_augmenter
 
-    augment = _make_augmenter(True, 0, 10, 0.1, crop_size=44, erasing=0.5)
-    key = _derive_seed(0, 3, 1 << 20)
+    augment = make_augmenter(True, 0, 10, 0.1, crop_size=44, erasing=0.5)
+    key = derive_seed(0, 3, 1 << 20)
     same = X[:32, ..., None].astype("float32")
     assert not np.array_equal(augment(same, np.array([key, 0])).numpy(), augment(same, np.array([key, 1])).numpy())
 

@@ -39,38 +39,15 @@ Design:
   tf.config.experimental.enable_op_determinism(). The latter is process-wide and cannot be undone; on this
   CPU it cost no measurable throughput (see below). tests/test_cnn.py trains twice and compares.
 
-Throughput measured on the 2-core AVX-512/AVX512_BF16 machine (FER-2013 images, 30 steps after warm-up,
-default net unless stated; the machine was shared, load 6-9, so images per CPU-second of the training
-process are the comparable number; wall img/s depended on the share of CPU it got):
-
-    configuration                               img/CPU-s
-    float32, op determinism on                    229
-    float32, op determinism off                   212   (same within noise: determinism is free)
-    bfloat16 mixed precision                      269   (+17%: oneDNN uses AVX512_BF16)   <- default ("auto")
-    float32 + XLA (jit_compile)                   222
-    bfloat16 + XLA                                290   (+8% over bfloat16 alone, within noise; XLA off)
-    batch 256 (float32)                           218   (no gain over 128)
-    filters (24, 48, 96, 192) (float32)           326   (0.56x the FLOPs, only 1.4x faster)
-    filters (32, 64, 128) (float32)               273
-
-On the same machine idle (load < 1) the default net trains at 522 images/s wall clock (bfloat16; 273 per
-CPU-second, i.e. both cores busy), batch 128 or 256 alike: one FER-2013 7-class epoch takes ~58 s with its
-PublicTest evaluation, so the default 30 epochs take ~29 minutes (the 40-minute budget of the project brief).
-
-All of the above used Keras' BatchNormalization. On a later 2-core machine (bf16 matmul peak ~410 GFLOP/s) it
-trained at 276-288 images/s, 47-49% of that peak; a profile of train_on_batch showed BatchNorm's separate
-float32 ops as the largest cost (411 ms/step at batch 128; 263 ms with the fused kernel, 244 ms without any
-BatchNorm). With FusedBatchNormalization the fit benchmark (benchmarks/, 7class) measures 478 images/s steady,
-82% of the peak.
+Throughput measurements of earlier versions (dtype, determinism, XLA, batch size, widths, BatchNorm): see
+docs/cnn-recipe.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -79,20 +56,37 @@ from sklearn.utils.validation import check_is_fitted
 
 from fer_bench.errors import FerBenchError
 from fer_bench.models.base import ImageClassifier, check_images
+from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are part of cnn's API)
+    CHECKPOINT_FORMAT,
+    ERASING_ASPECT,
+    IMAGE_SIZE,
+    PREDICT_BATCH,
+    PREFETCH_BATCHES,
+    STATE_FILE,
+    Checkpoint,
+    accuracy_of,
+    as_model_input,
+    averaged_weights,
+    cpu_has_native_bfloat16,
+    current_learning_rate,
+    derive_seed,
+    improved_now,
+    jsonable,
+    keep_trained_weights_at_fit_end,
+    load_keras_model,
+    make_augmenter,
+    overwrite_with_average,
+    pipeline_options,
+    pipeline_threads,
+    validation_dataset,
+)
 
-IMAGE_SIZE = 48
 LOGITS_LAYER = "logits"
 LAST_CONV_LAYER = "last_conv_block"
 KERAS_FILE = "model.keras"
 PARAMS_FILE = "cnn_params.json"
-STATE_FILE = "state.json"
-CHECKPOINT_FORMAT = 3  # 2: BatchNorm layers are FusedBatchNormalization; 3: crops, erasing, EMA, test views
-PREDICT_BATCH = 512
-PREFETCH_BATCHES = 2  # input batches prepared ahead of the training step
 #: test_views choices: the centre crop; + its mirror image; ten-crop (4 corners + centre, and their mirrors)
 VIEW_CHOICES = (1, 2, 10)
-#: random erasing: aspect ratio (height / width) range of the erased rectangle, log-uniform
-ERASING_ASPECT = (0.3, 3.3)
 # Keras' default 0.99 lets the moving statistics lag ~100 steps behind weights that change fast at a high
 # learning rate: on FER-2013 after 3 epochs that gave 21% accuracy in inference mode vs 51% with batch
 # statistics on the same images. 0.9 (PyTorch's default) follows within ~10 steps.
@@ -169,7 +163,7 @@ class CNNClassifier(ImageClassifier):
     def __init__(self, *, seed=0, filters=(32, 64, 128, 256), convs_per_block=2, head="gap", dropout=0.4, epochs=60,
                  batch_size=128, optimizer="adamw", learning_rate=2e-3, weight_decay=0.01, schedule="cosine",
                  warmup_epochs=2, patience=None, label_smoothing=0.1, flip=True, shift=0.0, rotation=10.0,
-                 zoom=0.1, crop_size=44, erasing=0.5, erasing_area=(0.02, 0.2), ema=0.999, test_views="auto",
+                 zoom=0.1, crop_size=44, erasing=0.5, erasing_area=(0.02, 0.2), ema=None, test_views="auto",
                  mixed_precision="auto", jit_compile=False, deterministic=True, checkpoint_dir=None, callbacks=None,
                  verbose="auto"):
         self.seed = seed
@@ -232,7 +226,7 @@ class CNNClassifier(ImageClassifier):
         n_classes = len(self.classes_)
         steps_per_epoch = int(np.ceil(len(X) / self.batch_size))
         fingerprint = self._training_fingerprint(X, y_index, weights, validation)
-        checkpoint = _Checkpoint(self.checkpoint_dir, fingerprint) if self.checkpoint_dir else None
+        checkpoint = Checkpoint(self.checkpoint_dir, fingerprint) if self.checkpoint_dir else None
         state = checkpoint.load_state() if checkpoint else None
         if state is None:
             model = self._build_network(n_classes)
@@ -246,10 +240,10 @@ class CNNClassifier(ImageClassifier):
             best_weights = checkpoint.load_best_weights(state, model)
             if not state["finished"]:
                 state["resumed_from_epoch"] = state["epoch"]
-        _keep_trained_weights_at_fit_end(model)
+        keep_trained_weights_at_fit_end(model)
         # Epochs are compared on one view, the centre crop (the full face without crops): cheap every epoch.
         validation_view = (self._centre_crop(validation[0]), validation[1]) if validation else None
-        validation_ds = _validation_dataset(*validation_view, n_classes) if validation else None
+        validation_ds = validation_dataset(*validation_view, n_classes) if validation else None
 
         while not state["finished"] and state["epoch"] < self.epochs:
             epoch = state["epoch"]
@@ -268,13 +262,13 @@ class CNNClassifier(ImageClassifier):
             # Candidates for selection this epoch: the trained weights, then (when on) their moving average.
             candidates = [("trained", record["val_accuracy"], None)]
             if self.ema and validation is not None:
-                with _averaged_weights(model):
-                    record["ema_val_accuracy"] = _accuracy(self._network_proba(
-                        _as_model_input(validation[0]), 1, model), validation[1])
+                with averaged_weights(model):
+                    record["ema_val_accuracy"] = accuracy_of(self._network_proba(
+                        as_model_input(validation[0]), 1, model), validation[1])
                     ema_weights = model.get_weights()
                 candidates.append(("ema", record["ema_val_accuracy"], ema_weights))
             seconds = time.perf_counter() - start
-            record.update(lr=_current_learning_rate(model), seconds=seconds,
+            record.update(lr=current_learning_rate(model), seconds=seconds,
                           images_per_s=len(X) / seconds if seconds > 0 else None)
             state["history"].append(record)
             state["epoch"] = epoch + 1
@@ -292,7 +286,7 @@ class CNNClassifier(ImageClassifier):
                     state["epochs_without_improvement"] += 1
                     state["plateau_wait"] += 1
                 if self.schedule == "plateau" and state["plateau_wait"] >= PLATEAU_PATIENCE:
-                    model.optimizer.learning_rate = _current_learning_rate(model) * PLATEAU_FACTOR
+                    model.optimizer.learning_rate = current_learning_rate(model) * PLATEAU_FACTOR
                     state["plateau_wait"] = 0
                 if self.patience is not None and state["epochs_without_improvement"] >= self.patience:
                     state["stopped_early"] = True
@@ -303,7 +297,7 @@ class CNNClassifier(ImageClassifier):
         if best_weights is not None:
             model.set_weights(best_weights)
         elif self.ema and validation is None and state["epoch"] > 0:
-            _overwrite_with_average(model)  # without validation data the last epoch's average is kept
+            overwrite_with_average(model)  # without validation data the last epoch's average is kept
         self.keras_model_ = model
         self.last_conv_layer_name_ = LAST_CONV_LAYER
         views, views_evidence = self._choose_views(validation)
@@ -333,14 +327,14 @@ class CNNClassifier(ImageClassifier):
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities: the mean of the softmax over prediction_views() views of each image."""
         check_is_fitted(self, "keras_model_")
-        proba = self._network_proba(_as_model_input(check_images(X)), self.prediction_views())
+        proba = self._network_proba(as_model_input(check_images(X)), self.prediction_views())
         return proba / proba.sum(axis=1, keepdims=True)
 
     def predict_proba_single_view(self, X) -> np.ndarray:
         """Class probabilities from one view per image, the centre crop (the full face without crops): what
         epochs were compared on, and the cheapest prediction of these weights."""
         check_is_fitted(self, "keras_model_")
-        proba = self._network_proba(_as_model_input(check_images(X)), 1)
+        proba = self._network_proba(as_model_input(check_images(X)), 1)
         return proba / proba.sum(axis=1, keepdims=True)
 
     # --- capabilities (fer_bench.models.base.ImageClassifier) ---------------------------------------------
@@ -436,9 +430,9 @@ class CNNClassifier(ImageClassifier):
             if self.test_views == "auto":
                 return 1, {"test_views_selection": "1: no validation data"}
             return int(self.test_views), {}
-        X_val, y_val = _as_model_input(validation[0]), validation[1]
+        X_val, y_val = as_model_input(validation[0]), validation[1]
         evaluated = choices if self.test_views == "auto" else [int(self.test_views)]
-        by_views = {str(v): _accuracy(self._network_proba(X_val, v), y_val) for v in evaluated}
+        by_views = {str(v): accuracy_of(self._network_proba(X_val, v), y_val) for v in evaluated}
         if self.test_views != "auto":
             return int(self.test_views), {"val_accuracy_by_views": by_views}
         best = choices[0]
@@ -460,7 +454,7 @@ class CNNClassifier(ImageClassifier):
         inference.save(directory / KERAS_FILE)
         params = {k: v for k, v in self.get_params().items() if k not in ("callbacks", "checkpoint_dir")}
         (directory / PARAMS_FILE).write_text(json.dumps({
-            "params": _jsonable(params), "classes": self.classes_.tolist(),
+            "params": jsonable(params), "classes": self.classes_.tolist(),
             "selected_params": self.selected_params_, "history": self.history_,
             "last_conv_layer_name": self.last_conv_layer_name_,
         }, indent=1))
@@ -482,7 +476,7 @@ class CNNClassifier(ImageClassifier):
         if params.get("erasing_area") is not None:
             params["erasing_area"] = tuple(params["erasing_area"])
         model = cls(**params)
-        model.keras_model_ = _load_keras_model(directory / KERAS_FILE, compile=False)
+        model.keras_model_ = load_keras_model(directory / KERAS_FILE, compile=False)
         model.classes_ = np.asarray(saved["classes"])
         model.selected_params_ = selected
         model.history_ = saved["history"]
@@ -616,15 +610,15 @@ class CNNClassifier(ImageClassifier):
         """Set every random layer's generator from (seed, epoch), so an epoch's dropout does not depend on
         earlier epochs (the generators' state is not part of a saved model)."""
         for i, variable in enumerate(v for v in model.variables if "seed_generator_state" in v.path):
-            variable.assign(np.array([_derive_seed(self.seed, epoch, i), 0], dtype=variable.dtype))
+            variable.assign(np.array([derive_seed(self.seed, epoch, i), 0], dtype=variable.dtype))
 
     def _training_dataset(self, X, y_index, weights, n_classes: int, epoch: int):
         import tensorflow as tf
 
         order = np.random.default_rng([int(self.seed), epoch]).permutation(len(X))
-        augment = _make_augmenter(self.flip, self.shift, self.rotation, self.zoom, crop_size=self.crop_size,
+        augment = make_augmenter(self.flip, self.shift, self.rotation, self.zoom, crop_size=self.crop_size,
                                   erasing=self.erasing, erasing_area=self.erasing_area)
-        epoch_seed = _derive_seed(self.seed, epoch, 1 << 20)
+        epoch_seed = derive_seed(self.seed, epoch, 1 << 20)
 
         def prepare(index, batch):
             images, labels, batch_weights = batch
@@ -635,8 +629,8 @@ class CNNClassifier(ImageClassifier):
 
         return (tf.data.Dataset.from_tensor_slices((X[order], y_index[order].astype(np.int32), weights[order]))
                 .batch(int(self.batch_size)).enumerate()
-                .map(prepare, num_parallel_calls=_pipeline_threads(), deterministic=True)
-                .prefetch(PREFETCH_BATCHES).with_options(_pipeline_options()))
+                .map(prepare, num_parallel_calls=pipeline_threads(), deterministic=True)
+                .prefetch(PREFETCH_BATCHES).with_options(pipeline_options()))
 
     def _training_fingerprint(self, X, y_index, weights, validation) -> str:
         """What a checkpoint must match to be resumed: the data and every parameter that shapes training."""
@@ -645,246 +639,8 @@ class CNNClassifier(ImageClassifier):
             h.update(np.ascontiguousarray(array).tobytes())
         params = {k: v for k, v in self.get_params().items()
                   if k not in ("checkpoint_dir", "callbacks", "verbose", "test_views")}
-        h.update(json.dumps(_jsonable(params), sort_keys=True).encode())
+        h.update(json.dumps(jsonable(params), sort_keys=True).encode())
         return h.hexdigest()[:16]
-
-
-def _load_keras_model(path: Path, **kwargs):
-    import keras
-
-    import fer_bench.models.keras_layers  # noqa: F401  (registers the custom layers for deserialisation)
-
-    return keras.models.load_model(path, **kwargs)
-
-
-def cpu_has_native_bfloat16() -> bool:
-    """True when the CPU computes bfloat16 natively (AVX512_BF16 or AMX); elsewhere bfloat16 is emulated and
-    slower than float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def improved_now(state) -> bool:
-    return state["best_epoch"] is not None and state["best_epoch"] == state["epoch"]
-
-
-def _keep_trained_weights_at_fit_end(model):
-    """With use_ema, Keras' model.fit ends by overwriting the weights with their moving average
-    (optimizer.finalize_variable_values). fit() calls model.fit once per epoch, so that would train every epoch
-    on from the average; the trained weights must go on, and the average is only evaluated (_averaged_weights)."""
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is not None and getattr(optimizer, "use_ema", False):
-        optimizer.finalize_variable_values = lambda var_list: None
-
-
-def _overwrite_with_average(model):
-    model.optimizer._overwrite_model_variables_with_average_value(model.trainable_variables)
-
-
-class _averaged_weights:
-    """Context: the model's trainable weights are their moving average inside, the trained ones again after
-    (batch-norm statistics stay those of the trained weights)."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.trained = [v.numpy() for v in self.model.trainable_variables]
-        _overwrite_with_average(self.model)
-        return self.model
-
-    def __exit__(self, *exc):
-        for variable, value in zip(self.model.trainable_variables, self.trained, strict=True):
-            variable.assign(value)
-        return False
-
-
-def _accuracy(proba: np.ndarray, y_index: np.ndarray) -> float:
-    return float(np.mean(proba.argmax(axis=1) == y_index))
-
-
-def _derive_seed(seed: int, epoch: int, salt: int) -> int:
-    return int(np.random.default_rng([int(seed), epoch, salt]).integers(0, 2**31 - 1))
-
-
-def _as_model_input(X: np.ndarray) -> np.ndarray:
-    return X.astype(np.float32)[..., None]
-
-
-def _current_learning_rate(model) -> float:
-    optimizer = model.optimizer
-    lr = optimizer.learning_rate
-    return float(np.asarray(lr.numpy() if hasattr(lr, "numpy") else lr))
-
-
-def _pipeline_threads() -> int:
-    return max(1, min(os.cpu_count() or 1, 4))
-
-
-def _pipeline_options():
-    """tf.data options of the input pipelines: autotuning off.
-
-    With autotuning, every iterator runs a tuning thread that sleeps up to ~30 s between rounds, and deleting
-    the iterator waits for it to wake. fit() makes one model.fit call, hence one iterator, per epoch, so on
-    FER-2013 each ~55 s epoch idled ~27 s more (seen with py-spy: ~IteratorResource waiting in
-    UnboundedThreadPool). Fixed parallelism gives the same batches (the augmentation is stateless)."""
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return options
-
-
-def _validation_dataset(X, y_index, n_classes: int):
-    import tensorflow as tf
-
-    return (tf.data.Dataset.from_tensor_slices((X, y_index.astype(np.int32))).batch(PREDICT_BATCH)
-            .map(lambda images, labels: (tf.cast(images, tf.float32)[..., None], tf.one_hot(labels, n_classes)))
-            .prefetch(PREFETCH_BATCHES).with_options(_pipeline_options()))
-
-
-def _make_augmenter(flip: bool, shift: float, rotation: float, zoom: float, *, crop_size: int | None = None,
-                    erasing: float = 0.0, erasing_area=(0.02, 0.2)):
-    """A function (images (B, 48, 48, 1) float32, seed (2,) int64) -> augmented images (B, crop, crop, 1), or
-    None when there is nothing to do. One bilinear affine warp per image (reflecting at the border) does mirror,
-    rotation about the centre, zoom, shift and the random crop at once (the crop is a whole-pixel translation of
-    the output grid, so a crop alone copies pixels exactly); random erasing then replaces a rectangle by noise.
-    Random numbers are stateless, so the same seed gives the same batch."""
-    import tensorflow as tf
-
-    size = IMAGE_SIZE if crop_size is None else int(crop_size)
-    if not flip and not shift and not rotation and not zoom and size == IMAGE_SIZE and not erasing:
-        return None
-    max_angle = np.deg2rad(rotation)
-    centre = (IMAGE_SIZE - 1) / 2
-    min_area, max_area = (float(a) for a in erasing_area)
-    log_aspect = np.log(ERASING_ASPECT)
-
-    def warp(images, seeds):
-        n = tf.shape(images)[0]
-        mirror = tf.where(tf.random.stateless_uniform([n], seeds[0]) < 0.5, -1.0, 1.0) if flip else tf.ones([n])
-        angle = tf.random.stateless_uniform([n], seeds[1], -max_angle, max_angle)
-        scale = 1.0 + tf.random.stateless_uniform([n], seeds[2], -zoom, zoom)
-        tx = tf.random.stateless_uniform([n], seeds[3], -shift, shift) * IMAGE_SIZE
-        ty = tf.random.stateless_uniform([n], seeds[4], -shift, shift) * IMAGE_SIZE
-        # Crop offsets: whole pixels, 0..48-size inclusive, uniform.
-        ox = tf.cast(tf.random.stateless_uniform([n], seeds[5], 0, IMAGE_SIZE - size + 1, tf.int32), tf.float32)
-        oy = tf.cast(tf.random.stateless_uniform([n], seeds[6], 0, IMAGE_SIZE - size + 1, tf.int32), tf.float32)
-        # The transform maps each output pixel to the input pixel it samples: move the output grid to the crop's
-        # place, undo shift, rotation and zoom about the centre, then mirror.
-        cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
-        dx, dy = -centre - tx, -centre - ty
-        a0, a1, a2 = cos, sin, cos * dx + sin * dy
-        b0, b1, b2 = -sin, cos, -sin * dx + cos * dy + centre
-        a0, a1, a2 = mirror * a0, mirror * a1, mirror * a2 + centre
-        a2, b2 = a2 + a0 * ox + a1 * oy, b2 + b0 * ox + b1 * oy
-        transforms = tf.stack([a0, a1, a2, b0, b1, b2, tf.zeros([n]), tf.zeros([n])], axis=1)
-        return tf.raw_ops.ImageProjectiveTransformV3(
-            images=images, transforms=transforms, output_shape=[size, size],
-            fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
-
-    def erase(images, seeds):
-        n = tf.shape(images)[0]
-        on = tf.random.stateless_uniform([n], seeds[7]) < erasing
-        area = tf.random.stateless_uniform([n], seeds[8], min_area, max_area) * size * size
-        aspect = tf.exp(tf.random.stateless_uniform([n], seeds[9], log_aspect[0], log_aspect[1]))
-        half_h, half_w = tf.sqrt(area * aspect) / 2, tf.sqrt(area / aspect) / 2
-        centres = tf.random.stateless_uniform([n, 2], seeds[10], 0.0, float(size))
-        grid = tf.range(size, dtype=tf.float32) + 0.5
-        rows = tf.abs(grid[None, :] - centres[:, :1]) < half_h[:, None]
-        cols = tf.abs(grid[None, :] - centres[:, 1:]) < half_w[:, None]
-        mask = rows[:, :, None] & cols[:, None, :] & on[:, None, None]
-        noise = tf.random.stateless_uniform(tf.shape(images), seeds[11], 0.0, 255.0)
-        return tf.where(mask[..., None], noise, images)
-
-    def augment(images, seed):
-        seeds = tf.random.experimental.stateless_split(seed, 12)
-        images = warp(images, seeds)
-        return erase(images, seeds) if erasing else images
-
-    return augment
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-class _Checkpoint:
-    """The files of one training's checkpoint folder; state.json (written last, atomically) names the others."""
-
-    def __init__(self, directory, fingerprint: str):
-        self.directory = Path(directory)
-        self.fingerprint = fingerprint
-
-    def load_state(self):
-        path = self.directory / STATE_FILE
-        if not path.exists():
-            return None
-        try:
-            saved = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise FerBenchError(f"{path}: unreadable checkpoint state ({exc}); delete the folder to start over") \
-                from None
-        if saved.get("format") != CHECKPOINT_FORMAT:
-            raise FerBenchError(f"{self.directory}: holds a checkpoint written by another version of the CNN "
-                                f"(format {saved.get('format')}, this version writes {CHECKPOINT_FORMAT}); delete "
-                                "it or choose another checkpoint_dir")
-        if saved.get("fingerprint") != self.fingerprint:
-            raise FerBenchError(f"{self.directory}: holds a checkpoint of another training (different data or "
-                                "parameters); delete it or choose another checkpoint_dir")
-        return saved["state"]
-
-    def load_model(self, state):
-        return _load_keras_model(self.directory / state["model_file"])
-
-    def load_best_weights(self, state, model):
-        if state.get("best_weights_file") is None:
-            return None
-        current = model.get_weights()
-        model.load_weights(self.directory / state["best_weights_file"])
-        best = model.get_weights()
-        model.set_weights(current)
-        return best
-
-    def save(self, model, state, best_weights):
-        self.directory.mkdir(parents=True, exist_ok=True)
-        epoch = state["epoch"]
-        previous = self._referenced_files()
-        state["model_file"] = f"epoch{epoch:04d}.keras"
-        model.save(self.directory / state["model_file"])
-        if best_weights is not None:  # this epoch's trained weights or their moving average
-            state["best_weights_file"] = f"best_epoch{epoch:04d}.weights.h5"
-            trained = model.get_weights()
-            model.set_weights(best_weights)
-            model.save_weights(self.directory / state["best_weights_file"])
-            model.set_weights(trained)
-        _atomic_write(self.directory / STATE_FILE, json.dumps(
-            {"format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint, "state": state}, indent=1))
-        for name in previous - self._referenced_files():
-            (self.directory / name).unlink(missing_ok=True)
-
-    def _referenced_files(self) -> set[str]:
-        path = self.directory / STATE_FILE
-        if not path.exists():
-            return set()
-        state = json.loads(path.read_text())["state"]
-        return {name for name in (state.get("model_file"), state.get("best_weights_file")) if name}
-
-
-def _atomic_write(path: Path, text: str):
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 __all__ = ["CNNClassifier", "QUICK_PARAMS", "make_cnn"]

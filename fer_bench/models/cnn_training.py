@@ -1,0 +1,255 @@
+"""The CNN's training machinery, apart from the estimator (fer_bench.models.cnn): the tf.data input pipelines and
+the stateless augmentation (crop, mirror, rotation, zoom, shift, random erasing keyed by (seed, epoch, batch)),
+the weight averaging helpers, and the per-epoch checkpoint folder (state.json written last and atomically, so it
+always names complete files). TensorFlow and Keras are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fer_bench.errors import FerBenchError
+from fer_bench.storage import atomic_write
+
+IMAGE_SIZE = 48
+STATE_FILE = "state.json"
+CHECKPOINT_FORMAT = 3  # 2: BatchNorm layers are FusedBatchNormalization; 3: crops, erasing, EMA, test views
+PREDICT_BATCH = 512
+PREFETCH_BATCHES = 2  # input batches prepared ahead of the training step
+#: random erasing: aspect ratio (height / width) range of the erased rectangle, log-uniform
+ERASING_ASPECT = (0.3, 3.3)
+
+
+def load_keras_model(path: Path, **kwargs):
+    import keras
+
+    import fer_bench.models.keras_layers  # noqa: F401  (registers the custom layers for deserialisation)
+
+    return keras.models.load_model(path, **kwargs)
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """True when the CPU computes bfloat16 natively (AVX512_BF16 or AMX); elsewhere bfloat16 is emulated and
+    slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def improved_now(state) -> bool:
+    return state["best_epoch"] is not None and state["best_epoch"] == state["epoch"]
+
+
+def keep_trained_weights_at_fit_end(model):
+    """With use_ema, Keras' model.fit ends by overwriting the weights with their moving average
+    (optimizer.finalize_variable_values). fit() calls model.fit once per epoch, so that would train every epoch
+    on from the average; the trained weights must go on, and the average is only evaluated (averaged_weights)."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and getattr(optimizer, "use_ema", False):
+        optimizer.finalize_variable_values = lambda var_list: None
+
+
+def overwrite_with_average(model):
+    model.optimizer._overwrite_model_variables_with_average_value(model.trainable_variables)
+
+
+class averaged_weights:
+    """Context: the model's trainable weights are their moving average inside, the trained ones again after
+    (batch-norm statistics stay those of the trained weights)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.trained = [v.numpy() for v in self.model.trainable_variables]
+        overwrite_with_average(self.model)
+        return self.model
+
+    def __exit__(self, *exc):
+        for variable, value in zip(self.model.trainable_variables, self.trained, strict=True):
+            variable.assign(value)
+        return False
+
+
+def accuracy_of(proba: np.ndarray, y_index: np.ndarray) -> float:
+    return float(np.mean(proba.argmax(axis=1) == y_index))
+
+
+def derive_seed(seed: int, epoch: int, salt: int) -> int:
+    return int(np.random.default_rng([int(seed), epoch, salt]).integers(0, 2**31 - 1))
+
+
+def as_model_input(X: np.ndarray) -> np.ndarray:
+    return X.astype(np.float32)[..., None]
+
+
+def current_learning_rate(model) -> float:
+    optimizer = model.optimizer
+    lr = optimizer.learning_rate
+    return float(np.asarray(lr.numpy() if hasattr(lr, "numpy") else lr))
+
+
+def pipeline_threads() -> int:
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def pipeline_options():
+    """tf.data options of the input pipelines: autotuning off.
+
+    With autotuning, every iterator runs a tuning thread that sleeps up to ~30 s between rounds, and deleting
+    the iterator waits for it to wake. fit() makes one model.fit call, hence one iterator, per epoch, so on
+    FER-2013 each ~55 s epoch idled ~27 s more (seen with py-spy: ~IteratorResource waiting in
+    UnboundedThreadPool). Fixed parallelism gives the same batches (the augmentation is stateless)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
+def validation_dataset(X, y_index, n_classes: int):
+    import tensorflow as tf
+
+    return (tf.data.Dataset.from_tensor_slices((X, y_index.astype(np.int32))).batch(PREDICT_BATCH)
+            .map(lambda images, labels: (tf.cast(images, tf.float32)[..., None], tf.one_hot(labels, n_classes)))
+            .prefetch(PREFETCH_BATCHES).with_options(pipeline_options()))
+
+
+def make_augmenter(flip: bool, shift: float, rotation: float, zoom: float, *, crop_size: int | None = None,
+                    erasing: float = 0.0, erasing_area=(0.02, 0.2)):
+    """A function (images (B, 48, 48, 1) float32, seed (2,) int64) -> augmented images (B, crop, crop, 1), or
+    None when there is nothing to do. One bilinear affine warp per image (reflecting at the border) does mirror,
+    rotation about the centre, zoom, shift and the random crop at once (the crop is a whole-pixel translation of
+    the output grid, so a crop alone copies pixels exactly); random erasing then replaces a rectangle by noise.
+    Random numbers are stateless, so the same seed gives the same batch."""
+    import tensorflow as tf
+
+    size = IMAGE_SIZE if crop_size is None else int(crop_size)
+    if not flip and not shift and not rotation and not zoom and size == IMAGE_SIZE and not erasing:
+        return None
+    max_angle = np.deg2rad(rotation)
+    centre = (IMAGE_SIZE - 1) / 2
+    min_area, max_area = (float(a) for a in erasing_area)
+    log_aspect = np.log(ERASING_ASPECT)
+
+    def warp(images, seeds):
+        n = tf.shape(images)[0]
+        mirror = tf.where(tf.random.stateless_uniform([n], seeds[0]) < 0.5, -1.0, 1.0) if flip else tf.ones([n])
+        angle = tf.random.stateless_uniform([n], seeds[1], -max_angle, max_angle)
+        scale = 1.0 + tf.random.stateless_uniform([n], seeds[2], -zoom, zoom)
+        tx = tf.random.stateless_uniform([n], seeds[3], -shift, shift) * IMAGE_SIZE
+        ty = tf.random.stateless_uniform([n], seeds[4], -shift, shift) * IMAGE_SIZE
+        # Crop offsets: whole pixels, 0..48-size inclusive, uniform.
+        ox = tf.cast(tf.random.stateless_uniform([n], seeds[5], 0, IMAGE_SIZE - size + 1, tf.int32), tf.float32)
+        oy = tf.cast(tf.random.stateless_uniform([n], seeds[6], 0, IMAGE_SIZE - size + 1, tf.int32), tf.float32)
+        # The transform maps each output pixel to the input pixel it samples: move the output grid to the crop's
+        # place, undo shift, rotation and zoom about the centre, then mirror.
+        cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+        dx, dy = -centre - tx, -centre - ty
+        a0, a1, a2 = cos, sin, cos * dx + sin * dy
+        b0, b1, b2 = -sin, cos, -sin * dx + cos * dy + centre
+        a0, a1, a2 = mirror * a0, mirror * a1, mirror * a2 + centre
+        a2, b2 = a2 + a0 * ox + a1 * oy, b2 + b0 * ox + b1 * oy
+        transforms = tf.stack([a0, a1, a2, b0, b1, b2, tf.zeros([n]), tf.zeros([n])], axis=1)
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=images, transforms=transforms, output_shape=[size, size],
+            fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
+
+    def erase(images, seeds):
+        n = tf.shape(images)[0]
+        on = tf.random.stateless_uniform([n], seeds[7]) < erasing
+        area = tf.random.stateless_uniform([n], seeds[8], min_area, max_area) * size * size
+        aspect = tf.exp(tf.random.stateless_uniform([n], seeds[9], log_aspect[0], log_aspect[1]))
+        half_h, half_w = tf.sqrt(area * aspect) / 2, tf.sqrt(area / aspect) / 2
+        centres = tf.random.stateless_uniform([n, 2], seeds[10], 0.0, float(size))
+        grid = tf.range(size, dtype=tf.float32) + 0.5
+        rows = tf.abs(grid[None, :] - centres[:, :1]) < half_h[:, None]
+        cols = tf.abs(grid[None, :] - centres[:, 1:]) < half_w[:, None]
+        mask = rows[:, :, None] & cols[:, None, :] & on[:, None, None]
+        noise = tf.random.stateless_uniform(tf.shape(images), seeds[11], 0.0, 255.0)
+        return tf.where(mask[..., None], noise, images)
+
+    def augment(images, seed):
+        seeds = tf.random.experimental.stateless_split(seed, 12)
+        images = warp(images, seeds)
+        return erase(images, seeds) if erasing else images
+
+    return augment
+
+
+def jsonable(value):
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class Checkpoint:
+    """The files of one training's checkpoint folder; state.json (written last, atomically) names the others."""
+
+    def __init__(self, directory, fingerprint: str):
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+
+    def load_state(self):
+        path = self.directory / STATE_FILE
+        if not path.exists():
+            return None
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise FerBenchError(f"{path}: unreadable checkpoint state ({exc}); delete the folder to start over") \
+                from None
+        if saved.get("format") != CHECKPOINT_FORMAT:
+            raise FerBenchError(f"{self.directory}: holds a checkpoint written by another version of the CNN "
+                                f"(format {saved.get('format')}, this version writes {CHECKPOINT_FORMAT}); delete "
+                                "it or choose another checkpoint_dir")
+        if saved.get("fingerprint") != self.fingerprint:
+            raise FerBenchError(f"{self.directory}: holds a checkpoint of another training (different data or "
+                                "parameters); delete it or choose another checkpoint_dir")
+        return saved["state"]
+
+    def load_model(self, state):
+        return load_keras_model(self.directory / state["model_file"])
+
+    def load_best_weights(self, state, model):
+        if state.get("best_weights_file") is None:
+            return None
+        current = model.get_weights()
+        model.load_weights(self.directory / state["best_weights_file"])
+        best = model.get_weights()
+        model.set_weights(current)
+        return best
+
+    def save(self, model, state, best_weights):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        epoch = state["epoch"]
+        previous = self._referenced_files()
+        state["model_file"] = f"epoch{epoch:04d}.keras"
+        model.save(self.directory / state["model_file"])
+        if best_weights is not None:  # this epoch's trained weights or their moving average
+            state["best_weights_file"] = f"best_epoch{epoch:04d}.weights.h5"
+            trained = model.get_weights()
+            model.set_weights(best_weights)
+            model.save_weights(self.directory / state["best_weights_file"])
+            model.set_weights(trained)
+        atomic_write(self.directory / STATE_FILE, json.dumps(
+            {"format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint, "state": state}, indent=1))
+        for name in previous - self._referenced_files():
+            (self.directory / name).unlink(missing_ok=True)
+
+    def _referenced_files(self) -> set[str]:
+        path = self.directory / STATE_FILE
+        if not path.exists():
+            return set()
+        state = json.loads(path.read_text())["state"]
+        return {name for name in (state.get("model_file"), state.get("best_weights_file")) if name}
