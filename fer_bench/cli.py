@@ -56,7 +56,8 @@ def cmd_run(args) -> int:
 
     models = _models_with_settings(args.models, args.set)
     run_grid(data=args.data, tasks=args.tasks, models=models, seeds=args.seeds, out=args.out,
-             force=args.force, quick=args.quick, rgb_to_gray=args.rgb_to_gray, report=not args.no_report)
+             force=args.force, quick=args.quick, rgb_to_gray=args.rgb_to_gray, report=not args.no_report,
+             reference=args.reference)
     return 0
 
 
@@ -84,8 +85,9 @@ def _models_with_settings(models: list[str] | None, settings: list[str]) -> list
 
 def cmd_report(args) -> int:
     from fer_bench.report import write_report
+    from fer_bench.settings import Settings
 
-    write_report(args.out)
+    write_report(args.out, settings=Settings(reference_model=args.reference))
     return 0
 
 
@@ -107,6 +109,13 @@ def cmd_compare(args) -> int:
         raise FerBenchError(f"cannot write {args.out}: {exc.strerror or exc}") from None
     print(f"comparison of {len(comparison.cells)} (task, model) written to {args.out}")
     return 0
+
+
+def _add_reference_arg(p):
+    p.add_argument("--reference", metavar="MODEL", default=None,
+                   help="the model every other one is compared against (significance, gains, confusion "
+                        "differences, findings); default: cnn where a task has it, else the task's most accurate "
+                        "model on PublicTest")
 
 
 def _csv_list(text: str) -> list[str]:
@@ -166,11 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="MODEL.PARAM=VALUE",
                    help="run MODEL with PARAM set (typed like its default; repeatable), named MODEL[PARAM=VALUE] "
                         "in the tables; list a variant in --models (e.g. 'cnn,cnn[test_views=2]') to run both")
+    _add_reference_arg(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="recompute metrics, tables and figures from stored predictions")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="results folder holding runs/ (default: results/fer2013 if present, else results/synthetic)")
+    _add_reference_arg(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="compare two results folders per (task, model) on the headline split")

@@ -6,6 +6,7 @@ moment leaves only finished cells behind; running the same command again skips t
 
 from __future__ import annotations
 
+import glob
 import itertools
 import shlex
 import shutil
@@ -288,8 +289,9 @@ def _run_cells(dataset: Dataset, todo, out: Path, model_names, *, quick: bool) -
 
 
 def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=False, quick=False,
-             rgb_to_gray=False, report=True, dataset: Dataset | None = None) -> Path:
-    """Run every (task, model, seed) cell not already finished under `out`, then write the report."""
+             rgb_to_gray=False, report=True, dataset: Dataset | None = None, reference: str | None = None) -> Path:
+    """Run every (task, model, seed) cell not already finished under `out`, then write the report (comparing
+    against `reference`, see fer_bench.settings)."""
     task_names = resolve_names(tasks, available_tasks(), "task", get_task)
     model_names = resolve_names(models, available_models(), "model", get_factory_spec)
     seeds = _check_seeds(seeds)
@@ -307,6 +309,10 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
             print("synthetic data: the models run in their quick configurations", file=sys.stderr)
             quick, default_out = True, Path("results") / dataset.name
     out = Path(out) if out else default_out
+    if reference is not None and reference not in model_names and not list(
+            out.glob(f"runs/*/{glob.escape(reference)}/seed*/manifest.json")):
+        raise FerBenchError(f"--reference {reference}: not a model of this grid ({', '.join(model_names)}) "
+                            f"and no cells of it in {out}")
     check_results_folder(out, dataset=dataset.name, fingerprint=dataset.fingerprint, create=True)
     for name, requirements in skipped_models.items():  # said once the data and results folder are known fine
         print(f"skipping model {name}: needs {', '.join(requirements)}", file=sys.stderr)
@@ -317,6 +323,8 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
     _run_cells(dataset, todo, out, model_names, quick=quick)
     if report:
         from fer_bench.report import write_report
+        from fer_bench.settings import Settings
 
-        write_report(out, dataset=dataset)  # the image figures use the loaded data instead of loading it again
+        # the image figures use the loaded data instead of loading it again
+        write_report(out, dataset=dataset, settings=Settings(reference_model=reference))
     return out

@@ -19,7 +19,9 @@ CONFIDENCE_LEVEL = 0.95
 ECE_BINS = 15
 #: (true, predicted) pairs kept per cell in confusions.csv and drawn per model in the confused-pairs figure
 TOP_CONFUSIONS = 5
-#: the model every other one is compared against (significance, gains, confusion differences, findings)
+#: the model every other one is compared against (significance, gains, confusion differences, findings) when it
+#: is in a task; otherwise, and unless a reference is named (--reference), the task's most accurate model on the
+#: selection split (PublicTest: the choice of what to compare against never looks at PrivateTest)
 REFERENCE_MODEL = "cnn"
 
 
@@ -31,4 +33,5 @@ class Settings:
     confidence_level: float = CONFIDENCE_LEVEL
     ece_bins: int = ECE_BINS
     top_confusions: int = TOP_CONFUSIONS
-    reference_model: str = REFERENCE_MODEL
+    #: None: REFERENCE_MODEL where a task has it, else the task's most accurate model on the selection split
+    reference_model: str | None = None

@@ -81,3 +81,33 @@ def test_a_bad_set_is_one_line_and_writes_nothing(tmp_path, small_data, capsys, 
     err = capsys.readouterr().err
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_reference_defaults_to_the_cnn_else_the_most_accurate_on_publictest_and_can_be_named(tmp_path, small_data,
+                                                                                             capsys):
+    import csv
+
+    out = tmp_path / "results"
+    assert main(["run", "--tasks", "binary", "--models", "hog_svm,logreg", "--out", str(out)]) == 0
+    with open(out / "metrics.csv", newline="") as fh:
+        public = {r["model"]: float(r["accuracy"]) for r in csv.DictReader(fh) if r["split"] == "PublicTest"}
+    best = max(public, key=public.get)
+    other = min(public, key=public.get)
+    with open(out / "significance.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {(r["model_a"], r["model_b"]) for r in rows} == {(best, other)}  # no CNN: the most accurate
+    summary = (out / "summary.md").read_text()
+    assert f"the most accurate model on PublicTest): binary {best}." in summary
+    assert "## Is the reference model's difference significant?" in summary
+
+    assert main(["report", "--out", str(out), "--reference", other]) == 0
+    with open(out / "significance.csv", newline="") as fh:
+        assert {(r["model_a"], r["model_b"]) for r in csv.DictReader(fh)} == {(other, best)}
+    assert f"(named with --reference): binary {other}." in (out / "summary.md").read_text()
+
+    capsys.readouterr()
+    assert main(["report", "--out", str(out), "--reference", "cnn"]) == 2
+    assert "--reference cnn: no cells of that model" in capsys.readouterr().err
+    assert main(["run", "--tasks", "binary", "--models", "logreg", "--reference", "nope", "--out",
+                 str(tmp_path / "other")]) == 2
+    assert not (tmp_path / "other").exists()

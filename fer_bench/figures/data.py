@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from fer_bench.data.dataset import Dataset
 from fer_bench.errors import FerBenchError
 from fer_bench.figures.png import figure_png, model_colors
-from fer_bench.settings import Settings
+from fer_bench.settings import REFERENCE_MODEL, Settings
 from fer_bench.storage import StoredCell
 
 FIGURES_DIR = "figures"
@@ -42,7 +42,7 @@ class TaskResults:
     ids: np.ndarray
     labels: np.ndarray
     proba: dict[str, np.ndarray]
-    reference_model: str
+    reference_model: str | None
 
     @property
     def models(self) -> list[str]:
@@ -68,8 +68,10 @@ class TaskResults:
         return f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
 
 
-def task_results(cells: list[StoredCell], settings: Settings) -> list[TaskResults]:
-    """Group cells (already in report order: task, model, seed) by task, keeping each model's first seed."""
+def task_results(cells: list[StoredCell], settings: Settings,
+                 references: dict[str, str | None] | None = None) -> list[TaskResults]:
+    """Group cells (already in report order: task, model, seed) by task, keeping each model's first seed;
+    `references`: each task's reference model (default: settings.reference_model or REFERENCE_MODEL)."""
     split = settings.headline_split
     by_task: dict[str, dict[str, StoredCell]] = defaultdict(dict)
     for cell in cells:
@@ -84,8 +86,8 @@ def task_results(cells: list[StoredCell], settings: Settings) -> list[TaskResult
             if not (np.array_equal(cell_ids, ids) and np.array_equal(cell_labels, labels)):
                 raise FerBenchError(f"{cell.path} and {first.path} hold predictions for different {split} images")
             proba[model] = cell_proba
-        results.append(TaskResults(task, first.class_names, dict(by_model), ids, labels, proba,
-                                   settings.reference_model))
+        reference = (references or {}).get(task, settings.reference_model or REFERENCE_MODEL)
+        results.append(TaskResults(task, first.class_names, dict(by_model), ids, labels, proba, reference))
     return results
 
 

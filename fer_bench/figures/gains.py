@@ -137,7 +137,8 @@ def draw_confused_pairs(output: FigureOutput, ctx: FigureContext, tr: TaskResult
 
 def note_without_reference(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
     if not tr.reference:
-        output.note("gain", f"*{tr.task}: no {ctx.settings.reference_model} cells, so no comparison with the CNN.*")
+        output.note("gain", f"*{tr.task}: no {ctx.settings.reference_model or 'reference model'} cells, so no "
+                            "comparison with the CNN.*")
 
 
 RECALL = figure("recall", "gain", "predictions", draw_recall)

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from fer_bench.figures.data import FigureContext, FigureOutput
 from fer_bench.figures.data import figure as register
 from fer_bench.figures.png import new_figure
+from fer_bench.settings import REFERENCE_MODEL
 from fer_bench.storage import StoredCell
 
 
@@ -51,19 +52,21 @@ def training_curves_figure(histories: dict[str, list[dict]]) -> Figure:
 
 
 def draw_training_curves(output: FigureOutput, ctx: FigureContext) -> None:
-    histories = {}
-    for tr in ctx.results:
-        if tr.reference:
-            history = training_history(tr.cells[tr.reference])
+    histories, trained = {}, []
+    for tr in ctx.results:  # per task, the first model (in report order) that stored a per-epoch history
+        for model in tr.models:
+            history = training_history(tr.cells[model])
             if history:
                 histories[tr.task] = history
+                trained.append(model)
+                break
     if histories:
         output.figure("training", training_curves_figure(histories), "cnn_training_curves", "CNN training curves",
-                      f"The {ctx.settings.reference_model}'s accuracy after each epoch against cumulative training "
+                      f"The {'/'.join(dict.fromkeys(trained))}'s accuracy after each epoch against cumulative training "
                       "minutes (epoch time includes the PublicTest evaluation); the red dot is the epoch whose weights "
                       "were kept. A point at minute m is not what an m-minute schedule would reach: the learning "
                       "rate follows the full schedule.")
-    elif any(tr.reference for tr in ctx.results):
+    elif any(REFERENCE_MODEL in tr.cells for tr in ctx.results):
         output.skipped("training", ["cnn_training_curves"], "CNN training curves: no per-epoch history stored")
 
 

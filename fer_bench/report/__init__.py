@@ -18,7 +18,7 @@ from fer_bench.errors import FerBenchError
 from fer_bench.figures import FigureContext, render_figures, task_results
 from fer_bench.report.audit import leaked_ids, read_audit_rows
 from fer_bench.report.html import index_html
-from fer_bench.report.inputs import ReportInputs, default_out, load_cells
+from fer_bench.report.inputs import ReportInputs, choose_references, default_out, load_cells
 from fer_bench.report.latex import latex_escape, latex_headline
 from fer_bench.report.sections import RenderedSection, SectionContext, summary_markdown
 from fer_bench.report.tables import Tables, compute_tables
@@ -53,13 +53,14 @@ def build_report(out, *, dataset: Dataset | None = None, settings: Settings | No
     check_results_folder(out)
     cells = load_cells(out)
     audit_rows = read_audit_rows(out)
-    inputs = ReportInputs(out=out, cells=cells, settings=settings or Settings(), dataset=dataset,
-                          audit_rows=audit_rows, leaked_ids=leaked_ids(audit_rows, cells, out))
+    settings = settings or Settings()
+    inputs = ReportInputs(out=out, cells=cells, settings=settings, dataset=dataset, audit_rows=audit_rows,
+                          leaked_ids=leaked_ids(audit_rows, cells, out), references=choose_references(cells, settings))
     tables = compute_tables(inputs)
     tables.timing_rows = timing_rows(inputs, tables.metric_rows)
     if tables.timing_rows:
         tables.files["timing.csv"] = timing_csv(tables.timing_rows)
-    figures = render_figures(FigureContext(task_results(cells, inputs.settings), inputs.settings, out,
+    figures = render_figures(FigureContext(task_results(cells, settings, inputs.references), settings, out,
                                            dataset=dataset, timing_rows=tables.timing_rows))
     summary, sections = summary_markdown(SectionContext(inputs, tables, figures))
     report = Report(inputs, tables, files={**tables.files, **figures.files}, sections=sections)

@@ -4,13 +4,15 @@ through a `ReportInputs`, by argument."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from fer_bench.data.dataset import Dataset
 from fer_bench.errors import FerBenchError
 from fer_bench.models import available_models, parse_variant
-from fer_bench.settings import Settings
+from fer_bench.settings import REFERENCE_MODEL, Settings
 from fer_bench.storage import StoredCell, list_cells, read_cell
 from fer_bench.tasks import available_tasks
 
@@ -27,6 +29,35 @@ class ReportInputs:
     audit_rows: list[dict] | None = None
     #: test image ids with a duplicate in Training (from the audit); empty without a usable audit
     leaked_ids: frozenset = frozenset()
+    #: per task, the model every other one is compared against (choose_references), None: no comparisons
+    references: dict = field(default_factory=dict)
+
+    def reference(self, task: str) -> str | None:
+        return self.references.get(task)
+
+    @property
+    def reference_is_default(self) -> bool:
+        """Whether every task compares against REFERENCE_MODEL (the summary then need not say what it is)."""
+        return set(self.references.values()) <= {REFERENCE_MODEL}
+
+
+def choose_references(cells: list[StoredCell], settings: Settings) -> dict[str, str | None]:
+    """Per task, the reference model: the one the settings name (None in a task without it); by default
+    REFERENCE_MODEL where the task has it, else the model with the highest mean selection-split accuracy."""
+    by_task: dict[str, dict[str, list[float]]] = {}
+    for cell in cells:
+        _, labels, proba = cell.split(settings.selection_split)
+        accuracy = float(np.mean(proba.argmax(axis=1) == labels)) if len(labels) else float("nan")
+        by_task.setdefault(cell.task, {}).setdefault(cell.model, []).append(accuracy)
+    if settings.reference_model is not None:
+        if not any(settings.reference_model in models for models in by_task.values()):
+            raise FerBenchError(f"--reference {settings.reference_model}: no cells of that model; models: "
+                                f"{', '.join(dict.fromkeys(m for models in by_task.values() for m in models))}")
+        return {task: settings.reference_model if settings.reference_model in models else None
+                for task, models in by_task.items()}
+    return {task: REFERENCE_MODEL if REFERENCE_MODEL in models else
+            max(models, key=lambda m: (np.nanmean(models[m]), -list(models).index(m)))
+            for task, models in by_task.items()}
 
 
 def default_out() -> Path:

@@ -11,6 +11,7 @@ from collections import defaultdict
 import numpy as np
 
 from fer_bench import __version__
+from fer_bench.settings import REFERENCE_MODEL
 
 
 def pct(x: float) -> str:
@@ -95,7 +96,7 @@ def per_class_markdown(ctx) -> str:
 def significance_markdown(ctx) -> str:
     rows = [r for r in ctx.tables.significance_rows if r["split"] == ctx.inputs.settings.headline_split]
     if not rows:
-        return f"No {ctx.inputs.settings.reference_model} cells to compare against."
+        return f"No {ctx.inputs.settings.reference_model or 'reference model'} cells to compare against."
     lines = ["| task | seed | comparison | acc A % | acc B % | A right, B wrong | A wrong, B right | "
              "p (exact McNemar) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -131,20 +132,26 @@ def findings_markdown(ctx) -> str:
     each other model per task (with the exact McNemar test), the classes where it gains most and least, the
     confusions that remain, what each model costs to fit, and what the figures add (the saliency maps)."""
     settings = ctx.inputs.settings
-    ref = settings.reference_model
     private = metric_rows_by_model(ctx.tables.metric_rows, settings.headline_split)
     models = list(dict.fromkeys(model for _, model in private))
-    baselines = [m for m in models if m != ref]
-    if ref not in models or not baselines:
+    tasks = list(dict.fromkeys(task for task, _ in private))
+    compared = [t for t in tasks if ctx.inputs.reference(t) and any(
+        (t, m) in private for m in models if m != ctx.inputs.reference(t))]
+    if not compared:
+        ref = settings.reference_model or "reference model"
         return f"*No findings: they compare the {ref} with the baselines, and the grid lacks one side.*"
 
     def accuracy(task, model):
         return 100 * float(np.mean([r["accuracy"] for r in private[(task, model)]]))
 
-    sentences = _accuracy_sentences(ctx, private, baselines, accuracy)
-    headline_task = next(iter(private))[0]
-    strongest = max(baselines, key=lambda b: accuracy(headline_task, b) if (headline_task, b) in private else -1)
-    sentences += _gain_sentences(ctx, headline_task, strongest)
+    sentences = [] if ctx.inputs.reference_is_default else [_reference_sentence(ctx, tasks)]
+    sentences += _accuracy_sentences(ctx, private, models, accuracy)
+    headline_task = tasks[0]
+    ref = ctx.inputs.reference(headline_task)
+    others = [m for m in models if m != ref and (headline_task, m) in private]
+    if ref and others:
+        strongest = max(others, key=lambda b: accuracy(headline_task, b))
+        sentences += _gain_sentences(ctx, headline_task, ref, strongest)
     costs = ", ".join(f"{m} {np.mean([r['fit_seconds'] for r in private[(headline_task, m)]]) / 60:.1f} min"
                       for m in models if (headline_task, m) in private)
     speeds = ", ".join(f"{m} {np.mean([r['predict_images_per_s'] for r in private[(headline_task, m)]]):,.0f}"
@@ -155,35 +162,46 @@ def findings_markdown(ctx) -> str:
     return "\n".join(f"- {s}" for s in sentences)
 
 
-def _accuracy_sentences(ctx, private, baselines, accuracy) -> list[str]:
+def _reference_sentence(ctx, tasks: list[str]) -> str:
+    """Which model the comparisons are against, per task, and why."""
+    settings = ctx.inputs.settings
+    why = ("named with --reference" if settings.reference_model else
+           f"no {REFERENCE_MODEL} cells: the most accurate model on {settings.selection_split}")
+    per_task = ", ".join(f"{t} {ctx.inputs.reference(t) or '(none)'}" for t in tasks)
+    return f"Comparisons are against a reference model ({why}): {per_task}."
+
+
+def _accuracy_sentences(ctx, private, models, accuracy) -> list[str]:
     """Per task: the reference's accuracy and its gain over each other model, with the McNemar p-value."""
-    split, ref = ctx.inputs.settings.headline_split, ctx.inputs.settings.reference_model
+    split = ctx.inputs.settings.headline_split
     significance_rows = ctx.tables.significance_rows
     first_seed = min(r["seed"] for r in significance_rows) if significance_rows else None
     sentences = []
     for task in dict.fromkeys(task for task, _ in private):
+        ref = ctx.inputs.reference(task)
         if (task, ref) not in private:
             continue
         parts = []
-        for b in baselines:
-            if (task, b) not in private:
+        for b in models:
+            if b == ref or (task, b) not in private:
                 continue
             tests = [r for r in significance_rows if r["task"] == task and r["model_b"] == b
                      and r["split"] == split and r["seed"] == first_seed]
             test = f" ({_p_text(tests[0]['p_value'])})" if tests else ""
             parts.append(f"{_signed(accuracy(task, ref) - accuracy(task, b))} points over {b} "
                          f"({accuracy(task, b):.1f}%){test}")
-        sentences.append(f"**{task}**: the {ref} reaches {accuracy(task, ref):.1f}% "
-                         f"{split} accuracy, " + " and ".join(parts) + ".")
+        if parts:
+            sentences.append(f"**{task}**: the {ref} reaches {accuracy(task, ref):.1f}% "
+                             f"{split} accuracy, " + " and ".join(parts) + ".")
     if significance_rows:
         sentences.append(f"(p: exact McNemar test on the same {split} images, seed {first_seed}.)")
     return sentences
 
 
-def _gain_sentences(ctx, task: str, strongest: str) -> list[str]:
+def _gain_sentences(ctx, task: str, ref: str, strongest: str) -> list[str]:
     """Where the reference gains most and least in recall over the strongest other model, and its remaining
     confusions, on the headline task."""
-    split, ref = ctx.inputs.settings.headline_split, ctx.inputs.settings.reference_model
+    split = ctx.inputs.settings.headline_split
     recall = defaultdict(list)
     for r in ctx.tables.per_class_rows:
         if r["task"] == task and r["split"] == split:

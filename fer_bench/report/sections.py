@@ -44,9 +44,11 @@ def _figures(section: str, ctx: SectionContext) -> str | None:
 
 
 def _title(template: str) -> Callable[[ReportInputs], str]:
-    """A title naming the settings' splits: {headline} and {selection}."""
+    """A title naming the settings' splits, {headline} and {selection}, and the {reference} model ("CNN" when
+    every task compares against it)."""
     return lambda inputs: template.format(headline=inputs.settings.headline_split,
-                                          selection=inputs.settings.selection_split)
+                                          selection=inputs.settings.selection_split,
+                                          reference="CNN" if inputs.reference_is_default else "reference model")
 
 
 SECTIONS: tuple[Section, ...] = (
@@ -54,14 +56,14 @@ SECTIONS: tuple[Section, ...] = (
     Section(_title("Findings"), markdown.findings_markdown),
     Section(_title("Provenance"), markdown.provenance_markdown),
     Section(_title("Per-class recall and F1 ({headline})"), markdown.per_class_markdown),
-    Section(_title("Is the CNN's difference significant? ({headline})"), markdown.significance_markdown),
+    Section(_title("Is the {reference}'s difference significant? ({headline})"), markdown.significance_markdown),
     Section(_title("Top confusions ({headline})"), markdown.confusions_markdown),
     Section(_title("What each model chose on {selection}"), markdown.selection_markdown),
     Section(_title("Timing: speed, size and efficiency"), timing_section),
     Section(_title("Figures: CNN training curves ({selection}: model selection only)"), partial(_figures, "training")),
     Section(_title("Figures: ROC curves ({headline})"), partial(_figures, "roc")),
     Section(_title("Figures: confusion matrices ({headline})"), partial(_figures, "confusion")),
-    Section(_title("Figures: where the CNN gains ({headline})"), partial(_figures, "gain")),
+    Section(_title("Figures: where the {reference} gains ({headline})"), partial(_figures, "gain")),
     Section(_title("Figures: calibration ({headline})"), partial(_figures, "calibration")),
     Section(_title("Figures: what the models look at ({headline})"), partial(_figures, "saliency")),
     Section(_title("Data audit"), audit_markdown),

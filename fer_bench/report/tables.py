@@ -118,14 +118,13 @@ CONFUSIONS_HEADER = ["task", "model", "seed", "split", "rank", "true", "predicte
 
 def significance_table(inputs: ReportInputs) -> list[dict]:
     """Exact McNemar test of the reference model against each other model, on the same images."""
-    reference = inputs.settings.reference_model
     by_key = {(c.task, c.model, c.seed): c for c in inputs.cells}
     rows = []
     for (task, model, seed), ref in by_key.items():
-        if model != reference:
+        if model != inputs.reference(task):
             continue
         for (task_b, other, seed_b), cell in by_key.items():
-            if task_b != task or seed_b != seed or other == reference:
+            if task_b != task or seed_b != seed or other == model:
                 continue
             for split in PREDICTION_SPLITS:
                 ids_a, y_a, p_a = ref.split(split)
