@@ -57,7 +57,7 @@ def cmd_run(args) -> int:
     models = _models_with_settings(args.models, args.set)
     run_grid(data=args.data, tasks=args.tasks, models=models, seeds=args.seeds, out=args.out,
              force=args.force, quick=args.quick, rgb_to_gray=args.rgb_to_gray, report=not args.no_report,
-             reference=args.reference)
+             reference=args.reference, plugins=tuple(args.plugin))
     return 0
 
 

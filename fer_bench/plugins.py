@@ -12,6 +12,10 @@ A plugin is ordinary Python run once before the grid starts, e.g. my_models.py::
 
 then `fer-bench run --plugin my_models.py --models cnn,wide_cnn`. A mistake in the plugin is reported as one line
 naming the plugin's file and line, like every fer-bench error.
+
+The results folder records the plugins that produced it (fer-bench.json "plugins": absolute file paths or module
+names), and `fer-bench report` imports them again, so a plugin model's stored cells, its saved model included,
+are usable in a later process without --plugin.
 """
 
 from __future__ import annotations
@@ -69,3 +73,51 @@ def _what_and_where(exc: Exception) -> str:
                   if not f.filename.startswith(FER_BENCH_DIR) and "importlib" not in f.filename]
         message, where = str(exc), (frames[-1].filename, frames[-1].lineno) if frames else None
     return f"{type(exc).__name__}: {message}" + (f" at {where[0]}:{where[1]}" if where else "")
+
+
+def plugin_reference(spec: str) -> str:
+    """How a results folder records a plugin: a file by its absolute path, a module by its name."""
+    path = Path(spec)
+    return str(path.resolve()) if spec.endswith(".py") or path.is_file() else spec
+
+
+def _loaded(spec: str) -> bool:
+    path = Path(spec)
+    if spec.endswith(".py") or path.is_file():
+        return f"fer_bench_plugin_{path.stem}" in sys.modules
+    return spec in sys.modules
+
+
+def record_plugins(out: Path, specs: list[str]) -> None:
+    """Add `specs` to the plugins recorded in <out>/fer-bench.json (which must exist)."""
+    from fer_bench.storage import atomic_write, dumps_json, read_json
+
+    if not specs:
+        return
+    marker = Path(out) / "fer-bench.json"
+    info = read_json(marker)
+    recorded = list(dict.fromkeys([*info.get("plugins", []), *map(plugin_reference, specs)]))
+    if recorded != info.get("plugins"):
+        try:
+            atomic_write(marker, dumps_json({**info, "plugins": recorded}))
+        except OSError as exc:
+            raise FerBenchError(f"cannot write to results folder {out}: {exc.strerror or exc}") from None
+
+
+def load_recorded_plugins(out: Path) -> list[str]:
+    """Import the plugins <out>/fer-bench.json records (those not imported yet). One that cannot be imported
+    any more is said in one line on stderr: its cells are still reported from their stored predictions."""
+    from fer_bench.storage import read_json
+
+    marker = Path(out) / "fer-bench.json"
+    loaded = []
+    for spec in (read_json(marker).get("plugins", []) if marker.exists() else []):
+        if _loaded(spec):
+            continue
+        try:
+            load_plugin(spec)
+            loaded.append(spec)
+        except FerBenchError as exc:
+            print(f"report: the plugin recorded in {marker} cannot be imported ({exc}); its models' cells are "
+                  "reported from their stored predictions only", file=sys.stderr)
+    return loaded

@@ -23,6 +23,7 @@ from fer_bench.errors import FerBenchError, Interrupted
 from fer_bench.measure import MatmulPeaks, timing_measurements
 from fer_bench.models import available_models, get_factory_spec, make_model, missing_requirements
 from fer_bench.models.base import save_model
+from fer_bench.plugins import record_plugins
 from fer_bench.provenance import environment_info
 from fer_bench.storage import (
     PREDICTION_SPLITS,
@@ -289,9 +290,11 @@ def _run_cells(dataset: Dataset, todo, out: Path, model_names, *, quick: bool) -
 
 
 def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=False, quick=False,
-             rgb_to_gray=False, report=True, dataset: Dataset | None = None, reference: str | None = None) -> Path:
+             rgb_to_gray=False, report=True, dataset: Dataset | None = None, reference: str | None = None,
+             plugins: tuple[str, ...] = ()) -> Path:
     """Run every (task, model, seed) cell not already finished under `out`, then write the report (comparing
-    against `reference`, see fer_bench.settings)."""
+    against `reference`, see fer_bench.settings). `plugins`: the --plugin files or modules the grid's models
+    come from, recorded in the results folder so that later reports import them again."""
     task_names = resolve_names(tasks, available_tasks(), "task", get_task)
     model_names = resolve_names(models, available_models(), "model", get_factory_spec)
     seeds = _check_seeds(seeds)
@@ -314,6 +317,7 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
         raise FerBenchError(f"--reference {reference}: not a model of this grid ({', '.join(model_names)}) "
                             f"and no cells of it in {out}")
     check_results_folder(out, dataset=dataset.name, fingerprint=dataset.fingerprint, create=True)
+    record_plugins(out, list(plugins))
     for name, requirements in skipped_models.items():  # said once the data and results folder are known fine
         print(f"skipping model {name}: needs {', '.join(requirements)}", file=sys.stderr)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import subprocess
@@ -119,3 +120,63 @@ def test_an_installed_package_registers_models_through_entry_points(tmp_path, mo
     assert models.get_factory_spec("ep_logreg") == "my_fer_models:make_my_logreg"
     model = models.make_model("ep_logreg", seed=0, quick=True)
     assert type(model).__name__ == "PixelLogisticRegression" and model.random_state == 0
+
+
+NEAREST_MEAN_PLUGIN = """\
+import numpy as np
+from fer_bench.models import register_model
+from fer_bench.models.base import ImageClassifier
+
+
+class NearestMean(ImageClassifier):
+    def __init__(self, seed=0):
+        self.seed = seed
+
+    def fit(self, X, y, sample_weight=None, validation_data=None):
+        X = X.reshape(len(X), -1).astype(float)
+        self.classes_ = np.unique(y)
+        self.means_ = np.stack([X[y == c].mean(axis=0) for c in self.classes_])
+        self.selected_params_ = {"temperature": 1000.0}
+        return self
+
+    def predict_proba(self, X):
+        d = ((X.reshape(len(X), -1)[:, None, :] - self.means_[None]) ** 2).mean(axis=2)
+        e = np.exp(-(d - d.min(axis=1, keepdims=True)) / 1000.0)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+register_model("nearest_mean", lambda seed=0, quick=False: NearestMean(seed=seed))
+"""
+
+
+def test_a_plugin_model_is_first_class_and_its_folder_reports_without_the_plugin(tmp_path):
+    """A user's model class in one file, beside hog_svm and logreg (no CNN): every table holds it, significance
+    compares it with the reference, it has occlusion saliency maps, and a later `fer-bench report` in a new
+    process, without --plugin, writes the same summary."""
+    (tmp_path / "user_models.py").write_text(NEAREST_MEAN_PLUGIN)
+    env = {k: v for k, v in os.environ.items() if k != "FER2013_DIR"}
+    env.update(KAGGLEHUB_CACHE=str(tmp_path / "kaggle"), FER_BENCH_CACHE=str(tmp_path / "cache"))
+    run = subprocess.run([sys.executable, "-m", "fer_bench", "run", "--plugin", "user_models.py", "--tasks", "binary",
+                          "--models", "nearest_mean,hog_svm,logreg", "--out", "out"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "out"
+    assert json.loads((out / "fer-bench.json").read_text())["plugins"] == [str(tmp_path / "user_models.py")]
+    summary = (out / "summary.md").read_text()
+    for name in ("metrics.csv", "per_class.csv", "confusions.csv", "timing.csv"):
+        assert "nearest_mean" in (out / name).read_text(), name
+    with open(out / "significance.csv", newline="") as fh:
+        pairs = {(r["model_a"], r["model_b"]) for r in csv.DictReader(fh)}
+    assert len(pairs) == 2 and any("nearest_mean" in pair for pair in pairs)
+    assert "| binary | nearest_mean |" in summary
+    # its occlusion maps were computed: the findings give each model's share of evidence in the lower face
+    assert "Skipped: binary saliency" not in summary and "no saliency maps of nearest_mean" not in summary
+    assert re.search(r"lower half of the face \(mouth\) is [^\n]*nearest_mean \d+\.\d%", summary)
+    assert "](figures/saliency_binary.png)" in summary
+
+    before = {name: (out / name).read_bytes() for name in ("summary.md", "metrics.csv", "significance.csv")}
+    report = subprocess.run([sys.executable, "-m", "fer_bench", "report", "--out", "out"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0, report.stderr
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert "cannot be imported" not in report.stderr

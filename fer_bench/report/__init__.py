@@ -16,6 +16,7 @@ from pathlib import Path
 from fer_bench.data.dataset import Dataset
 from fer_bench.errors import FerBenchError
 from fer_bench.figures import FigureContext, render_figures, task_results
+from fer_bench.plugins import load_recorded_plugins
 from fer_bench.report.audit import leaked_ids, read_audit_rows
 from fer_bench.report.html import index_html
 from fer_bench.report.inputs import ReportInputs, choose_references, default_out, load_cells
@@ -51,6 +52,7 @@ def build_report(out, *, dataset: Dataset | None = None, settings: Settings | No
     cells were computed on, when the caller holds it (the image figures otherwise re-load it)."""
     out = Path(out)
     check_results_folder(out)
+    load_recorded_plugins(out)  # a plugin model's cells (order, saved model) need its registration
     cells = load_cells(out)
     audit_rows = read_audit_rows(out)
     settings = settings or Settings()
