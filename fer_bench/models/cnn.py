@@ -16,28 +16,16 @@ Design:
 * The training recipe (docs/cnn-recipe.md holds its ablation on FER-2013): random 44x44 crops of the 48x48
   faces (the network's input is 44x44), with mirror, +-10 degree rotation, +-10% zoom (no shift: the crop
   position already moves the face by up to +-2 pixels) and random erasing (p 0.5, 2-20% of the crop); AdamW
-  with cosine decay over 60 epochs; an exponential moving average of the weights (decay 0.999) competes with
-  the trained weights for selection. At test time each face is the mean over 1, 2 or 10 views (centre crop;
-  + its mirror; ten-crop), the number chosen on PublicTest once after training (test_views="auto").
-* Augmentation (flip, shift, rotation, zoom and the random crop: one affine warp per image; then random
-  erasing) runs in the tf.data input pipeline with stateless random numbers keyed by (seed, epoch, batch),
-  and the epoch's shuffle order is drawn from (seed, epoch). Together with re-seeding the dropout generators
-  at every epoch this makes an epoch's randomness independent of what ran before it, so a training resumed
-  from a checkpoint ends with exactly the weights of an uninterrupted one.
+  with cosine decay over 60 epochs; optionally (ema) an exponential moving average of the weights competes
+  with the trained weights for selection (off by default: see docs/cnn-recipe.md). At test time each face is
+  the mean over 1, 2 or 10 views (centre crop; + its mirror; ten-crop), the number chosen on PublicTest once
+  after training (test_views="auto").
 * Model selection uses validation_data (PublicTest) only: the weights of the epoch with the best validation
   accuracy on the single centre-crop view (the trained weights, or with ema their average when strictly
   better) are restored at the end, then the test views are chosen for them; early stopping (`patience`)
   and, with schedule="plateau", the learning rate reductions are driven by it too. Without validation_data
   the fixed number of epochs is trained (with ema, the average of the last epoch is kept).
-* Checkpointing (`checkpoint_dir`): after every epoch the model with its optimizer state, the best weights
-  and a JSON state (epoch, best-so-far, early-stopping counters, history) are written, the JSON last and
-  atomically, so the JSON always names complete files. fit() with the same checkpoint_dir and the same
-  data and parameters resumes after the last finished epoch; a finished training is loaded, not retrained.
-  (Keras' BackupAndRestore keeps neither the best weights nor the early-stopping/plateau state, and cannot
-  restore the random state of a resumed epoch; hence this small loop around model.fit, one call per epoch.)
-* Determinism (`deterministic=True`): keras.utils.set_random_seed(seed) and
-  tf.config.experimental.enable_op_determinism(). The latter is process-wide and cannot be undone; on this
-  CPU it cost no measurable throughput (see below). tests/test_cnn.py trains twice and compares.
+* Augmentation, checkpointing and determinism: see fer_bench/models/cnn_training.py.
 
 Throughput measurements of earlier versions (dtype, determinism, XLA, batch size, widths, BatchNorm): see
 docs/cnn-recipe.md.
@@ -199,97 +187,23 @@ class CNNClassifier(ImageClassifier):
     # --- public interface ---------------------------------------------------------------------------------
 
     def fit(self, X, y, sample_weight=None, validation_data=None):
-        import keras
-
-
-        self._check_params()
-        X = check_images(X)
-        y = np.asarray(y)
-        if len(y) != len(X):
-            raise ValueError(f"{len(X)} images but {len(y)} labels")
-        self.classes_ = np.unique(y)
-        if len(self.classes_) < 2:
-            raise ValueError(f"need at least 2 classes to train, got {self.classes_.tolist()}")
-        y_index = np.searchsorted(self.classes_, y)
-        weights = self._check_sample_weight(sample_weight, len(X))
-        validation = None
-        if validation_data is not None:
-            X_val, y_val = validation_data
-            X_val, y_val = check_images(X_val), np.asarray(y_val)
-            unknown = np.setdiff1d(y_val, self.classes_)
-            if len(y_val) != len(X_val) or len(unknown):
-                raise ValueError(f"validation_data: {len(X_val)} images, {len(y_val)} labels, labels not seen "
-                                 f"in training: {unknown.tolist()}")
-            validation = (X_val, np.searchsorted(self.classes_, y_val))
-
+        """Train for `epochs` (resuming a checkpoint in checkpoint_dir), keep the epoch (and weights, trained or
+        averaged) with the best single-view validation accuracy, then choose the test-time views on it."""
+        X, y_index, weights, validation = self._validated_inputs(X, y, sample_weight, validation_data)
         self._seed_everything()
         n_classes = len(self.classes_)
-        steps_per_epoch = int(np.ceil(len(X) / self.batch_size))
-        fingerprint = self._training_fingerprint(X, y_index, weights, validation)
-        checkpoint = Checkpoint(self.checkpoint_dir, fingerprint) if self.checkpoint_dir else None
-        state = checkpoint.load_state() if checkpoint else None
-        if state is None:
-            model = self._build_network(n_classes)
-            self._compile(model, steps_per_epoch)
-            state = {"epoch": 0, "best_val_accuracy": None, "best_epoch": None, "epochs_without_improvement": 0,
-                     "plateau_wait": 0, "finished": False, "stopped_early": False, "history": [],
-                     "resumed_from_epoch": None}
-            best_weights = None
-        else:
-            model = checkpoint.load_model(state)
-            best_weights = checkpoint.load_best_weights(state, model)
-            if not state["finished"]:
-                state["resumed_from_epoch"] = state["epoch"]
+        model, state, best_weights, checkpoint = self._start_or_resume(X, y_index, weights, validation, n_classes)
         keep_trained_weights_at_fit_end(model)
         # Epochs are compared on one view, the centre crop (the full face without crops): cheap every epoch.
         validation_view = (self._centre_crop(validation[0]), validation[1]) if validation else None
         validation_ds = validation_dataset(*validation_view, n_classes) if validation else None
 
         while not state["finished"] and state["epoch"] < self.epochs:
-            epoch = state["epoch"]
-            self._reseed_layers(model, epoch)
-            train_ds = self._training_dataset(X, y_index, weights, n_classes, epoch)
-            start = time.perf_counter()
-            # epochs=self.epochs and a stop after this one, so Keras' progress line reads "Epoch k/epochs".
-            stop_after_epoch = keras.callbacks.LambdaCallback(
-                on_epoch_end=lambda *_: setattr(model, "stop_training", True))
-            result = model.fit(train_ds, validation_data=validation_ds, initial_epoch=epoch, epochs=self.epochs,
-                               verbose=self._keras_verbosity(), callbacks=[*(self.callbacks or []), stop_after_epoch],
-                               shuffle=False)
-            logs = {k: float(v[-1]) for k, v in result.history.items()}
-            record = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
-                      "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy")}
-            # Candidates for selection this epoch: the trained weights, then (when on) their moving average.
-            candidates = [("trained", record["val_accuracy"], None)]
-            if self.ema and validation is not None:
-                with averaged_weights(model):
-                    record["ema_val_accuracy"] = accuracy_of(self._network_proba(
-                        as_model_input(validation[0]), 1, model), validation[1])
-                    ema_weights = model.get_weights()
-                candidates.append(("ema", record["ema_val_accuracy"], ema_weights))
-            seconds = time.perf_counter() - start
-            record.update(lr=current_learning_rate(model), seconds=seconds,
-                          images_per_s=len(X) / seconds if seconds > 0 else None)
-            state["history"].append(record)
-            state["epoch"] = epoch + 1
-            if validation is not None:
-                kind, accuracy, candidate_weights = candidates[0]
-                for other in candidates[1:]:  # the average only when strictly better
-                    if other[1] > accuracy:
-                        kind, accuracy, candidate_weights = other
-                improved = state["best_val_accuracy"] is None or accuracy > state["best_val_accuracy"]
-                if improved:
-                    state.update(best_val_accuracy=accuracy, best_epoch=epoch + 1, best_weights_kind=kind,
-                                 epochs_without_improvement=0, plateau_wait=0)
-                    best_weights = candidate_weights if candidate_weights is not None else model.get_weights()
-                else:
-                    state["epochs_without_improvement"] += 1
-                    state["plateau_wait"] += 1
-                if self.schedule == "plateau" and state["plateau_wait"] >= PLATEAU_PATIENCE:
-                    model.optimizer.learning_rate = current_learning_rate(model) * PLATEAU_FACTOR
-                    state["plateau_wait"] = 0
-                if self.patience is not None and state["epochs_without_improvement"] >= self.patience:
-                    state["stopped_early"] = True
+            candidates = self._train_epoch(model, state, X, y_index, weights, n_classes, validation, validation_ds)
+            improved = self._select(model, state, candidates) if validation is not None else False
+            if improved:
+                _, _, candidate_weights = improved
+                best_weights = candidate_weights if candidate_weights is not None else model.get_weights()
             state["finished"] = state["epoch"] >= self.epochs or state["stopped_early"]
             if checkpoint:
                 checkpoint.save(model, state, best_weights if improved_now(state) else None)
@@ -300,8 +214,112 @@ class CNNClassifier(ImageClassifier):
             overwrite_with_average(model)  # without validation data the last epoch's average is kept
         self.keras_model_ = model
         self.last_conv_layer_name_ = LAST_CONV_LAYER
-        views, views_evidence = self._choose_views(validation)
         self.history_ = state["history"]
+        self._record_selection(model, state, validation, len(X))
+        return self
+
+    def check_parameters(self) -> None:
+        """Raise ValueError naming the first parameter with an invalid value (fit does the same first)."""
+        self._check_params()
+
+    def _validated_inputs(self, X, y, sample_weight, validation_data):
+        """(images, label indices, sample weights, validation (images, label indices) or None); sets classes_."""
+        self._check_params()
+        X = check_images(X)
+        y = np.asarray(y)
+        if len(y) != len(X):
+            raise ValueError(f"{len(X)} images but {len(y)} labels")
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(f"need at least 2 classes to train, got {self.classes_.tolist()}")
+        weights = self._check_sample_weight(sample_weight, len(X))
+        validation = None
+        if validation_data is not None:
+            X_val, y_val = validation_data
+            X_val, y_val = check_images(X_val), np.asarray(y_val)
+            unknown = np.setdiff1d(y_val, self.classes_)
+            if len(y_val) != len(X_val) or len(unknown):
+                raise ValueError(f"validation_data: {len(X_val)} images, {len(y_val)} labels, labels not seen "
+                                 f"in training: {unknown.tolist()}")
+            validation = (X_val, np.searchsorted(self.classes_, y_val))
+        return X, np.searchsorted(self.classes_, y), weights, validation
+
+    def _start_or_resume(self, X, y_index, weights, validation, n_classes: int):
+        """(model, state, best weights so far, checkpoint or None): a new network, or the checkpoint's."""
+        fingerprint = self._training_fingerprint(X, y_index, weights, validation)
+        checkpoint = Checkpoint(self.checkpoint_dir, fingerprint) if self.checkpoint_dir else None
+        state = checkpoint.load_state() if checkpoint else None
+        if state is None:
+            model = self._build_network(n_classes)
+            self._compile(model, int(np.ceil(len(X) / self.batch_size)))
+            state = {"epoch": 0, "best_val_accuracy": None, "best_epoch": None, "epochs_without_improvement": 0,
+                     "plateau_wait": 0, "finished": False, "stopped_early": False, "history": [],
+                     "resumed_from_epoch": None}
+            return model, state, None, checkpoint
+        model = checkpoint.load_model(state)
+        best_weights = checkpoint.load_best_weights(state, model)
+        if not state["finished"]:
+            state["resumed_from_epoch"] = state["epoch"]
+        return model, state, best_weights, checkpoint
+
+    def _train_epoch(self, model, state, X, y_index, weights, n_classes: int, validation, validation_ds) -> list:
+        """One epoch of training; its record goes into state["history"]. Returns the selection candidates:
+        (kind, validation accuracy, weights or None for the model's current ones), the trained weights first,
+        then (with ema) their moving average."""
+        import keras
+
+        epoch = state["epoch"]
+        self._reseed_layers(model, epoch)
+        train_ds = self._training_dataset(X, y_index, weights, n_classes, epoch)
+        start = time.perf_counter()
+        # epochs=self.epochs and a stop after this one, so Keras' progress line reads "Epoch k/epochs".
+        stop_after_epoch = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: setattr(model, "stop_training", True))
+        result = model.fit(train_ds, validation_data=validation_ds, initial_epoch=epoch, epochs=self.epochs,
+                           verbose=self._keras_verbosity(), callbacks=[*(self.callbacks or []), stop_after_epoch],
+                           shuffle=False)
+        logs = {k: float(v[-1]) for k, v in result.history.items()}
+        record = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
+                  "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy")}
+        candidates = [("trained", record["val_accuracy"], None)]
+        if self.ema and validation is not None:
+            with averaged_weights(model):
+                record["ema_val_accuracy"] = accuracy_of(self._network_proba(
+                    as_model_input(validation[0]), 1, model), validation[1])
+                ema_weights = model.get_weights()
+            candidates.append(("ema", record["ema_val_accuracy"], ema_weights))
+        seconds = time.perf_counter() - start
+        record.update(lr=current_learning_rate(model), seconds=seconds,
+                      images_per_s=len(X) / seconds if seconds > 0 else None)
+        state["history"].append(record)
+        state["epoch"] = epoch + 1
+        return candidates
+
+    def _select(self, model, state, candidates):
+        """Update the selection state with this epoch's best candidate (the average only when strictly better),
+        the plateau schedule and early stopping. Returns the candidate when it improved on the best so far."""
+        best = candidates[0]
+        for other in candidates[1:]:
+            if other[1] > best[1]:
+                best = other
+        kind, accuracy, _ = best
+        improved = state["best_val_accuracy"] is None or accuracy > state["best_val_accuracy"]
+        if improved:
+            state.update(best_val_accuracy=accuracy, best_epoch=state["epoch"], best_weights_kind=kind,
+                         epochs_without_improvement=0, plateau_wait=0)
+        else:
+            state["epochs_without_improvement"] += 1
+            state["plateau_wait"] += 1
+        if self.schedule == "plateau" and state["plateau_wait"] >= PLATEAU_PATIENCE:
+            model.optimizer.learning_rate = current_learning_rate(model) * PLATEAU_FACTOR
+            state["plateau_wait"] = 0
+        if self.patience is not None and state["epochs_without_improvement"] >= self.patience:
+            state["stopped_early"] = True
+        return best if improved else None
+
+    def _record_selection(self, model, state, validation, n_train: int) -> None:
+        """selected_params_: the kept epoch and weights, the test-time views chosen on the validation data, and
+        how the training went."""
+        views, views_evidence = self._choose_views(validation)
         last = state["history"][-1] if state["history"] else {}
         seconds = sum(r["seconds"] for r in state["history"])
         self.selected_params_ = {
@@ -318,11 +336,10 @@ class CNNClassifier(ImageClassifier):
             "mixed_precision": "bfloat16" if self._uses_bfloat16() else "float32",
             "resumed_from_epoch": state["resumed_from_epoch"],
             "train_seconds": seconds,
-            "train_images_per_s": len(X) * state["epoch"] / seconds if seconds > 0 else None,
+            "train_images_per_s": n_train * state["epoch"] / seconds if seconds > 0 else None,
             "n_parameters": int(model.count_params()),
             "selection": "best PublicTest accuracy" if validation is not None else "last epoch",
         }
-        return self
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities: the mean of the softmax over prediction_views() views of each image."""

@@ -2,6 +2,21 @@
 the stateless augmentation (crop, mirror, rotation, zoom, shift, random erasing keyed by (seed, epoch, batch)),
 the weight averaging helpers, and the per-epoch checkpoint folder (state.json written last and atomically, so it
 always names complete files). TensorFlow and Keras are imported inside the functions that need them.
+
+* Augmentation (flip, shift, rotation, zoom and the random crop: one affine warp per image; then random
+  erasing) runs in the tf.data input pipeline with stateless random numbers keyed by (seed, epoch, batch),
+  and the epoch's shuffle order is drawn from (seed, epoch). Together with re-seeding the dropout generators
+  at every epoch this makes an epoch's randomness independent of what ran before it, so a training resumed
+  from a checkpoint ends with exactly the weights of an uninterrupted one.
+* Checkpointing (`checkpoint_dir`): after every epoch the model with its optimizer state, the best weights
+  and a JSON state (epoch, best-so-far, early-stopping counters, history) are written, the JSON last and
+  atomically, so the JSON always names complete files. fit() with the same checkpoint_dir and the same
+  data and parameters resumes after the last finished epoch; a finished training is loaded, not retrained.
+  (Keras' BackupAndRestore keeps neither the best weights nor the early-stopping/plateau state, and cannot
+  restore the random state of a resumed epoch; hence this small loop around model.fit, one call per epoch.)
+* Determinism (`deterministic=True`): keras.utils.set_random_seed(seed) and
+  tf.config.experimental.enable_op_determinism(). The latter is process-wide and cannot be undone; on this
+  CPU it cost no measurable throughput (docs/cnn-recipe.md). tests/test_cnn.py trains twice and compares.
 """
 
 from __future__ import annotations
