@@ -41,7 +41,16 @@ import pytest
 from fer_bench.data import load_path, write_csv
 from fer_bench.data.dataset import Dataset
 from fer_bench.measure import MatmulPeaks, thread_info
-from fer_bench.models import make_model, missing_requirements
+from fer_bench.models import (
+    available_models,
+    get_factory_spec,
+    make_model,
+    missing_requirements,
+    parse_variant,
+    split_top_level,
+)
+from fer_bench.models.contract import check_probabilities
+from fer_bench.plugins import load_plugin
 from fer_bench.tasks import balance, get_task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +106,28 @@ def real_fer2013_dir() -> Path | None:
     """$FER2013_DIR, else ../shared/fer2013 next to the repository, when it holds train/ and test/."""
     candidate = Path(os.environ.get("FER2013_DIR") or REPO_ROOT.parent / "shared" / "fer2013")
     return candidate if (candidate / "train").is_dir() and (candidate / "test").is_dir() else None
+
+
+def bench_models() -> tuple[str, ...]:
+    """The models the benchmarks measure: every registered model (plugins imported from
+    $FER_BENCH_BENCH_PLUGINS, comma-separated files or modules, and installed entry points included), or the
+    comma-separated $FER_BENCH_BENCH_MODELS, which may name variants such as "cnn[test_views=10]"."""
+    chosen = split_top_level(os.environ.get("FER_BENCH_BENCH_MODELS", ""))
+    for name in chosen:
+        get_factory_spec(name)  # an unknown name fails here, naming the registered ones
+    return tuple(chosen or available_models())
+
+
+def pytest_configure(config):
+    """Import the plugins named by $FER_BENCH_BENCH_PLUGINS once, before collection, so bench_models sees them."""
+    for plugin in split_top_level(os.environ.get("FER_BENCH_BENCH_PLUGINS", "")):
+        load_plugin(plugin)
+
+
+def pytest_generate_tests(metafunc):
+    """Every benchmark taking `model_name` runs for each of bench_models()."""
+    if "model_name" in metafunc.fixturenames:
+        metafunc.parametrize("model_name", bench_models())
 
 
 def machine_peak(peaks: MatmulPeaks, dtype: str = "float32") -> dict:
@@ -184,6 +215,12 @@ class BenchData:
         images, labels = self.task_split(task_name, "PrivateTest")
         return (images, labels) if n is None else (images[:n], labels[:n])
 
+    def majority_floor(self, task_name: str) -> float:
+        """Accuracy, on the images the benchmarks score, of always predicting the training subset's majority."""
+        _, y_train, _, _ = self.training(task_name)
+        _, y_test = self.private(task_name, self.size.n_accuracy)
+        return float(np.mean(y_test == np.bincount(y_train).argmax()))
+
 
 @dataclass
 class FittedModel:
@@ -209,7 +246,7 @@ class FittedModels:
     def new_model(self, name: str, **params):
         if missing_requirements(name):
             pytest.skip(f"model {name} needs {', '.join(missing_requirements(name))}")
-        if name == "cnn":
+        if is_cnn(name):
             params = {**self.data.size.cnn_params, "verbose": 0, **params}
         return make_model(name, seed=0, quick=self.data.size.quick, **params)
 
@@ -228,21 +265,22 @@ class FittedModels:
         X, y, weights, _ = self.data.training(task)
         validation = self.data.validation(task)
         info = {}
-        if name == "cnn":
+        if is_cnn(name):
             self.warm_up_cnn()
             timer = make_batch_timer()
-            model = self.new_model("cnn", callbacks=[timer])
+            model = self.new_model(name, callbacks=[timer])
         else:
             model = self.new_model(name)
         start = time.perf_counter()
         (fit_function or _plain_fit)(model, X, y, weights, validation)
         fit_seconds = time.perf_counter() - start
-        if name == "cnn":
+        if is_cnn(name):
             model.set_params(callbacks=None)
             info["steady_train_images_per_s"] = timer.steady_images_per_s(model.batch_size)
             info["steady_train_images_per_cpu_s"] = timer.steady_images_per_cpu_s(model.batch_size)
         X_test, y_test = self.data.private(task, self.data.size.n_accuracy)
-        accuracy = float(np.mean(model.predict(X_test) == y_test))
+        proba = check_probabilities(model, X_test, get_task(task).n_classes)
+        accuracy = float(np.mean(model.classes_[proba.argmax(axis=1)] == y_test))
         fitted = FittedModel(model, task, name, len(X), fit_seconds, accuracy, len(X_test), info)
         self._models[(task, name)] = fitted
         return fitted
@@ -251,6 +289,11 @@ class FittedModels:
         if (task, name) not in self._models:
             self.fit(task, name)
         return self._models[(task, name)]
+
+
+def is_cnn(name: str) -> bool:
+    """The CNN and its variants ("cnn[test_views=10]"), which get the size's CNN settings and timers."""
+    return parse_variant(name)[0] == "cnn"
 
 
 def _plain_fit(model, X, y, weights, validation):

@@ -89,17 +89,22 @@ def check_parameters(name: str, data: ContractData) -> None:
         raise ContractError(f"parameters: {name}.__init__ must only store its parameters ({exc})") from None
 
 
-def check_fit_predict(name: str, data: ContractData) -> None:
-    model = _fit(name, data)
-    proba = np.asarray(model.predict_proba(data.X_test))
-    k = len(np.unique(data.y_train))
-    _require(proba.shape == (len(data.X_test), k), "fit_predict",
-             f"predict_proba returned shape {proba.shape}, expected {(len(data.X_test), k)}")
-    _require(bool(np.all(proba >= 0)) and np.allclose(proba.sum(axis=1), 1, atol=1e-5), "fit_predict",
+def check_probabilities(model, X, n_classes: int, rule: str = "fit_predict") -> np.ndarray:
+    """A fitted model's predict_proba on X: shape (len(X), n_classes), rows of probabilities summing to 1, and
+    predict within classes_ (ContractError otherwise). Returns the probabilities; the benchmarks use it too."""
+    proba = np.asarray(model.predict_proba(X))
+    _require(proba.shape == (len(X), n_classes), rule,
+             f"predict_proba returned shape {proba.shape}, expected {(len(X), n_classes)}")
+    _require(bool(np.all(proba >= 0)) and np.allclose(proba.sum(axis=1), 1, atol=1e-5), rule,
              "predict_proba rows must be probabilities summing to 1")
-    predicted = np.asarray(model.predict(data.X_test))
-    _require(set(np.unique(predicted)) <= set(np.asarray(model.classes_).tolist()), "fit_predict",
+    predicted = np.asarray(model.predict(X))
+    _require(set(np.unique(predicted)) <= set(np.asarray(model.classes_).tolist()), rule,
              "predict returned labels outside classes_")
+    return proba
+
+
+def check_fit_predict(name: str, data: ContractData) -> None:
+    check_probabilities(_fit(name, data), data.X_test, len(np.unique(data.y_train)))
 
 
 def check_sample_weight(name: str, data: ContractData) -> None:
