@@ -9,10 +9,13 @@
     timing.py     the timing comparison
     png.py        the one PNG writer and palette; data.py: what figures are drawn from, the registry types
 
-`FIGURES` below is the registry: the order in which figures are drawn and their markdown appears within each
-section. Consecutive per-task figures are drawn task by task. Adding a figure is one draw function and one
-`figure(...)` entry in its module, listed here. `render_figures` draws them all in memory; the report writes
-the PNGs with its tables and places each section's markdown (fer_bench.report.sections).
+Each module ends with its `FIGURES` tuple; `FIGURES` below is their concatenation, the registry. Adding a
+figure to a module is one draw function and one `figure(...)` entry in that module's tuple. `render_figures`
+draws them in memory by stage (FigureSpec.stage: per-task figures from the predictions first, task by task;
+then those from stored histories and timings; then, task by task, those that need the images or models; then
+the ones drawn once from the models), in registry order within a stage; within a section the markdown keeps
+that order. The report writes the PNGs with its tables and places each section's markdown
+(fer_bench.report.sections).
 """
 
 from __future__ import annotations
@@ -23,15 +26,8 @@ from fer_bench.figures import confusion, curves, gains, mosaics, saliency, timin
 from fer_bench.figures.data import FigureContext, FigureOutput, FigureSpec, task_results
 from fer_bench.settings import ECE_BINS
 
-FIGURES: tuple[FigureSpec, ...] = (
-    curves.ROC, curves.ROC_PER_CLASS,
-    confusion.CONFUSION, confusion.CONFUSION_DIFFERENCE,
-    gains.RECALL, gains.RECALL_GAIN, gains.CONFUSED_PAIRS, gains.NO_REFERENCE_NOTE,
-    curves.RELIABILITY,
-    timing.TIMING, training.TRAINING_CURVES,
-    mosaics.FACE_GRIDS, saliency.SALIENCY,
-    saliency.TEMPLATES, saliency.HOG,
-)
+FIGURES: tuple[FigureSpec, ...] = (*curves.FIGURES, *confusion.FIGURES, *gains.FIGURES, *timing.FIGURES,
+                                    *training.FIGURES, *mosaics.FIGURES, *saliency.FIGURES)
 
 #: text above a figure section's figures
 INTROS = {
@@ -54,9 +50,10 @@ INTROS = {
 def render_figures(ctx: FigureContext, figures: tuple[FigureSpec, ...] = FIGURES) -> FigureOutput:
     """Draw every registered figure in memory: PNG bytes, each section's markdown parts, findings."""
     output = FigureOutput(ctx.out)
-    for scope, run in itertools.groupby(figures, key=lambda spec: spec.scope):
+    ordered = sorted(figures, key=lambda spec: spec.stage)  # stable: registry order within a stage
+    for _, run in itertools.groupby(ordered, key=lambda spec: spec.stage):
         run = list(run)
-        if scope == "task":
+        if run[0].scope == "task":
             for tr in ctx.results:
                 for spec in run:
                     spec.draw(output, ctx, tr)

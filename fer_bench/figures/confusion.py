@@ -86,3 +86,6 @@ def draw_confusion_difference(output: FigureOutput, ctx: FigureContext, tr: Task
 
 CONFUSION = figure("confusion", "confusion", "predictions", draw_confusion)
 CONFUSION_DIFFERENCE = figure("confusion_diff", "confusion", "predictions", draw_confusion_difference)
+
+#: this module's figures, in the order their markdown appears within a section
+FIGURES = (CONFUSION, CONFUSION_DIFFERENCE,)

@@ -170,3 +170,6 @@ def draw_reliability(output: FigureOutput, ctx: FigureContext, tr: TaskResults) 
 ROC = figure("roc", "roc", "predictions", draw_roc)
 ROC_PER_CLASS = figure("roc_per_class", "roc", "predictions", draw_roc_per_class)
 RELIABILITY = figure("reliability", "calibration", "predictions", draw_reliability)
+
+#: this module's figures, in the order their markdown appears within a section
+FIGURES = (ROC, ROC_PER_CLASS, RELIABILITY,)

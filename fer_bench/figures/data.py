@@ -229,13 +229,21 @@ class FigureSpec:
     """One registered figure (or group of figures drawn together).
 
     draw(output, context, task_results) for scope "task" (called once per task), draw(output, context) for
-    scope "grid". `needs`: what it is drawn from, any of "predictions", "history", "images", "models"."""
+    scope "grid". `needs`: what it is drawn from, any of "predictions", "history", "timings", "images",
+    "models"."""
 
     name: str
     section: str
     needs: frozenset[str]
     draw: Callable
     scope: str = "task"
+
+    @property
+    def stage(self) -> int:
+        """When it is drawn: 0 per task from the predictions; 1 once, from stored histories and timings; 2 per
+        task with the images or models; 3 once, with the images or models (loaded at most once per report)."""
+        heavy = bool(self.needs & {"images", "models"})
+        return (2 if heavy else 0) if self.scope == "task" else (3 if heavy else 1)
 
 
 def figure(name: str, section: str, needs: str, draw: Callable, scope: str = "task") -> FigureSpec:

@@ -145,3 +145,6 @@ RECALL = figure("recall", "gain", "predictions", draw_recall)
 RECALL_GAIN = figure("recall_gain", "gain", "predictions", draw_recall_gain)
 CONFUSED_PAIRS = figure("confused_pairs", "gain", "predictions", draw_confused_pairs)
 NO_REFERENCE_NOTE = figure("no_reference_note", "gain", "predictions", note_without_reference)
+
+#: this module's figures, in the order their markdown appears within a section
+FIGURES = (RECALL, RECALL_GAIN, CONFUSED_PAIRS, NO_REFERENCE_NOTE,)

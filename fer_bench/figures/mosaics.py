@@ -178,3 +178,6 @@ def draw_face_grids(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -
 
 
 FACE_GRIDS = figure("face_grids", "gain", "images", draw_face_grids)
+
+#: this module's figures, in the order their markdown appears within a section
+FIGURES = (FACE_GRIDS,)

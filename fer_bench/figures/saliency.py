@@ -369,3 +369,6 @@ def _draw_hog(output: FigureOutput, tr: TaskResults, faces, settings: dict, repo
 SALIENCY = figure("saliency", "saliency", "images models", draw_saliency)
 TEMPLATES = figure("logreg_templates", "saliency", "models", draw_templates, scope="grid")
 HOG = figure("hog", "saliency", "images models", draw_hog, scope="grid")
+
+#: this module's figures, in the order their markdown appears within a section
+FIGURES = (SALIENCY, TEMPLATES, HOG,)

@@ -102,3 +102,6 @@ def draw_timing(output: FigureOutput, ctx: FigureContext) -> None:
 
 
 TIMING = figure("timing", "timing", "timings", draw_timing, scope="grid")
+
+#: this module's figures, in the order their markdown appears within a section
+FIGURES = (TIMING,)

@@ -71,3 +71,6 @@ def draw_training_curves(output: FigureOutput, ctx: FigureContext) -> None:
 
 
 TRAINING_CURVES = register("training_curves", "training", "history", draw_training_curves, scope="grid")
+
+#: this module's figures, in the order their markdown appears within a section
+FIGURES = (TRAINING_CURVES,)
