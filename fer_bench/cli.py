@@ -1,4 +1,4 @@
-"""The `fer-bench` command line: data info|download|audit, run, report."""
+"""The `fer-bench` command line: data info|download|audit, run, report, compare."""
 
 from __future__ import annotations
 
