@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_bench.errors import FerBenchError
+from fer_bench.models.capabilities import offered
 from fer_bench.provenance import thread_settings
 
 #: matrix size of the matmul peak measurement (large enough to be compute-bound, small enough to take ~0.1 s)
@@ -73,8 +74,7 @@ def keras_network(model):
     else None."""
     if "keras" in sys.modules and isinstance(model, sys.modules["keras"].Model):
         return model
-    offered = getattr(model, "keras_network", None)
-    return offered() if callable(offered) else None
+    return offered(model, "keras_network")
 
 
 def _is_sklearn_object(value) -> bool:
@@ -150,8 +150,7 @@ def count_parameters(model) -> dict:
     """{"n_parameters": ..., "n_support_vectors": ... or None}: learned numbers the fitted model predicts with, as
     the model offers them (parameter_count()), else a Keras network's count_params(); None when unknown (unknown
     is not zero). Support vectors: counted for scikit-learn-based models."""
-    offered = getattr(model, "parameter_count", None)
-    n_parameters = offered() if callable(offered) else None
+    n_parameters = offered(model, "parameter_count")
     network = keras_network(model)
     if n_parameters is None and network is not None:
         n_parameters = int(network.count_params())

@@ -23,6 +23,7 @@ from fer_bench.errors import FerBenchError, Interrupted
 from fer_bench.measure import MatmulPeaks, timing_measurements
 from fer_bench.models import available_models, get_factory_spec, make_model, missing_requirements
 from fer_bench.models.base import save_model
+from fer_bench.models.capabilities import offered
 from fer_bench.plugins import record_plugins
 from fer_bench.provenance import environment_info
 from fer_bench.storage import (
@@ -139,7 +140,7 @@ def run_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, out: 
 def _single_view_timing(model, X) -> dict:
     """Test-time views per image of the model as it predicts and, when more than one, the throughput of one view
     on the same images: the timing table shows the chosen configuration's cost beside the single view's."""
-    views = _offered(model, "prediction_views") or 1
+    views = offered(model, "prediction_views") or 1
     timing = {"prediction_views": int(views)}
     if views > 1 and callable(getattr(model, "predict_proba_single_view", None)):
         _, seconds = _predict_timed(model, X, "predict_proba_single_view")
@@ -147,21 +148,15 @@ def _single_view_timing(model, X) -> dict:
     return timing
 
 
-def _offered(model, capability: str):
-    """What a model offers through a capability method of the interface (None when it has none)."""
-    method = getattr(model, capability, None)
-    return method() if callable(method) else None
-
-
 def stored_params(model) -> dict:
     """params.json: the model's parameters, what it chose on PublicTest, its PublicTest accuracy as it predicts
     and its per-epoch history, each as the model offers them (absent when it does not)."""
     stored = {"params": {k: v for k, v in model.get_params().items() if k != "checkpoint_dir"},
-              "selected": _offered(model, "selected_on_validation") or getattr(model, "selected_params_", {})}
-    accuracy = _offered(model, "validation_accuracy")
+              "selected": offered(model, "selected_on_validation") or getattr(model, "selected_params_", {})}
+    accuracy = offered(model, "validation_accuracy")
     if accuracy is not None:
         stored["validation_accuracy"] = float(accuracy)
-    history = _offered(model, "training_history")  # the report's training-curve figure
+    history = offered(model, "training_history")  # the report's training-curve figure
     if history:
         stored["history"] = history
     return stored

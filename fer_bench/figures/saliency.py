@@ -18,6 +18,7 @@ from fer_bench import saliency as saliency_maps
 from fer_bench.figures.data import FigureContext, FigureOutput, TaskResults, figure
 from fer_bench.figures.mosaics import MosaicBlock, colour_tile, gray_tile, heat_tile, mosaic_figure, pick, to_tile
 from fer_bench.figures.png import new_figure, pct
+from fer_bench.models.capabilities import offered
 from fer_bench.settings import HEADLINE_SPLIT
 
 #: faces per class averaged in the class-average occlusion maps: at most CLASS_SALIENCY_FACES, fewer (down to
@@ -42,12 +43,6 @@ INTRO = (f"*Occlusion* (all models, through `predict_proba`): a gray {saliency_m
          "range): magnitude of the derivative of the CNN's logit "
          "for the class w.r.t. each pixel, each map scaled to its own 99th percentile. *Grad-CAM*: the "
          "CNN's last convolution block weighted by the logit's mean gradient, rectified and scaled to 0..1.")
-
-
-def offered(model, capability: str):
-    """What a model offers through one of the interface's capability methods (None when it has none)."""
-    method = getattr(model, capability, None)
-    return method() if callable(method) else None
 
 
 def class_faces(labels: np.ndarray, n_classes: int, per_class: int) -> np.ndarray:
@@ -247,7 +242,9 @@ def saliency_maps_of_task(tr: TaskResults, faces: np.ndarray, models: dict, spli
     (always for the true class), and the gradient maps of the first model that offers a saliency network."""
     names = list(models)
     examples = example_faces(tr, names)
-    network_model = next((m for m in names if offered(models[m], "saliency_network") is not None), None)
+    # the first model offering a network for gradient maps (built once: the CNN's is a new Keras model)
+    network_model, network = next(((m, parts) for m in names
+                                   if (parts := offered(models[m], "saliency_network")) is not None), (None, None))
     reference = tr.reference if tr.reference in models else names[0]
     predicted = tr.pred(reference)
     errors = pick(np.flatnonzero(predicted != tr.labels), tr.labels, tr.proba[reference].max(axis=1), ERROR_FACES)
@@ -258,7 +255,7 @@ def saliency_maps_of_task(tr: TaskResults, faces: np.ndarray, models: dict, spli
                  for m in names}
     gradients = error_cams = None
     if network_model is not None:
-        keras_model, conv = offered(models[network_model], "saliency_network")
+        keras_model, conv = network
         targets = tr.labels[examples]
         gradients = {"targets": targets,
                      "gradient": saliency_maps.input_gradients(keras_model, faces[examples], targets),
@@ -320,9 +317,8 @@ def draw_templates(output: FigureOutput, ctx: FigureContext) -> None:
             model, why = ctx.model(tr.cells[name])
             if model is None:
                 reason = why
-            elif "templates" in (offered(model, "learned_pictures") or {}):
-                weights = offered(model, "learned_pictures")["templates"]
-                templates[tr.task] = (tr.class_names, np.asarray(weights, dtype=float))
+            elif "templates" in (pictures := offered(model, "learned_pictures") or {}):
+                templates[tr.task] = (tr.class_names, np.asarray(pictures["templates"], dtype=float))
     if templates:
         output.figure("saliency", logreg_templates_figure(templates), TEMPLATES_FIGURE,
                       "logistic-regression templates", "Logistic regression: each class's pixel weights as a "
@@ -344,8 +340,8 @@ def draw_hog(output: FigureOutput, ctx: FigureContext) -> None:
             model, why = ctx.model(tr.cells[name])
             if model is None:
                 reason = why
-            elif "hog_settings" in (offered(model, "learned_pictures") or {}):
-                _draw_hog(output, tr, faces, offered(model, "learned_pictures")["hog_settings"], ctx.settings)
+            elif "hog_settings" in (pictures := offered(model, "learned_pictures") or {}):
+                _draw_hog(output, tr, faces, pictures["hog_settings"], ctx.settings)
                 return
     if reason is not None:
         output.skipped("saliency", [HOG_FIGURE], f"HOG visualisation: {reason}")
