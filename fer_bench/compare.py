@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import html
 import math
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 from fer_bench import __version__
 from fer_bench.errors import FerBenchError
 from fer_bench.report.inputs import ReportInputs, load_cells
+from fer_bench.report.markdown import metric_rows_by_model
 from fer_bench.report.tables import metrics_table
 from fer_bench.settings import Settings
 from fer_bench.storage import check_results_folder, list_cells
@@ -156,11 +156,7 @@ def different_data_message(c: Comparison) -> str:
 def _headline_rows(folder: Path, settings: Settings) -> dict[tuple[str, str], list[dict]]:
     """metrics_table rows of the headline split (subset all) by (task, model), in report order, seeds listed."""
     inputs = ReportInputs(out=folder, cells=load_cells(folder), settings=settings)
-    grouped: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for row in metrics_table(inputs):
-        if row["split"] == settings.headline_split and row["subset"] == "all":
-            grouped[(row["task"], row["model"])].append(row)
-    return dict(grouped)
+    return dict(metric_rows_by_model(metrics_table(inputs), settings.headline_split))
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
