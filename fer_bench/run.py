@@ -88,6 +88,7 @@ def run_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, out: 
     checkpoints = Path(out) / "checkpoints" / task_name / model_name / f"seed{seed}"
 
     model = make_model(model_name, seed=seed, quick=quick)
+    model.set_task(task)
     if "checkpoint_dir" in model.get_params():  # a parameter, so it is part of the interface, not a probe
         # Lets an interrupted CNN training resume from its last finished epoch.
         model.set_params(checkpoint_dir=str(checkpoints))

@@ -8,6 +8,10 @@ Models take uint8 images of shape (N, 48, 48) and integer task labels 0..k-1:
     model.get_params() / model.set_params(...)   (from sklearn.base.BaseEstimator)
     model.save(directory) / ModelClass.load(directory)
 
+Before fit the harness calls `model.set_task(task)` (a fer_bench.tasks.Task: name, class_names, groups of
+FER-2013 emotions). Models that learn the task from `y` ignore it (the default); a pretrained model whose outputs
+are FER-2013's seven emotions uses it to map them onto the task's classes.
+
 `validation_data` is PublicTest: models may use it to choose hyper-parameters, epochs or checkpoints and
 must record what they chose in `selected_params_`. They never see PrivateTest.
 
@@ -63,6 +67,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     @classmethod
     def load(cls, directory):
         return joblib.load(Path(directory) / cls._model_file)
+
+    def set_task(self, task) -> None:
+        """The task about to be fitted (see the module docstring); most models learn it from y."""
 
     # --- capabilities: "not offered" unless a model overrides them ----------------------------------------
 
