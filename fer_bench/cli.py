@@ -57,7 +57,8 @@ def cmd_run(args) -> int:
     models = _models_with_settings(args.models, args.set)
     run_grid(data=args.data, tasks=args.tasks, models=models, seeds=args.seeds, out=args.out,
              force=args.force, quick=args.quick, rgb_to_gray=args.rgb_to_gray, report=not args.no_report,
-             reference=args.reference, plugins=tuple(args.plugin))
+             reference=args.reference, plugins=tuple(args.plugin), workers=args.workers,
+             scheduler=args.scheduler)
     return 0
 
 
@@ -128,11 +129,21 @@ def _model_list(text: str) -> list[str]:
     return split_top_level(text)
 
 
-def _int_list(text: str) -> list[int]:
+def _seed_list(text: str) -> list[int]:
+    """Seeds as a list and ranges: "0-2", "0,1,2", "0-2,5"."""
+    seeds = []
     try:
-        return [int(t) for t in _csv_list(text)]
+        for part in _csv_list(text):
+            first, dash, last = part.partition("-")
+            if dash and first:
+                if int(last) < int(first):
+                    raise ValueError(part)
+                seeds += range(int(first), int(last) + 1)
+            else:
+                seeds.append(int(part))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"seeds must be integers and ranges like 0-2 or 0,1,5, got {text!r}") from None
+    return seeds
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
@@ -164,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", type=_csv_list, default=None, help="comma-separated (default: all registered)")
     p.add_argument("--models", type=_model_list, default=None,
                    help="comma-separated, variants included: cnn,cnn[test_views=2] (default: all registered)")
-    p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated integers (default: 0)")
+    p.add_argument("--seeds", type=_seed_list, default=[0],
+                   help="seeds as a list and ranges: 0-2, 0,1,2 or 0-2,5 (default: 0)")
     p.add_argument("--out", metavar="DIR", help="results folder (default results/<dataset>)")
     p.add_argument("--force", action="store_true", help="recompute cells that already finished")
     p.add_argument("--quick", action="store_true",
@@ -176,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run MODEL with PARAM set (typed like its default; repeatable), named MODEL[PARAM=VALUE] "
                         "in the tables; list a variant in --models (e.g. 'cnn,cnn[test_views=2]') to run both")
     _add_reference_arg(p)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="run cells on N local worker processes (a Dask LocalCluster; needs "
+                            "'fer-bench[distributed]'); default: one after another in this process")
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="run cells on a running Dask cluster (see README: dask scheduler / dask worker)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="recompute metrics, tables and figures from stored predictions")

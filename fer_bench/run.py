@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from fer_bench.data.dataset import Dataset
-from fer_bench.errors import FerBenchError, Interrupted
+from fer_bench.errors import FerBenchError
+from fer_bench.executors import Cell, CellJob, job_data, job_plugins, make_executor, run_jobs
 from fer_bench.measure import MatmulPeaks, timing_measurements
 from fer_bench.models import available_models, get_factory_spec, make_model, missing_requirements
 from fer_bench.models.base import save_model
 from fer_bench.models.capabilities import offered
 from fer_bench.plugins import record_plugins
+from fer_bench.progress import GridProgress
 from fer_bench.provenance import environment_info
 from fer_bench.storage import (
     PREDICTION_SPLITS,
@@ -77,20 +79,35 @@ def _predict_timed(model, X, method: str = "predict_proba"):
 
 
 def run_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, out: Path, *, quick: bool = False,
-             command: str = "", peaks: MatmulPeaks | None = None) -> Path:
-    """Fit one model on one task with one seed, predict PublicTest and PrivateTest, store everything."""
-    task = get_task(task_name)
-    data = prepare_task_data(dataset, task, seed=seed)
+             command: str = "", peaks: MatmulPeaks | None = None, execution: dict | None = None) -> Path:
+    """Fit one model on one task with one seed, predict PublicTest and PrivateTest, store everything: computed
+    in a hidden staging folder renamed into place when complete, so the cell is whole or absent."""
     final = cell_dir(out, task_name, model_name, seed)
     staging = final.with_name(f".{final.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     checkpoints = Path(out) / "checkpoints" / task_name / model_name / f"seed{seed}"
+    compute_cell(dataset, task_name, model_name, seed, staging, quick=quick, command=command, peaks=peaks,
+                 checkpoints=checkpoints, execution=execution)
+    replace_dir(staging, final)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return final
+
+
+def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, directory: Path, *,
+                 quick: bool = False, command: str = "", peaks: MatmulPeaks | None = None,
+                 checkpoints: Path | None = None, execution: dict | None = None) -> Path:
+    """Fit and evaluate one cell, writing its files (predictions.csv, params.json, timings.json, model/,
+    manifest.json last) into `directory`. `checkpoints`: where a CNN keeps its per-epoch checkpoints, so an
+    interrupted training resumes; `execution`: how and where the cell ran (executor, worker), for the manifest."""
+    task = get_task(task_name)
+    data = prepare_task_data(dataset, task, seed=seed)
+    directory = Path(directory)
+    directory.mkdir(parents=True)
 
     model = make_model(model_name, seed=seed, quick=quick)
     model.set_task(task)
-    if "checkpoint_dir" in model.get_params():  # a parameter, so it is part of the interface, not a probe
-        # Lets an interrupted CNN training resume from its last finished epoch.
+    if checkpoints is not None and "checkpoint_dir" in model.get_params():
+        # a parameter, so it is part of the interface, not a probe
         model.set_params(checkpoint_dir=str(checkpoints))
     started = datetime.now(timezone.utc)
     fit_start = time.perf_counter()
@@ -115,15 +132,15 @@ def run_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, out: 
     timings["n_train"] = len(data.X_train)
     timings["train_images_per_s"] = len(data.X_train) * _epochs(model) / fit_seconds if fit_seconds > 0 else None
 
-    atomic_write(staging / "predictions.csv", predictions_csv(
+    atomic_write(directory / "predictions.csv", predictions_csv(
         splits, np.concatenate(ids), np.concatenate(labels), np.concatenate(probas), task.class_names))
-    atomic_write(staging / "params.json", dumps_json(stored_params(model)))
-    save_model(model, staging / "model")
+    atomic_write(directory / "params.json", dumps_json(stored_params(model)))
+    save_model(model, directory / "model")
     # Serving cost (single-image latency, size on disk, memory) and, for Keras, FLOP/s against the matmul peak.
-    timings.update(timing_measurements(model, data.tests["PrivateTest"][0], staging / "model",
+    timings.update(timing_measurements(model, data.tests["PrivateTest"][0], directory / "model",
                                        train_images_per_s=timings["train_images_per_s"], peaks=peaks))
-    atomic_write(staging / "timings.json", dumps_json(timings))
-    atomic_write(staging / "manifest.json", dumps_json({
+    atomic_write(directory / "timings.json", dumps_json(timings))
+    atomic_write(directory / "manifest.json", dumps_json({
         "task": task_name, "model": model_name, "seed": seed, "quick": quick,
         "class_names": list(task.class_names), "balancing": task.balancing,
         "n_train_before_balancing": data.n_train_before_balancing, "n_train": len(data.X_train),
@@ -132,10 +149,9 @@ def run_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, out: 
         "command": command, "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **environment_info(),
+        **({"execution": execution} if execution else {}),
     }))
-    replace_dir(staging, final)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    return final
+    return directory
 
 
 def _single_view_timing(model, X) -> dict:
@@ -179,15 +195,10 @@ def _command_line() -> str:
     return shlex.join(["fer-bench", *sys.argv[1:]])
 
 
-def _format_seconds(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s"
-
-
 def _stored_cell_seconds(out: Path, model_name: str, quick: bool) -> list[float]:
     """Wall seconds of the cells of `model_name` already finished in `out` (from their manifests)."""
     seconds = []
-    for manifest_path in sorted(out.glob(f"runs/*/{model_name}/seed*/manifest.json")):
+    for manifest_path in sorted(out.glob(f"runs/*/{glob.escape(model_name)}/seed*/manifest.json")):
         try:
             manifest = read_json(manifest_path)
             if manifest.get("quick", False) == quick:
@@ -196,18 +207,6 @@ def _stored_cell_seconds(out: Path, model_name: str, quick: bool) -> list[float]
         except (FerBenchError, KeyError, TypeError, ValueError):
             continue  # an ETA is a hint; a manifest it cannot read is reported by `report`, not here
     return seconds
-
-
-def estimate_remaining_seconds(remaining_models, seconds_by_model: dict[str, list[float]]) -> float | None:
-    """Time left: each remaining cell takes the mean time of the finished cells of its model (a CNN cell takes
-    ~40 times a logistic regression's, so one mean over all cells misleads). None while a model has none."""
-    total = 0.0
-    for model_name in remaining_models:
-        durations = seconds_by_model.get(model_name)
-        if not durations:
-            return None
-        total += float(np.mean(durations))
-    return total
 
 
 def resolve_names(requested, available, kind: str, getter) -> list[str]:
@@ -257,40 +256,15 @@ def _cells_to_run(out: Path, cells, *, force: bool, quick: bool) -> list[tuple[s
     return todo
 
 
-def _run_cells(dataset: Dataset, todo, out: Path, model_names, *, quick: bool) -> None:
-    """Run the cells one after another, with progress and an ETA per model; Ctrl-C names the finished ones."""
-    command = _command_line()
-    grid_start = time.perf_counter()
-    finished = []
-    peaks = MatmulPeaks()  # measured once for the grid, by the first cell of a Keras model
-    seconds_by_model = {name: _stored_cell_seconds(out, name, quick) for name in model_names}
-    try:
-        for i, (task_name, model_name, seed) in enumerate(todo, 1):
-            elapsed = time.perf_counter() - grid_start
-            remaining = estimate_remaining_seconds([cell[1] for cell in todo[i - 1:]], seconds_by_model)
-            eta = f", ETA {_format_seconds(remaining)}" if remaining is not None else ""
-            print(f"[{i}/{len(todo)}] {task_name} / {model_name} / seed{seed}  "
-                  f"(elapsed {_format_seconds(elapsed)}{eta})", flush=True)
-            cell_start = time.perf_counter()
-            run_cell(dataset, task_name, model_name, seed, out, quick=quick, command=command, peaks=peaks)
-            finished.append(f"{task_name}/{model_name}/seed{seed}")
-            cell_seconds = time.perf_counter() - cell_start
-            seconds_by_model[model_name].append(cell_seconds)
-            print(f"      done in {_format_seconds(cell_seconds)}", flush=True)
-    except KeyboardInterrupt:
-        done = ", ".join(finished) if finished else "none"
-        raise Interrupted(f"interrupted; cells finished in this run: {done}; "
-                          "run the same command again to resume") from None
-    except OSError as exc:
-        raise FerBenchError(f"cannot write results under {out}: {exc.strerror or exc}") from None
-
-
 def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=False, quick=False,
              rgb_to_gray=False, report=True, dataset: Dataset | None = None, reference: str | None = None,
-             plugins: tuple[str, ...] = ()) -> Path:
+             plugins: tuple[str, ...] = (), workers: int | None = None, scheduler: str | None = None,
+             live: bool | None = None) -> Path:
     """Run every (task, model, seed) cell not already finished under `out`, then write the report (comparing
     against `reference`, see fer_bench.settings). `plugins`: the --plugin files or modules the grid's models
-    come from, recorded in the results folder so that later reports import them again."""
+    come from, recorded in the results folder so that later reports import them again. Cells run in this
+    process, or on `workers` local worker processes, or on the Dask cluster at `scheduler` (see
+    fer_bench.executors); `live`: the progress panel (default: when stdout is a terminal)."""
     task_names = resolve_names(tasks, available_tasks(), "task", get_task)
     model_names = resolve_names(models, available_models(), "model", get_factory_spec)
     seeds = _check_seeds(seeds)
@@ -320,7 +294,16 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
     cells = list(itertools.product(task_names, model_names, seeds))
     todo = _cells_to_run(out, cells, force=force, quick=quick)
     print(f"{len(cells)} cells in {out}: {len(cells) - len(todo)} already finished, {len(todo)} to run")
-    _run_cells(dataset, todo, out, model_names, quick=quick)
+    if todo:
+        executor = make_executor(workers=workers, scheduler=scheduler)
+        command, data_request = _command_line(), job_data(dataset, rgb_to_gray=rgb_to_gray)
+        shipped_plugins = job_plugins(plugins) if workers or scheduler else ()
+        jobs = [CellJob(Cell(*cell), quick=quick, command=command, data=data_request, plugins=shipped_plugins,
+                        threads=executor.threads_per_cell) for cell in todo]
+        progress = GridProgress([job.cell for job in jobs],
+                                {name: _stored_cell_seconds(out, name, quick) for name in model_names},
+                                slots=executor.slots, live=live)
+        run_jobs(executor, jobs, dataset, out, progress)
     if report:
         from fer_bench.report import write_report
         from fer_bench.settings import Settings

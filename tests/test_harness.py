@@ -15,8 +15,9 @@ from sklearn import metrics as skm
 
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.errors import FerBenchError
+from fer_bench.progress import estimate_remaining_seconds
 from fer_bench.report import latex_escape, write_report
-from fer_bench.run import estimate_remaining_seconds, run_grid
+from fer_bench.run import run_grid
 from fer_bench.storage import read_cell
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None

