@@ -159,7 +159,7 @@ def run_cell_in_child(job: CellJob) -> CellOutcome:
 
 
 def _run_child(job_file: Path, threads: int, worker, key) -> None:
-    env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}}
     log_path = job_file.with_name("cell.log")
     with open(log_path, "wb") as log:
         child = subprocess.Popen([sys.executable, "-m", "fer_bench.cell_process", str(job_file)], env=env,

@@ -109,6 +109,10 @@ def make_model(name: str, *, seed: int = 0, quick: bool = False, **params):
         raise FerBenchError(f"model {name!r} needs {', '.join(missing)}, which is not installed "
                             f"({install_hint(missing)})")
     base, variant_params = parse_variant(name)
+    if "tensorflow" in requirements(base):
+        from fer_bench.tensorflow_import import import_tensorflow
+
+        import_tensorflow()  # without TensorFlow's start-up lines on stderr
     return _factory(base)(seed=seed, quick=quick, **{**variant_params, **params})
 
 

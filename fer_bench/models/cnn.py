@@ -68,6 +68,7 @@ from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are 
     pipeline_threads,
     validation_dataset,
 )
+from fer_bench.tensorflow_import import import_tensorflow
 
 LOGITS_LAYER = "logits"
 LAST_CONV_LAYER = "last_conv_block"
@@ -479,6 +480,7 @@ class CNNClassifier(ImageClassifier):
 
     @classmethod
     def load(cls, directory) -> CNNClassifier:
+        import_tensorflow()  # quietly, before keras imports it
         directory = Path(directory)
         saved = json.loads((directory / PARAMS_FILE).read_text())
         params = saved["params"]
