@@ -20,6 +20,7 @@ from fer_bench.metrics import (
     top_confusions,
 )
 from fer_bench.report.inputs import ReportInputs
+from fer_bench.report.seeds import class_gain_rows, ensemble_metric_rows, significance_summary, with_ensembles
 from fer_bench.storage import PREDICTION_SPLITS
 
 
@@ -33,6 +34,9 @@ class Tables:
     significance_rows: list[dict] = field(default_factory=list)
     floor_rows: list[dict] = field(default_factory=list)
     timing_rows: list[dict] = field(default_factory=list)
+    #: seed-level rows (fer_bench.report.seeds), empty when every (task, model) has one seed
+    significance_summary_rows: list[dict] = field(default_factory=list)
+    class_gain_rows: list[dict] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
 
 
@@ -60,7 +64,8 @@ def csv_text(header: list[str], rows: list[dict], formatter=None) -> str:
 
 
 def metrics_table(inputs: ReportInputs) -> list[dict]:
-    """One row per task x model x seed x split x subset (all; clean: PrivateTest without leaked images)."""
+    """One row per task x model x seed x split x subset (all; clean: PrivateTest without leaked images); the
+    seed ensembles' rows are added by compute_tables."""
     rows = []
     for cell in inputs.cells:
         n_classes = len(cell.class_names)
@@ -163,9 +168,13 @@ FLOORS_HEADER = ["task", "split", "majority_class", "majority_accuracy", "chance
 
 
 def compute_tables(inputs: ReportInputs) -> Tables:
-    """Every prediction table (timing rows are added by fer_bench.report.timing)."""
-    tables = Tables(metrics_table(inputs), per_class_table(inputs), confusions_table(inputs),
+    """Every prediction table (timing rows are added by fer_bench.report.timing); metrics.csv holds each seed
+    ensemble's rows after its seeds' rows."""
+    metric_rows = with_ensembles(metrics_table(inputs), ensemble_metric_rows(inputs))
+    tables = Tables(metric_rows, per_class_table(inputs), confusions_table(inputs),
                     significance_table(inputs), floors_table(inputs))
+    tables.significance_summary_rows = significance_summary(tables.significance_rows)
+    tables.class_gain_rows = class_gain_rows(inputs)
     tables.files["metrics.csv"] = csv_text(METRICS_HEADER, tables.metric_rows)
     tables.files["per_class.csv"] = csv_text(PER_CLASS_HEADER, tables.per_class_rows)
     tables.files["confusions.csv"] = csv_text(CONFUSIONS_HEADER, tables.confusion_rows)
