@@ -11,6 +11,7 @@ from collections import defaultdict
 import numpy as np
 
 from fer_bench import __version__
+from fer_bench.report.seeds import cells_by_model, is_ensemble, mean_and_std, several_seeds
 from fer_bench.settings import REFERENCE_MODEL
 
 
@@ -18,8 +19,17 @@ def pct(x: float) -> str:
     return "–" if x is None or np.isnan(x) else f"{100 * x:.1f}"
 
 
+def _signed(points: float) -> str:
+    return f"{points:+.1f}"
+
+
+def _p_text(p: float) -> str:
+    return "p < 1e-6" if p < 1e-6 else f"p = {p:.2g}"
+
+
 def metric_rows_by_model(metric_rows: list[dict], split: str, subset: str = "all") -> dict[tuple, list[dict]]:
-    """metrics.csv rows of one split and subset by (task, model), seeds in a list."""
+    """metrics.csv rows of one split and subset by (task, model), seeds in a list (a seed ensemble is a model
+    of its own, "m (seed ensemble, n)", with one row)."""
     grouped = defaultdict(list)
     for row in metric_rows:
         if row["split"] == split and row["subset"] == subset:
@@ -27,33 +37,84 @@ def metric_rows_by_model(metric_rows: list[dict], split: str, subset: str = "all
     return grouped
 
 
-def mean_std(rows: list[dict], key: str) -> str:
-    """One seed: the value and its bootstrap interval; several: mean ± std over seeds."""
+def mean_std(rows: list[dict], key: str, with_count: bool = True) -> str:
+    """One seed: the value and its bootstrap interval; several: mean ± std over seeds (and "(n seeds)" unless
+    `with_count` is False, for tables with a seeds column)."""
     values = np.array([r[key] for r in rows], dtype=float)
     if len(values) == 1:
         ci = (rows[0].get(f"{key}_ci_low"), rows[0].get(f"{key}_ci_high"))
         if ci[0] is not None:
             return f"{pct(values[0])} [{pct(ci[0])}, {pct(ci[1])}]"
         return pct(values[0])
-    return f"{pct(values.mean())} ± {pct(values.std(ddof=1))} ({len(values)} seeds)"
+    text = f"{pct(values.mean())} ± {pct(values.std(ddof=1))}"
+    return text + f" ({len(values)} seeds)" if with_count else text
+
+
+def spread(values, text=pct) -> str:
+    """One value: text(value); several (one per seed): "mean ± std" (std over seeds, n - 1)."""
+    values = list(values)
+    mean, std = mean_and_std(values)
+    return text(mean) if len(values) == 1 else f"{text(mean)} ± {text(std)}"
+
+
+def _three_decimals(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def _one_decimal(x: float) -> str:
+    return f"{x:.1f}"
+
+
+def _seeds_cell(rows: list[dict]) -> str:
+    """The seeds column of a multi-seed table: how many seeds a row summarises, or averages (an ensemble)."""
+    if is_ensemble(rows[0]):
+        return f"{len(rows[0]['ensemble_seeds'])} averaged"
+    return str(len(rows))
+
+
+def _fit_text(rows: list[dict]) -> str:
+    """Fit time: mean ± std over seeds; a seed ensemble's is the total of its seeds' fits."""
+    values = [r["fit_seconds"] for r in rows]
+    if is_ensemble(rows[0]):
+        total = rows[0]["fit_seconds"]
+        return "–" if total is None else f"{total:.1f} s ({len(rows[0]['ensemble_seeds'])} fits)"
+    return f"{spread(values, _one_decimal)} s"
+
+
+def seeds_note(cells) -> str:
+    """The headline's sentence on the seeds: how many per (task, model), and what the spreads and ensembles are."""
+    counts = sorted({len(group) for group in cells_by_model(cells).values()})
+    seeds = ", ".join(str(seed) for seed in sorted({cell.seed for cell in cells}))
+    how_many = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}–{counts[-1]} seeds (column seeds)"
+    return (f"**{how_many}** per task and model (seeds {seeds}). With several seeds a number is the mean ± "
+            "standard deviation over seeds (n − 1; each seed's bootstrap interval is in `metrics.csv`); one seed's "
+            "and a seed ensemble's accuracy and macro-F1 have their 95% bootstrap interval in brackets. A row "
+            "*model (seed ensemble, n)* scores the average of the n seeds' stored probabilities (nothing is "
+            "trained; its fit time is the n fits together); `metrics.csv` holds it with seed `ensemble`.")
+
+
+def _headline_row(task: str, model: str, rows: list[dict], public_rows: list[dict], several: bool) -> str:
+    values = [mean_std(rows, "accuracy", with_count=False), mean_std(rows, "f1_macro", with_count=False),
+              spread((r["roc_auc_macro"] for r in rows), _three_decimals),
+              spread((r["log_loss"] for r in rows), _three_decimals), spread((r["ece"] for r in rows), _three_decimals),
+              spread(r["accuracy"] for r in public_rows), _fit_text(rows)]
+    return "| " + " | ".join([task, model, *([_seeds_cell(rows)] if several else []), *values]) + " |"
 
 
 def headline_markdown(ctx) -> str:
     split = ctx.inputs.settings.headline_split
+    several = several_seeds(ctx.inputs.cells)
     private = metric_rows_by_model(ctx.tables.metric_rows, split)
     public = metric_rows_by_model(ctx.tables.metric_rows, ctx.inputs.settings.selection_split)
-    lines = [
-        "| task | model | accuracy % [95% CI] | macro-F1 % [95% CI] | ROC AUC (macro) | log loss | ECE | "
-        "PublicTest acc % | fit time |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    if several:
+        lines = [seeds_note(ctx.inputs.cells), "",
+                 "| task | model | seeds | accuracy % | macro-F1 % | ROC AUC (macro) | log loss | ECE | "
+                 "PublicTest acc % | fit time |", "|---|---|---|---|---|---|---|---|---|---|"]
+    else:
+        lines = ["| task | model | accuracy % [95% CI] | macro-F1 % [95% CI] | ROC AUC (macro) | log loss | ECE | "
+                 "PublicTest acc % | fit time |", "|---|---|---|---|---|---|---|---|---|"]
     for (task, model), rows in private.items():
-        fit = np.mean([r["fit_seconds"] for r in rows])
-        lines.append(
-            f"| {task} | {model} | {mean_std(rows, 'accuracy')} | {mean_std(rows, 'f1_macro')} | "
-            f"{np.mean([r['roc_auc_macro'] for r in rows]):.3f} | {np.mean([r['log_loss'] for r in rows]):.3f} | "
-            f"{np.mean([r['ece'] for r in rows]):.3f} | "
-            f"{pct(np.mean([r['accuracy'] for r in public[(task, model)]]))} | {fit:.1f} s |")
+        lines.append(_headline_row(task, model, rows, public[(task, model)], several))
     floor_text = "; ".join(
         f"{r['task']}: majority ({r['majority_class']}) {pct(r['majority_accuracy'])}%, chance "
         f"{pct(r['chance_accuracy'])}%" for r in ctx.tables.floor_rows if r["split"] == split)
@@ -61,17 +122,26 @@ def headline_markdown(ctx) -> str:
     clean = metric_rows_by_model(ctx.tables.metric_rows, split, "clean")
     if clean:
         lines += ["", f"**Leakage check.** {split} accuracy on the *clean* subset (test images with no "
-                  "duplicate in Training, from `fer-bench data audit`) vs all images:"]
+                  "duplicate in Training, from `fer-bench data audit`) vs all images"
+                  + (" (means over seeds)" if several else "") + ":"]
         parts = []
         for (task, model), rows in clean.items():
-            parts.append(f"{task}/{model} {pct(rows[0]['accuracy'])}% on {rows[0]['n']} clean vs "
-                         f"{pct(private[(task, model)][0]['accuracy'])}% on all")
+            parts.append(f"{task}/{model} {pct(np.mean([r['accuracy'] for r in rows]))}% on {rows[0]['n']} clean "
+                         f"vs {pct(np.mean([r['accuracy'] for r in private[(task, model)]]))}% on all")
         lines.append("; ".join(parts) + ".")
     return "\n".join(lines)
 
 
+def _seed_counts_text(counts: dict[str, int]) -> str:
+    """"3 seeds" when every model has as many, else "seeds: cnn 3, hog_svm 2"."""
+    if len(set(counts.values())) == 1:
+        return f"{next(iter(counts.values()))} seeds"
+    return "seeds: " + ", ".join(f"{model} {n}" for model, n in counts.items())
+
+
 def per_class_markdown(ctx) -> str:
     split = ctx.inputs.settings.headline_split
+    several = several_seeds(ctx.inputs.cells)
     per_class_rows = ctx.tables.per_class_rows
     blocks = []
     tasks = list(dict.fromkeys(r["task"] for r in per_class_rows))
@@ -80,29 +150,75 @@ def per_class_markdown(ctx) -> str:
         models = list(dict.fromkeys(r["model"] for r in rows))
         classes = list(dict.fromkeys(r["class"] for r in rows))
         header = "| class | support | " + " | ".join(f"{m} recall | {m} F1" for m in models) + " |"
-        lines = [f"**{task}** ({split}; recall and F1 in %, mean over seeds)", "", header,
-                 "|---|---|" + "---|---|" * len(models)]
+        if several:
+            counts = {m: len({r["seed"] for r in rows if r["model"] == m}) for m in models}
+            caption = f"**{task}** ({split}; recall and F1 in %, mean ± std over {_seed_counts_text(counts)})"
+        else:
+            caption = f"**{task}** ({split}; recall and F1 in %, mean over seeds)"
+        lines = [caption, "", header, "|---|---|" + "---|---|" * len(models)]
         for cls in classes:
             cells = []
             support = next(r["support"] for r in rows if r["class"] == cls)
             for m in models:
                 sel = [r for r in rows if r["class"] == cls and r["model"] == m]
-                cells.append(f"{pct(np.mean([r['recall'] for r in sel]))} | {pct(np.mean([r['f1'] for r in sel]))}")
+                cells.append(f"{spread(r['recall'] for r in sel)} | {spread(r['f1'] for r in sel)}")
             lines.append(f"| {cls} | {int(support)} | " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
 
+def significance_summary_markdown(summary_rows: list[dict], headline: str) -> str:
+    """The seed-level table of the exact McNemar tests: the headline split first, then the selection split."""
+    ordered = sorted(summary_rows, key=lambda r: r["split"] != headline)
+    lines = ["Over seeds: in how many seeds the exact McNemar test finds the difference significant (p < 0.05), in "
+             "how many model A is the more accurate, the largest p of the seeds, and A − B in accuracy points "
+             "(mean ± std over seeds). The selection split is listed too, for reference; each seed's test is "
+             "below and in `significance.csv`.", "",
+             "| task | split | comparison | seeds | significant (p < 0.05) | A more accurate | A − B (points) | "
+             "largest p |", "|---|---|---|---|---|---|---|---|"]
+    for r in ordered:
+        n = len(r["seeds"])
+        lines.append(f"| {r['task']} | {r['split']} | {r['model_a']} vs {r['model_b']} | "
+                     f"{', '.join(map(str, r['seeds']))} | {r['n_significant']}/{n} | {r['n_a_better']}/{n} | "
+                     f"{_signed(100 * r['difference_mean'])} ± {100 * r['difference_std']:.1f} | "
+                     f"{r['max_p_value']:.2g} |")
+    return "\n".join(lines)
+
+
 def significance_markdown(ctx) -> str:
-    rows = [r for r in ctx.tables.significance_rows if r["split"] == ctx.inputs.settings.headline_split]
+    split = ctx.inputs.settings.headline_split
+    rows = [r for r in ctx.tables.significance_rows if r["split"] == split]
     if not rows:
         return f"No {ctx.inputs.settings.reference_model or 'reference model'} cells to compare against."
-    lines = ["| task | seed | comparison | acc A % | acc B % | A right, B wrong | A wrong, B right | "
-             "p (exact McNemar) |", "|---|---|---|---|---|---|---|---|"]
+    lines = []
+    if ctx.tables.significance_summary_rows:
+        lines += [significance_summary_markdown(ctx.tables.significance_summary_rows, split), "",
+                  f"Per seed ({split}):", ""]
+    lines += ["| task | seed | comparison | acc A % | acc B % | A right, B wrong | A wrong, B right | "
+              "p (exact McNemar) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['task']} | {r['seed']} | {r['model_a']} vs {r['model_b']} | {pct(r['accuracy_a'])} | "
                      f"{pct(r['accuracy_b'])} | {r['a_right_b_wrong']} | {r['a_wrong_b_right']} | "
                      f"{r['p_value']:.2g} |")
+    return "\n".join(lines)
+
+
+def class_gains_markdown(ctx) -> str | None:
+    """The reference's per-class recall gain over each other model across seeds (None with one seed)."""
+    rows = ctx.tables.class_gain_rows
+    if not rows:
+        return None
+    lines = [f"The reference model's recall minus the other model's, per class, on {ctx.inputs.settings.headline_split}"
+             ", in points: mean ± std over the seeds both models have, and each seed's value. A gain (or loss) "
+             "*holds in every seed* when each seed's paired bootstrap 95% interval (the same resampled images "
+             "score both models) excludes 0 on the same side.", "",
+             "| task | comparison | class | seeds | recall gain (points) | per seed | holds in every seed |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        holds = f"yes, {r['holds']}" if r["holds"] else "no"
+        lines.append(f"| {r['task']} | {r['model_a']} vs {r['model_b']} | {r['class']} | "
+                     f"{', '.join(map(str, r['seeds']))} | {_gain_text(r)} | "
+                     f"{', '.join(_signed(100 * g) for g in r['gains'])} | {holds} |")
     return "\n".join(lines)
 
 
@@ -119,20 +235,19 @@ def confusions_markdown(ctx) -> str:
 
 # --- findings -------------------------------------------------------------------------------------------------
 
-def _signed(points: float) -> str:
-    return f"{points:+.1f}"
-
-
-def _p_text(p: float) -> str:
-    return "p < 1e-6" if p < 1e-6 else f"p = {p:.2g}"
+def _gain_text(row: dict) -> str:
+    """A per-class gain over seeds in points: "+12.1 ± 1.0"."""
+    return f"{_signed(100 * row['gain_mean'])} ± {100 * row['gain_std']:.1f}"
 
 
 def findings_markdown(ctx) -> str:
     """A few sentences that the tables support, generated from them: the reference model's accuracy gain over
-    each other model per task (with the exact McNemar test), the classes where it gains most and least, the
-    confusions that remain, what each model costs to fit, and what the figures add (the saliency maps)."""
+    each other model per task (with the exact McNemar test, per seed or summarised over seeds), what averaging
+    the seeds buys, the classes where it gains most and least, the confusions that remain, what each model costs
+    to fit, and what the figures add (the saliency maps)."""
     settings = ctx.inputs.settings
-    private = metric_rows_by_model(ctx.tables.metric_rows, settings.headline_split)
+    all_rows = metric_rows_by_model(ctx.tables.metric_rows, settings.headline_split)
+    private = {key: rows for key, rows in all_rows.items() if not is_ensemble(rows[0])}
     models = list(dict.fromkeys(model for _, model in private))
     tasks = list(dict.fromkeys(task for task, _ in private))
     compared = [t for t in tasks if ctx.inputs.reference(t) and any(
@@ -146,6 +261,7 @@ def findings_markdown(ctx) -> str:
 
     sentences = [] if ctx.inputs.reference_is_default else [_reference_sentence(ctx, tasks)]
     sentences += _accuracy_sentences(ctx, private, models, accuracy)
+    sentences += _ensemble_sentences(all_rows, accuracy)
     headline_task = tasks[0]
     ref = ctx.inputs.reference(headline_task)
     others = [m for m in models if m != ref and (headline_task, m) in private]
@@ -171,57 +287,123 @@ def _reference_sentence(ctx, tasks: list[str]) -> str:
     return f"Comparisons are against a reference model ({why}): {per_task}."
 
 
+def _test_text(ctx, task: str, other: str, first_seed) -> str:
+    """The exact McNemar test of the reference against `other`: over seeds when they share several, else the
+    first seed's p."""
+    split = ctx.inputs.settings.headline_split
+    over_seeds = [r for r in ctx.tables.significance_summary_rows
+                  if r["task"] == task and r["model_b"] == other and r["split"] == split]
+    if over_seeds:
+        r, n = over_seeds[0], len(over_seeds[0]["seeds"])
+        direction = "" if r["n_a_better"] == n else f", the {r['model_a']} more accurate in {r['n_a_better']}/{n}"
+        return f" (significant in {r['n_significant']}/{n} seeds{direction}, largest {_p_text(r['max_p_value'])})"
+    tests = [r for r in ctx.tables.significance_rows if r["task"] == task and r["model_b"] == other
+             and r["split"] == split and r["seed"] == first_seed]
+    return f" ({_p_text(tests[0]['p_value'])})" if tests else ""
+
+
 def _accuracy_sentences(ctx, private, models, accuracy) -> list[str]:
-    """Per task: the reference's accuracy and its gain over each other model, with the McNemar p-value."""
+    """Per task: the reference's accuracy and its gain over each other model, with the McNemar test (± std over
+    seeds where a model has several)."""
     split = ctx.inputs.settings.headline_split
     significance_rows = ctx.tables.significance_rows
     first_seed = min(r["seed"] for r in significance_rows) if significance_rows else None
+
+    def accuracy_text(task, model):
+        return f"{spread(r['accuracy'] for r in private[(task, model)])}%"
+
+    def gain_text(task, ref, other):
+        over_seeds = [r for r in ctx.tables.significance_summary_rows
+                      if r["task"] == task and r["model_b"] == other and r["split"] == split]
+        gain = _signed(accuracy(task, ref) - accuracy(task, other))
+        return gain + (f" ± {100 * over_seeds[0]['difference_std']:.1f}" if over_seeds else "")
+
     sentences = []
     for task in dict.fromkeys(task for task, _ in private):
         ref = ctx.inputs.reference(task)
         if (task, ref) not in private:
             continue
-        parts = []
-        for b in models:
-            if b == ref or (task, b) not in private:
-                continue
-            tests = [r for r in significance_rows if r["task"] == task and r["model_b"] == b
-                     and r["split"] == split and r["seed"] == first_seed]
-            test = f" ({_p_text(tests[0]['p_value'])})" if tests else ""
-            parts.append(f"{_signed(accuracy(task, ref) - accuracy(task, b))} points over {b} "
-                         f"({accuracy(task, b):.1f}%){test}")
+        parts = [f"{gain_text(task, ref, b)} points over {b} ({accuracy_text(task, b)})"
+                 f"{_test_text(ctx, task, b, first_seed)}"
+                 for b in models if b != ref and (task, b) in private]
         if parts:
-            sentences.append(f"**{task}**: the {ref} reaches {accuracy(task, ref):.1f}% "
+            sentences.append(f"**{task}**: the {ref} reaches {accuracy_text(task, ref)} "
                              f"{split} accuracy, " + " and ".join(parts) + ".")
-    if significance_rows:
+    if ctx.tables.significance_summary_rows:
+        sentences.append(f"(p: exact McNemar test on the same {split} images, one test per seed, significant: "
+                         "p < 0.05; ±: standard deviation over seeds.)")
+    elif significance_rows:
         sentences.append(f"(p: exact McNemar test on the same {split} images, seed {first_seed}.)")
     return sentences
 
 
-def _gain_sentences(ctx, task: str, ref: str, strongest: str) -> list[str]:
-    """Where the reference gains most and least in recall over the strongest other model, and its remaining
-    confusions, on the headline task."""
+def _ensemble_sentences(rows_by_model: dict, accuracy) -> list[str]:
+    """What averaging each model's seeds buys: the seed ensemble's accuracy against the mean of its seeds."""
+    parts = defaultdict(list)
+    for (task, _), rows in rows_by_model.items():
+        if is_ensemble(rows[0]):
+            model = rows[0]["ensemble_model"]
+            parts[task].append(f"{model} {pct(rows[0]['accuracy'])}% "
+                               f"({_signed(100 * rows[0]['accuracy'] - accuracy(task, model))})")
+    if not parts:
+        return []
+    text = "; ".join(f"{task} " + ", ".join(items) for task, items in parts.items())
+    return [f"Seed ensembles (the average of a model's seeds' stored probabilities, no training; accuracy, and in "
+            f"points against the mean of its seeds): {text}."]
+
+
+def _mean_recall_gains(ctx, task: str, ref: str, strongest: str) -> list[tuple[float, str]] | None:
+    """(gain in points, class) of the reference's mean recall over the strongest model's, None if either lacks
+    the task."""
     split = ctx.inputs.settings.headline_split
     recall = defaultdict(list)
     for r in ctx.tables.per_class_rows:
         if r["task"] == task and r["split"] == split:
             recall[(r["model"], r["class"])].append(r["recall"])
     classes = list(dict.fromkeys(c for _, c in recall))
+    if (ref, classes[0]) not in recall or (strongest, classes[0]) not in recall:
+        return None
+    return [(100 * (np.mean(recall[(ref, c)]) - np.mean(recall[(strongest, c)])), c) for c in classes]
+
+
+def _seed_gain_sentences(gain_rows: list[dict], task: str, ref: str, strongest: str) -> list[str]:
+    """Per-class gains over seeds: most and least (mean ± std), and those that hold in every seed."""
+    ordered = sorted(gain_rows, key=lambda r: (r["gain_mean"], r["class"]), reverse=True)
+    best = ", ".join(f"{r['class']} ({_gain_text(r)})" for r in ordered[:3])
+    worst = ", ".join(f"{r['class']} ({_gain_text(r)})" for r in ordered[-2:][::-1])
+    held = {side: ", ".join(f"{r['class']} ({_gain_text(r)})" for r in ordered if r["holds"] == side) or "none"
+            for side in ("gain", "loss")}
+    n = len(gain_rows[0]["seeds"])
+    return [f"Where the {ref} gains ({task}, recall vs {strongest}, the strongest baseline, in points, mean ± std "
+            f"over {n} seeds): most on {best}; least on {worst}.",
+            f"Per-class differences that hold in every seed (each of the {n} seeds' paired bootstrap 95% interval "
+            f"excludes 0 on the same side): gains on {held['gain']}; losses on {held['loss']}."]
+
+
+def _gain_sentences(ctx, task: str, ref: str, strongest: str) -> list[str]:
+    """Where the reference gains most and least in recall over the strongest other model (over seeds when they
+    share several), and its remaining confusions, on the headline task."""
+    split = ctx.inputs.settings.headline_split
+    gain_rows = [r for r in ctx.tables.class_gain_rows
+                 if r["task"] == task and r["model_a"] == ref and r["model_b"] == strongest]
     sentences = []
-    if (ref, classes[0]) in recall and (strongest, classes[0]) in recall:
-        gains = sorted(((100 * (np.mean(recall[(ref, c)]) - np.mean(recall[(strongest, c)])), c)
-                        for c in classes), reverse=True)
+    if gain_rows:
+        sentences += _seed_gain_sentences(gain_rows, task, ref, strongest)
+    elif (mean_gains := _mean_recall_gains(ctx, task, ref, strongest)) is not None:
+        gains = sorted(mean_gains, reverse=True)
         best = ", ".join(f"{c} ({_signed(g)})" for g, c in gains[:3])
         worst = ", ".join(f"{c} ({_signed(g)})" for g, c in gains[-2:][::-1])
         sentences.append(f"Where the {ref} gains ({task}, recall vs {strongest}, the "
                          f"strongest baseline, in points): most on {best}; least on {worst}.")
     confusion_rows = ctx.tables.confusion_rows
+    first_seed = min(r["seed"] for r in confusion_rows) if confusion_rows else None
     confusions = [r for r in confusion_rows if r["task"] == task and r["model"] == ref
-                  and r["split"] == split and r["seed"] == min(r["seed"] for r in confusion_rows)]
+                  and r["split"] == split and r["seed"] == first_seed]
     if confusions:
         pairs = ", ".join(f"{r['true']}→{r['predicted']} ({pct(r['rate_of_true'])}% of {r['true']})"
                           for r in confusions[:3])
-        sentences.append(f"Confusions that remain for the {ref} ({task}): {pairs}.")
+        where = f"{task}, seed {first_seed}" if several_seeds(ctx.inputs.cells) else task
+        sentences.append(f"Confusions that remain for the {ref} ({where}): {pairs}.")
     return sentences
 
 

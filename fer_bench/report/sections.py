@@ -57,6 +57,8 @@ SECTIONS: tuple[Section, ...] = (
     Section(_title("Provenance"), markdown.provenance_markdown),
     Section(_title("Per-class recall and F1 ({headline})"), markdown.per_class_markdown),
     Section(_title("Is the {reference}'s difference significant? ({headline})"), markdown.significance_markdown),
+    Section(_title("Per-class recall gains of the {reference} over seeds ({headline})"),
+            markdown.class_gains_markdown),
     Section(_title("Top confusions ({headline})"), markdown.confusions_markdown),
     Section(_title("What each model chose on {selection}"), markdown.selection_markdown),
     Section(_title("Timing: speed, size and efficiency"), timing_section),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from fer_bench.figures.timing import grouped_rows, mean_of
+from fer_bench.report.seeds import mean_and_std
 from fer_bench.report.tables import csv_text
 
 #: measured matmul peaks of one dtype further apart than this factor mean the cells ran on machines of
@@ -144,38 +145,61 @@ def _fixed(value, decimals: int, suffix: str = "") -> str:
     return "–" if value is None else f"{value:,.{decimals}f}{suffix}"
 
 
+def _spread(group: list[dict], key: str, decimals: int, scale: float = 1.0) -> str:
+    """A column over seeds: the value for one seed, mean ± std (n - 1) for several, "–" when not measured."""
+    values = [scale * r[key] for r in group if r.get(key) is not None]
+    if len(values) <= 1:
+        return _fixed(values[0] if values else None, decimals)
+    mean, std = mean_and_std(values)
+    return f"{_fixed(mean, decimals)} ± {_fixed(std, decimals)}"
+
+
 def _inference_text(group: list[dict]) -> str:
     """Batch images/s as the model predicts; with several test-time views, their number and one view's rate."""
-    text = _fixed(mean_of(group, "predict_images_per_s"), 0)
+    text = _spread(group, "predict_images_per_s", 0)
     views = mean_of(group, "views")
     if views is not None and views > 1:
-        text += f" ({views:g} views; 1 view: {_fixed(mean_of(group, 'single_view_images_per_s'), 0)})"
+        text += f" ({views:g} views; 1 view: {_spread(group, 'single_view_images_per_s', 0)})"
     return text
+
+
+def _gflops_text(group: list[dict]) -> str:
+    fraction = mean_of(group, "fraction_of_peak")
+    return _spread(group, "train_gflops", 2) + (f" ({100 * fraction:.1f}%)" if fraction is not None else "")
+
+
+def _table_head(split: str, several: bool) -> list[str]:
+    """The timing section's opening sentence and table header (a seeds column when some model has several)."""
+    return [
+        ("Mean ± std over seeds (n − 1) per task and model (parameters, size on disk and peak RSS: the mean)"
+         if several else "Mean over seeds per task and model")
+        + f"; accuracy on {split}. Inference = one batch predict_proba "
+        f"call on {split}; latency = single-image predict_proba calls; train GFLOP/s = 3 × the CNN's "
+        "forward Conv/Dense FLOPs per image × training images/s. Schema of every column: `timing.csv`.",
+        "",
+        "| task | model | " + ("seeds | " if several else "") + "accuracy % | fit time (s) | train img/s | "
+        "inference img/s | latency p50 / p95 (ms) | parameters | size on disk | peak RSS | train GFLOP/s (% of "
+        "matmul peak) |",
+        "|---|---|" + ("---|" if several else "") + "---|---|---|---|---|---|---|---|---|",
+    ]
+
+
+def _table_line(task: str, model: str, group: list[dict], several: bool) -> str:
+    peak_rss = mean_of(group, "peak_rss_mb")
+    return (f"| {task} | {model} | " + (f"{len(group)} | " if several else "")
+            + f"{_spread(group, 'accuracy', 1, scale=100)} | {_spread(group, 'fit_seconds', 1)} | "
+            f"{_spread(group, 'train_images_per_s', 0)} | {_inference_text(group)} | "
+            f"{_spread(group, 'latency_p50_ms', 2)} / {_spread(group, 'latency_p95_ms', 2)} | "
+            f"{_count_text(mean_of(group, 'n_parameters'))} | {_bytes_text(mean_of(group, 'model_bytes'))} | "
+            f"{_bytes_text(None if peak_rss is None else peak_rss * 2**20)} | {_gflops_text(group)} |")
 
 
 def timing_markdown(rows: list[dict], split: str, figure_parts: list[str] | None = None) -> str:
     """The timing section: the table, the notes on peaks and threads, then the timing figure when drawn."""
-    lines = [
-        f"Mean over seeds per task and model; accuracy on {split}. Inference = one batch predict_proba "
-        f"call on {split}; latency = single-image predict_proba calls; train GFLOP/s = 3 × the CNN's "
-        "forward Conv/Dense FLOPs per image × training images/s. Schema of every column: `timing.csv`.",
-        "",
-        "| task | model | accuracy % | fit time (s) | train img/s | inference img/s | latency p50 / p95 (ms) | "
-        "parameters | size on disk | peak RSS | train GFLOP/s (% of matmul peak) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for (task, model), group in grouped_rows(rows).items():
-        accuracy = mean_of(group, "accuracy")
-        p50, p95 = mean_of(group, "latency_p50_ms"), mean_of(group, "latency_p95_ms")
-        gflops, fraction = mean_of(group, "train_gflops"), mean_of(group, "fraction_of_peak")
-        gflops_text = _fixed(gflops, 2) + (f" ({100 * fraction:.1f}%)" if fraction is not None else "")
-        peak_rss = mean_of(group, "peak_rss_mb")
-        lines.append(
-            f"| {task} | {model} | {_fixed(None if accuracy is None else 100 * accuracy, 1)} | "
-            f"{_fixed(mean_of(group, 'fit_seconds'), 1)} | {_fixed(mean_of(group, 'train_images_per_s'), 0)} | "
-            f"{_inference_text(group)} | {_fixed(p50, 2)} / {_fixed(p95, 2)} | "
-            f"{_count_text(mean_of(group, 'n_parameters'))} | {_bytes_text(mean_of(group, 'model_bytes'))} | "
-            f"{_bytes_text(None if peak_rss is None else peak_rss * 2**20)} | {gflops_text} |")
+    grouped = grouped_rows(rows)
+    several = any(len(group) > 1 for group in grouped.values())
+    lines = _table_head(split, several)
+    lines += [_table_line(task, model, group, several) for (task, model), group in grouped.items()]
     peaks = sorted({(r["matmul_peak_gflops"], r["matmul_dtype"] or "float32") for r in rows
                     if r["matmul_peak_gflops"] is not None})
     threads = sorted({r["threads"] for r in rows if r["threads"]})
