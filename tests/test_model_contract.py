@@ -34,11 +34,21 @@ def data():
     return contract_data()
 
 
+#: registered models that keep only part of the contract, the task they are checked on and the rules they keep:
+#: a pretrained model trains nothing (sample weights change nothing) and, without set_task, predicts FER-2013's
+#: seven emotions
+PRETRAINED_CONTRACT = {"fer_pkg": ("7class", ("parameters", "fit_predict", "save_load", "seed"))}
+
+
 @pytest.mark.parametrize("name", available_models())
 def test_every_registered_model_keeps_the_contract(name, data):
     if missing_requirements(name):
         pytest.skip(f"{name} needs {', '.join(missing_requirements(name))}")
-    check_model(name, data=data)
+    if name in PRETRAINED_CONTRACT:
+        task, checks = PRETRAINED_CONTRACT[name]
+        check_model(name, checks=checks, data=contract_data(task))
+    else:
+        check_model(name, data=data)
 
 
 PLUGIN_MODEL = textwrap.dedent("""\
