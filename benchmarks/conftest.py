@@ -271,6 +271,7 @@ class FittedModels:
             model = self.new_model(name, callbacks=[timer])
         else:
             model = self.new_model(name)
+        model.set_task(get_task(task))  # as run_cell does: a pretrained model maps its outputs onto the task
         start = time.perf_counter()
         (fit_function or _plain_fit)(model, X, y, weights, validation)
         fit_seconds = time.perf_counter() - start

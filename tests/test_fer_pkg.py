@@ -5,6 +5,7 @@ mapping is checked against probabilities computed by hand, and a missing package
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -160,6 +161,8 @@ def test_the_harness_maps_the_emotions_onto_each_task(fake_registered, tmp_path)
              report=False)
     header = (tmp_path / "r/runs/binary/fer_pkg_fake/seed0/predictions.csv").read_text().splitlines()[0]
     assert header.endswith("prob_negative,prob_positive")
+    timings = json.loads((tmp_path / "r/runs/binary/fer_pkg_fake/seed0/timings.json").read_text())
+    assert timings["train_images_per_s"] is None  # it trains nothing: no training rate, not a huge one
 
 
 def hide_the_fer_package(monkeypatch):

@@ -26,6 +26,8 @@ ones it has; the tables then show "–" for the rest, never 0.
     model.saliency_network()        -> (Keras model on raw 0..255 (N, 48, 48, 1) images, last conv layer name)
     model.keras_network()           -> the Keras model whose FLOPs a prediction view costs
     model.prediction_views()        -> network passes per image in predict_proba (test-time views); 1 default
+    model.training_passes()         -> passes over the training set the last fit made (epochs; 1 default, 0 for a
+                                       model that trains nothing): the timing table's training images/s
     model.predict_proba_single_view(X) -> probabilities from one view per image (default: predict_proba)
     model.learned_pictures()        -> {"kind": ..., ...}: pictures of what the model learned (templates, HOG)
 """
@@ -92,6 +94,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         return None
 
     def prediction_views(self) -> int:
+        return 1
+
+    def training_passes(self) -> int:
         return 1
 
     def predict_proba_single_view(self, X) -> np.ndarray:

@@ -376,6 +376,12 @@ class CNNClassifier(ImageClassifier):
     def training_history(self) -> list[dict] | None:
         return getattr(self, "history_", None)
 
+    def training_passes(self) -> int:
+        """Epochs this fit() call trained: a fit resumed from a checkpoint trained only those after it, and its
+        fit time covers those alone."""
+        selected = self.selected_on_validation()
+        return max(int(selected.get("epochs_run") or 1) - int(selected.get("resumed_from_epoch") or 0), 1)
+
     def parameter_count(self) -> int | None:
         check_is_fitted(self, "keras_model_")
         return int(self.keras_model_.count_params())
