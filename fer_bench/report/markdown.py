@@ -11,6 +11,8 @@ from collections import defaultdict
 import numpy as np
 
 from fer_bench import __version__
+from fer_bench.errors import FerBenchError
+from fer_bench.models import model_description
 from fer_bench.report.seeds import cells_by_model, is_ensemble, mean_and_std, several_seeds
 from fer_bench.settings import REFERENCE_MODEL
 
@@ -101,6 +103,20 @@ def _headline_row(task: str, model: str, rows: list[dict], public_rows: list[dic
     return "| " + " | ".join([task, model, *([_seeds_cell(rows)] if several else []), *values]) + " |"
 
 
+def _model_notes(models) -> list[str]:
+    """Each headline model's note from register_model(..., description=...) (e.g. that it was pretrained
+    elsewhere); none for a seed ensemble or a model not registered in this process."""
+    notes = []
+    for model in dict.fromkeys(models):
+        try:
+            note = model_description(model)
+        except FerBenchError:
+            note = ""
+        if note:
+            notes.append(f"**{model}**: {note}.")
+    return notes
+
+
 def headline_markdown(ctx) -> str:
     split = ctx.inputs.settings.headline_split
     several = several_seeds(ctx.inputs.cells)
@@ -119,6 +135,9 @@ def headline_markdown(ctx) -> str:
         f"{r['task']}: majority ({r['majority_class']}) {pct(r['majority_accuracy'])}%, chance "
         f"{pct(r['chance_accuracy'])}%" for r in ctx.tables.floor_rows if r["split"] == split)
     lines += ["", f"Floors on {split}: {floor_text}."]
+    notes = _model_notes(model for _, model in private)
+    if notes:
+        lines += ["", *notes]
     clean = metric_rows_by_model(ctx.tables.metric_rows, split, "clean")
     if clean:
         lines += ["", f"**Leakage check.** {split} accuracy on the *clean* subset (test images with no "
