@@ -283,7 +283,8 @@ def test_report_scores_privatetest_without_leaked_images_and_links_the_audit(tmp
     out = tmp_path / "results"
     run_grid(dataset=synthetic, tasks=["7class"], models=["logreg"], quick=True, out=out, report=False)
     run_audit(dataset=synthetic, out=out)
-    leaked = {r["image_id"] for r in read_rows(out) if r["kind"] == "train_test_leak" and r["split"] == "PrivateTest"}
+    leaked = {r["image_id"] for r in read_rows(out) if r["kind"] in ("train_test_leak", "duplicate_across_test_splits")
+              and r["split"] == "PrivateTest"}
     report = build_report(out)
     private = {r["subset"]: r for r in report.metric_rows if r["split"] == "PrivateTest"}
     assert private["all"]["n"] == 210 and private["clean"]["n"] == 210 - len(leaked)
@@ -328,3 +329,18 @@ def test_report_leaves_out_the_clean_subset_when_the_audit_names_other_ids(tmp_p
     report = build_report(out)
     assert {r["subset"] for r in report.metric_rows} == {"all"}
     assert "names none of the stored test images" in capsys.readouterr().err
+
+
+def test_the_clean_subset_leaves_out_copies_in_training_and_in_publictest(tmp_path):
+    from types import SimpleNamespace
+
+    from fer_bench.report.audit import leaked_ids
+
+    rows = [{"kind": "train_test_leak", "split": "Training", "image_id": "Training_1"},
+            {"kind": "train_test_leak", "split": "PrivateTest", "image_id": "PrivateTest_2"},
+            {"kind": "duplicate_across_test_splits", "split": "PublicTest", "image_id": "PublicTest_3"},
+            {"kind": "duplicate_across_test_splits", "split": "PrivateTest", "image_id": "PrivateTest_4"},
+            {"kind": "duplicate_within_split", "split": "PrivateTest", "image_id": "PrivateTest_5"},
+            {"kind": "blank", "split": "PrivateTest", "image_id": "PrivateTest_6"}]
+    cell = SimpleNamespace(image_ids=np.array(["PrivateTest_2", "PrivateTest_4", "PrivateTest_5", "PrivateTest_6"]))
+    assert leaked_ids(rows, [cell], tmp_path) == {"PrivateTest_2", "PublicTest_3", "PrivateTest_4"}

@@ -23,15 +23,20 @@ def read_audit_rows(out: Path) -> list[dict] | None:
         return None
 
 
+#: audit kinds whose test images the clean subset leaves out: a copy in Training (the model trained on it) or in
+#: the other test split (PublicTest chose hyper-parameters, epochs and views having seen a near-copy)
+NOT_CLEAN_KINDS = ("train_test_leak", "duplicate_across_test_splits")
+
+
 def leaked_ids(audit_rows: list[dict] | None, cells, out: Path) -> frozenset:
-    """Test image ids with a pixel-identical (or near-identical) image in Training.
+    """Test image ids with a pixel-identical (or near-identical) image in Training or in the other test split.
 
     Empty when not one of them names a stored test image: then audit.csv was made from the other format of the
     data (the CSV's row ids vs the folder's file names) and would call every test image clean."""
     if not audit_rows:
         return frozenset()
     leaked = frozenset(r["image_id"] for r in audit_rows
-                       if r.get("kind") == "train_test_leak" and r.get("split") != "Training")
+                       if r.get("kind") in NOT_CLEAN_KINDS and r.get("split") != "Training")
     if leaked and leaked.isdisjoint(id_ for cell in cells for id_ in cell.image_ids.tolist()):
         print(f"report: {Path(out) / 'audit.csv'} names none of the stored test images (audit made from the other "
               "data format?); the clean subset is left out; rerun `fer-bench data audit` on the data of the runs",

@@ -141,7 +141,7 @@ def headline_markdown(ctx) -> str:
     clean = metric_rows_by_model(ctx.tables.metric_rows, split, "clean")
     if clean:
         lines += ["", f"**Leakage check.** {split} accuracy on the *clean* subset (test images with no "
-                  "duplicate in Training, from `fer-bench data audit`) vs all images"
+                  "duplicate in Training or in the other test split, from `fer-bench data audit`) vs all images"
                   + (" (means over seeds)" if several else "") + ":"]
         parts = []
         for (task, model), rows in clean.items():
