@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_bench.cell_maps import write_cell_maps
 from fer_bench.data.dataset import Dataset
 from fer_bench.errors import FerBenchError
 from fer_bench.executors import Cell, CellJob, job_data, job_plugins, make_executor, run_jobs
@@ -96,7 +97,7 @@ def run_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, out: 
 def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, directory: Path, *,
                  quick: bool = False, command: str = "", peaks: MatmulPeaks | None = None,
                  checkpoints: Path | None = None, execution: dict | None = None) -> Path:
-    """Fit and evaluate one cell, writing its files (predictions.csv, params.json, timings.json, model/,
+    """Fit and evaluate one cell, writing its files (predictions.csv, params.json, timings.json, model/, maps.npz,
     manifest.json last) into `directory`. `checkpoints`: where a CNN keeps its per-epoch checkpoints, so an
     interrupted training resumes; `execution`: how and where the cell ran (executor, worker), for the manifest."""
     task = get_task(task_name)
@@ -142,6 +143,7 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
     timings.update(timing_measurements(model, data.tests["PrivateTest"][0], directory / "model",
                                        train_images_per_s=timings["train_images_per_s"], peaks=peaks))
     atomic_write(directory / "timings.json", dumps_json(timings))
+    write_cell_maps(model, data.tests, directory)  # the report's saliency figures, drawn without the model
     atomic_write(directory / "manifest.json", dumps_json({
         "task": task_name, "model": model_name, "seed": seed, "quick": quick,
         "class_names": list(task.class_names), "balancing": task.balancing,

@@ -6,6 +6,8 @@
         predictions.csv                        split, image_id, label, prob_<class>... for PublicTest and PrivateTest
         params.json                            the model's parameters and what it chose on PublicTest
         timings.json                           fit/predict seconds and throughput
+        maps.npz                               saliency maps, templates, HOG settings of the fitted model, for
+                                               the report's saliency figures (fer_bench/cell_maps.py)
         model/                                 the fitted model (git-ignored; used for saliency figures)
     <out>/checkpoints/...                      in-progress CNN checkpoints (git-ignored, removed when a cell ends)
 """
@@ -159,19 +161,18 @@ class StoredCell:
         return self.image_ids[mask], self.labels[mask], self.proba[mask]
 
 
-def read_cell(path: Path) -> StoredCell:
-    path = Path(path)
-    manifest = read_json(path / "manifest.json")
-    pred_file = path / "predictions.csv"
+def read_predictions(pred_file: Path, class_names: list[str] | None = None):
+    """(splits, image_ids, labels, proba) of a predictions.csv; `class_names`: the header it must have."""
     try:
         with open(pred_file, encoding="utf-8", newline="") as fh:
             rows = list(csv.reader(fh))
     except OSError as exc:
         raise FerBenchError(f"cannot read {pred_file}: {exc}") from None
     header, body = rows[0], rows[1:]
-    expected = ["split", "image_id", "label", *[f"prob_{c}" for c in manifest["class_names"]]]
-    if header != expected:
-        raise FerBenchError(f"{pred_file}: unexpected header {header[:4]}...; expected {expected[:4]}...")
+    if class_names is not None:
+        expected = ["split", "image_id", "label", *[f"prob_{c}" for c in class_names]]
+        if header != expected:
+            raise FerBenchError(f"{pred_file}: unexpected header {header[:4]}...; expected {expected[:4]}...")
     try:
         proba = np.array([[float(x) for x in r[3:]] for r in body], dtype=float).reshape(len(body), -1)
         labels = np.array([int(r[2]) for r in body], dtype=np.int64)
@@ -179,11 +180,17 @@ def read_cell(path: Path) -> StoredCell:
         raise FerBenchError(f"{pred_file}: malformed row ({exc})") from None
     # Stored at 6 decimals: renormalise so rows sum to 1 exactly as the metrics expect.
     proba = proba / proba.sum(axis=1, keepdims=True)
+    return np.array([r[0] for r in body]), np.array([r[1] for r in body]), labels, proba
+
+
+def read_cell(path: Path) -> StoredCell:
+    path = Path(path)
+    manifest = read_json(path / "manifest.json")
+    splits, image_ids, labels, proba = read_predictions(path / "predictions.csv", manifest["class_names"])
     return StoredCell(
         path=path, manifest=manifest, params=read_json(path / "params.json"),
         timings=read_json(path / "timings.json"),
-        splits=np.array([r[0] for r in body]), image_ids=np.array([r[1] for r in body]),
-        labels=labels, proba=proba)
+        splits=splits, image_ids=image_ids, labels=labels, proba=proba)
 
 
 def list_cells(out: Path) -> list[Path]:
