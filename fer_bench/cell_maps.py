@@ -90,10 +90,22 @@ def example_candidates(labels: np.ndarray, n_classes: int, saliency_faces: np.nd
     return saliency_faces[class_faces(labels[saliency_faces], n_classes, per_class)]
 
 
+def pick(candidates: np.ndarray, labels: np.ndarray, score: np.ndarray, limit: int) -> np.ndarray:
+    """Up to `limit` of the candidate indices, classes taken in turn, highest score first within a class."""
+    by_class = []
+    for c in np.unique(labels[candidates]):
+        members = candidates[labels[candidates] == c]
+        by_class.append(list(members[np.lexsort((members, -score[members]))]))
+    picked = []
+    while len(picked) < limit and any(by_class):
+        for members in by_class:
+            if members and len(picked) < limit:
+                picked.append(members.pop(0))
+    return np.array(picked, dtype=np.int64)
+
+
 def most_confident_mistakes(labels: np.ndarray, proba: np.ndarray, limit: int = ERROR_FACES) -> np.ndarray:
     """Indices of up to `limit` mistakes, classes in turn, most confident first."""
-    from fer_bench.figures.mosaics import pick
-
     return pick(np.flatnonzero(proba.argmax(axis=1) != labels), labels, proba.max(axis=1), limit)
 
 

@@ -1,5 +1,5 @@
 """The report's figures: every PNG is written, valid, small, linked from summary.md and reproducible; figures
-that need the fitted models or the images are skipped with a note when those are missing."""
+that need the cells' maps (maps.npz) or the images are skipped with a note when those are missing."""
 
 import csv
 import importlib.util
@@ -15,13 +15,13 @@ from sklearn import metrics as skm
 
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.errors import FerBenchError
-from fer_bench.figures import confusion, curves, gains, mosaics, png, saliency, training
+from fer_bench.figures import confusion, curves, gains, mosaics, png, training
 from fer_bench.figures import data as figure_data
 from fer_bench.metrics import paired_recall_gain
 from fer_bench.report import write_report
 from fer_bench.run import run_grid
 from fer_bench.settings import Settings
-from fer_bench.storage import StoredCell, read_cell
+from fer_bench.storage import read_cell
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
 MODELS = ["cnn", "hog_svm", "logreg"] if HAS_TF else ["hog_svm", "logreg"]
@@ -114,13 +114,13 @@ def test_regenerated_figures_are_byte_identical(finished_run, small_synthetic):
     assert not changed, f"figures differ between two reports: {changed}"
 
 
-def test_model_figures_are_skipped_with_a_note_and_earlier_pngs_left_alone(finished_run, tmp_path, small_synthetic):
+def test_map_figures_are_skipped_with_a_note_and_earlier_pngs_left_alone(finished_run, tmp_path, small_synthetic):
     out = tmp_path / "copy"
     shutil.copytree(finished_run, out)
     earlier = _figure_bytes(out)
-    for model_dir in out.glob("runs/*/*/seed*/model"):
-        shutil.rmtree(model_dir)
-    (out / "figures" / "saliency_7class.png").unlink()  # this one must not come back without the models
+    for maps_file in out.glob("runs/*/*/seed*/maps.npz"):  # cells computed before cells stored their maps
+        maps_file.unlink()
+    (out / "figures" / "saliency_7class.png").unlink()  # this one must not come back without the maps
     for name in prediction_figures():
         (out / "figures" / f"{name}.png").unlink()
     write_report(out, dataset=small_synthetic)
@@ -129,10 +129,10 @@ def test_model_figures_are_skipped_with_a_note_and_earlier_pngs_left_alone(finis
     assert set(prediction_figures()) <= set(written)
     assert "saliency_7class" not in written and "](figures/saliency_7class.png)" not in summary
     for task in TASKS:
-        assert f"Skipped: {task} saliency: models not present: run `fer-bench run` on this machine" in summary
-    assert "Skipped: logistic-regression templates: models not present" in summary
-    assert "Skipped: HOG visualisation: models not present" in summary
-    # the PNGs an earlier report made from the models are untouched and still shown, marked as earlier
+        assert f"Skipped: {task} saliency: {figure_data.MAPS_MISSING}" in summary
+    assert "Skipped: logistic-regression templates: no maps.npz in the cells" in summary
+    assert "Skipped: HOG visualisation: no maps.npz in the cells" in summary
+    # the PNGs an earlier report made from the maps are untouched and still shown, marked as earlier
     for name in set(model_figures()) - {"saliency_7class"}:
         assert written[name] == earlier[name], name
         assert f"![{name} (earlier report)](figures/{name}.png)" in summary or name.startswith("faces_"), name
@@ -146,10 +146,14 @@ def test_image_figures_are_skipped_when_the_data_set_cannot_be_reloaded(finished
     summary = (out / "summary.md").read_text()
     written = _figure_bytes(out)
     assert set(prediction_figures()) <= set(written)
-    assert "logreg_templates" in written  # needs the models, not the images
-    assert not any(name.startswith(("saliency_", "class_saliency_", "faces_")) for name in written)
-    # the manifest's synthetic data were made with non-default sizes: the default ones have another fingerprint
-    assert "images not available: the default synthetic data has fingerprint" in summary
+    assert "logreg_templates" in written  # needs the maps, not the images
+    assert not any(name.startswith(("saliency_", "class_saliency_", "faces_", "hog_")) for name in written)
+    # one line names every figure left out, with the reason: the manifest's synthetic data were made with
+    # non-default sizes, and the default ones have another fingerprint
+    [line] = [line for line in summary.splitlines() if "need the data set's images" in line]
+    assert "images not available: the default synthetic data has fingerprint" in line
+    for name in set(model_figures()) - {"logreg_templates"}:
+        assert name in line, name
 
 
 def test_face_selection_takes_classes_in_turn_most_confident_first():
@@ -275,32 +279,6 @@ def test_task_results_refuse_cells_of_different_images(finished_run, tmp_path):
     cells[1].image_ids[np.flatnonzero(cells[1].splits == "PrivateTest")[0]] = "someone_else"
     with pytest.raises(FerBenchError, match="different PrivateTest images"):
         figure_data.task_results(cells, Settings())
-
-
-def _task_with_throughput(rates: dict[str, float | None], n_classes: int = 7):
-    labels = np.arange(n_classes).repeat(3)
-    cells = {m: StoredCell(Path(m), {"task": "t", "model": m, "seed": 0}, {},
-                           {"predict_images_per_s_PrivateTest": rate}, np.array(["PrivateTest"] * len(labels)),
-                           np.arange(len(labels)).astype(str), labels, np.eye(n_classes)[labels])
-             for m, rate in rates.items()}
-    return figure_data.TaskResults("t", [str(c) for c in range(n_classes)], cells,
-                                   np.arange(len(labels)).astype(str), labels, {m: c.proba for m, c in cells.items()},
-                                   "cnn")
-
-
-def test_class_average_faces_shrink_for_slow_models_within_bounds():
-    fast = _task_with_throughput({"a": 1e6, "b": 1e6})
-    assert saliency.class_faces_per_class(fast, ["a", "b"], 13) == saliency.CLASS_SALIENCY_FACES
-    unknown = _task_with_throughput({"a": None})
-    assert saliency.class_faces_per_class(unknown, ["a"], 13) == saliency.CLASS_SALIENCY_FACES
-    slow = _task_with_throughput({"a": 50.0})
-    assert saliency.class_faces_per_class(slow, ["a"], 13) == saliency.MIN_CLASS_SALIENCY_FACES
-    # three models at 700 images/s: the budget buys budget * 700 / 3 predictions, i.e. that / 121 faces; 13 go to
-    # the other figures, the rest is shared by the 7 classes (9 each with the default 40 s)
-    between = _task_with_throughput({"a": 700.0, "b": 700.0, "c": 700.0})
-    expected = int((saliency.OCCLUSION_SECONDS_PER_TASK * 700 / 3 / 121 - 13) // 7)
-    assert saliency.MIN_CLASS_SALIENCY_FACES < expected < saliency.CLASS_SALIENCY_FACES
-    assert saliency.class_faces_per_class(between, ["a", "b", "c"], 13) == expected
 
 
 def test_results_data_set_is_reloaded_from_its_source_and_checked(tiny_fer_folder):

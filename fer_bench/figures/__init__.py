@@ -4,7 +4,8 @@
     confusion.py  confusion matrices and their differences from the reference model
     gains.py      per-class recall, the reference's recall gain, each model's top confusions
     mosaics.py    pixel-for-pixel mosaics of faces; face grids of right and wrong answers
-    saliency.py   occlusion and gradient maps, class-average maps, maps on mistakes, templates, HOG pictures
+    saliency.py   occlusion and gradient maps, class-average maps, maps on mistakes, templates, HOG pictures,
+                  drawn from the cells' maps.npz (fer_bench/cell_maps.py)
     training.py   training curves from the stored per-epoch history
     timing.py     the timing comparison
     png.py        the one PNG writer and palette; data.py: what figures are drawn from, the registry types
@@ -12,10 +13,10 @@
 Each module ends with its `FIGURES` tuple; `FIGURES` below is their concatenation, the registry. Adding a
 figure to a module is one draw function and one `figure(...)` entry in that module's tuple. `render_figures`
 draws them in memory by stage (FigureSpec.stage: per-task figures from the predictions first, task by task;
-then those from stored histories and timings; then, task by task, those that need the images or models; then
-the ones drawn once from the models), in registry order within a stage; within a section the markdown keeps
-that order. The report writes the PNGs with its tables and places each section's markdown
-(fer_bench.report.sections).
+then those from stored histories and timings; then, task by task, those that need the images or the cells'
+maps; then the ones drawn once from the maps), in registry order within a stage; within a section the markdown
+keeps that order; the figures left out for want of the images are named in one line at the end. The report
+writes the PNGs with its tables and places each section's markdown (fer_bench.report.sections).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from fer_bench.settings import ECE_BINS
 FIGURES: tuple[FigureSpec, ...] = (*curves.FIGURES, *confusion.FIGURES, *gains.FIGURES, *timing.FIGURES,
                                     *training.FIGURES, *mosaics.FIGURES, *saliency.FIGURES)
 
+#: the section holding the one line that names the figures left out for want of the images
+IMAGES_NOTE_SECTION = "saliency"
 #: text above a figure section's figures
 INTROS = {
     "confusion": "Colour: share of the true class (rows sum to 1); numbers: images. In the difference matrices "
@@ -60,6 +63,8 @@ def render_figures(ctx: FigureContext, figures: tuple[FigureSpec, ...] = FIGURES
         else:
             for spec in run:
                 spec.draw(output, ctx)
+    if note := output.images_note():
+        output.note(IMAGES_NOTE_SECTION, note)
     return output
 
 

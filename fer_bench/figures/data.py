@@ -4,11 +4,11 @@
   images: what every prediction figure draws from.
 * `FigureContext`: everything a figure may need, passed by argument: the stored cells grouped by task, the
   report's settings and model colours, and, loaded at most once per report when a figure asks for them, the
-  data set's images and the fitted models.
+  data set's images and the cells' saliency maps (maps.npz, fer_bench.cell_maps; never the fitted models).
 * `FigureOutput`: collects the PNGs (in memory: the report writes them with the tables), each section's
-  markdown and the sentences figures add to the findings.
+  markdown, the sentences figures add to the findings and the figures left out for want of the images.
 * `FigureSpec`: one registered figure: the section it goes to, what it needs (predictions, history, images,
-  models), whether it is drawn per task or once for the grid, and the function that draws it.
+  maps), whether it is drawn per task or once for the grid, and the function that draws it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from fer_bench.settings import REFERENCE_MODEL, Settings
 from fer_bench.storage import StoredCell
 
 FIGURES_DIR = "figures"
-MODELS_MISSING = "models not present: run `fer-bench run` on this machine"
+MAPS_MISSING = "no maps.npz in the cells: run `fer-bench maps --out DIR` where their fitted models are"
 
 
 @dataclass
@@ -91,7 +91,7 @@ def task_results(cells: list[StoredCell], settings: Settings,
     return results
 
 
-# --- images and models: loaded on demand, once per report --------------------------------------------------------
+# --- images and maps: loaded on demand, once per report ----------------------------------------------------------
 
 def _synthetic_seed(source: str) -> int:
     match = re.search(r"seed=(\d+)", source or "")
@@ -122,19 +122,19 @@ def load_results_dataset(info: dict) -> tuple[Dataset | None, str]:
     return dataset, ""
 
 
-def load_fitted_model(cell: StoredCell):
-    """(model, "") from `<cell>/model/`, or (None, why not)."""
-    from fer_bench.models.base import load_model
+def load_maps(cell: StoredCell, split: str):
+    """(CellMaps, "") from `<cell>/maps.npz`, or (None, why not)."""
+    from fer_bench.cell_maps import MAPS_FILE, read_cell_maps
 
-    directory = cell.path / "model"
-    if not (directory / "estimator.json").is_file():
-        return None, MODELS_MISSING
+    if not (cell.path / MAPS_FILE).is_file():
+        return None, MAPS_MISSING
     try:
-        return load_model(directory), ""
-    except ImportError as exc:
-        return None, f"{cell.model} model cannot be loaded here (needs {exc.name or exc})"
-    except (OSError, ValueError, AttributeError) as exc:
-        return None, f"{cell.model} model in {directory} cannot be loaded ({type(exc).__name__}: {exc})"
+        maps = read_cell_maps(cell.path)
+    except FerBenchError as exc:
+        return None, str(exc)
+    if maps.split != split:
+        return None, f"{cell.model}'s maps.npz maps {maps.split} faces, the report's headline split is {split}"
+    return maps, ""
 
 
 def face_images(dataset: Dataset, ids: np.ndarray, split: str) -> np.ndarray:
@@ -159,7 +159,7 @@ class FigureContext:
     timing_rows: list[dict] = field(default_factory=list)
     colors: dict[str, tuple] = field(default_factory=dict)
     _dataset_reason: str | None = None
-    _models: dict[Path, tuple] = field(default_factory=dict)
+    _maps: dict[Path, tuple] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.colors:
@@ -177,22 +177,22 @@ class FigureContext:
                 return None, reason
         return face_images(self.dataset, tr.ids, self.settings.headline_split), ""
 
-    def model(self, cell: StoredCell):
-        """(fitted model, "") of a cell, loaded once per report, or (None, why not)."""
-        if cell.path not in self._models:
-            self._models[cell.path] = load_fitted_model(cell)
-        return self._models[cell.path]
+    def maps(self, cell: StoredCell):
+        """(CellMaps, "") of a cell, read once per report, or (None, why not)."""
+        if cell.path not in self._maps:
+            self._maps[cell.path] = load_maps(cell, self.settings.headline_split)
+        return self._maps[cell.path]
 
-    def models(self, tr: TaskResults, names: list[str]) -> tuple[dict, dict]:
-        """The fitted models `names` of a task that can be loaded, and why the others cannot."""
-        models, missing = {}, {}
-        for name in names:
-            model, why = self.model(tr.cells[name])
-            if model is None:
+    def task_maps(self, tr: TaskResults) -> tuple[dict, dict]:
+        """The maps of a task's models that have them (model -> CellMaps), and why the others have none."""
+        maps, missing = {}, {}
+        for name, cell in tr.cells.items():
+            cell_maps, why = self.maps(cell)
+            if cell_maps is None:
                 missing[name] = why
             else:
-                models[name] = model
-        return models, missing
+                maps[name] = cell_maps
+        return maps, missing
 
 
 # --- collecting the output -------------------------------------------------------------------------------------
@@ -205,6 +205,8 @@ class FigureOutput:
     files: dict[str, bytes] = field(default_factory=dict)
     parts: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     findings: list[str] = field(default_factory=list)
+    #: figures not drawn for want of the images -> why; said in one line (images_note)
+    without_images: dict[str, str] = field(default_factory=dict)
 
     def figure(self, section: str, fig: Figure, name: str, alt: str, caption: str) -> None:
         """`fig` as figures/<name>.png, embedded in `section` with `alt` text and a one-line caption below."""
@@ -223,6 +225,18 @@ class FigureOutput:
     def note(self, section: str, text: str) -> None:
         self.parts[section].append(text)
 
+    def needs_images(self, names: list[str], reason: str) -> None:
+        """Figures left out because the images are not available, for the one line of images_note."""
+        self.without_images.update(dict.fromkeys(names, reason))
+
+    def images_note(self) -> str | None:
+        """One line naming every figure left out for want of the images (their earlier PNGs stay in place)."""
+        if not self.without_images:
+            return None
+        reasons = "; ".join(dict.fromkeys(self.without_images.values()))
+        return (f"*Not drawn ({reasons}): {', '.join(self.without_images)} need the data set's images; PNGs of an "
+                "earlier report, if any, are left in figures/.*")
+
 
 @dataclass(frozen=True)
 class FigureSpec:
@@ -230,7 +244,7 @@ class FigureSpec:
 
     draw(output, context, task_results) for scope "task" (called once per task), draw(output, context) for
     scope "grid". `needs`: what it is drawn from, any of "predictions", "history", "timings", "images",
-    "models"."""
+    "maps"."""
 
     name: str
     section: str
@@ -241,8 +255,8 @@ class FigureSpec:
     @property
     def stage(self) -> int:
         """When it is drawn: 0 per task from the predictions; 1 once, from stored histories and timings; 2 per
-        task with the images or models; 3 once, with the images or models (loaded at most once per report)."""
-        heavy = bool(self.needs & {"images", "models"})
+        task with the images or maps; 3 once, with the images or maps (loaded at most once per report)."""
+        heavy = bool(self.needs & {"images", "maps"})
         return (2 if heavy else 0) if self.scope == "task" else (3 if heavy else 1)
 
 

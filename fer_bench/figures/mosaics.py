@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from fer_bench.cell_maps import pick
 from fer_bench.figures.data import FigureContext, FigureOutput, TaskResults, figure
 from fer_bench.figures.png import DPI
 
@@ -117,20 +118,6 @@ def mosaic_figure(title: str, blocks: list[MosaicBlock], *, label_width: int = 0
     return fig
 
 
-def pick(candidates: np.ndarray, labels: np.ndarray, score: np.ndarray, limit: int) -> np.ndarray:
-    """Up to `limit` of the candidate indices, classes taken in turn, highest score first within a class."""
-    by_class = []
-    for c in np.unique(labels[candidates]):
-        members = candidates[labels[candidates] == c]
-        by_class.append(list(members[np.lexsort((members, -score[members]))]))
-    picked = []
-    while len(picked) < limit and any(by_class):
-        for members in by_class:
-            if members and len(picked) < limit:
-                picked.append(members.pop(0))
-    return np.array(picked, dtype=np.int64)
-
-
 def _rows_of(items: list, n_cols: int) -> list[list]:
     return [items[i:i + n_cols] for i in range(0, len(items), n_cols)] or [[]]
 
@@ -167,7 +154,7 @@ def draw_face_grids(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -
         return
     faces, why = ctx.faces(tr)
     if faces is None:
-        output.skipped("gain", face_grid_names(tr), f"{tr.task} face grids: {why}")
+        output.needs_images(face_grid_names(tr), why)
         return
     split = ctx.settings.headline_split
     for baseline, name in zip(tr.baselines, face_grid_names(tr), strict=True):

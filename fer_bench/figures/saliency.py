@@ -2,9 +2,10 @@
 (`saliency_network()`), class-average maps and maps on mistakes; pictures of what a model learned
 (`learned_pictures()`: logistic-regression templates, HOG settings).
 
-These figures need the images (re-loaded from the data set the cells name, or the caller's) and the fitted
-models (`<cell>/model/`, git-ignored); without them the section says why and leaves PNGs of an earlier report in
-place. The maps are computed first (`saliency_maps_of_task`), then drawn.
+Every map comes from the cells' maps.npz (computed with the cell, fer_bench/cell_maps.py, for faces chosen from
+what a cell knows); the faces are the data set's, re-loaded or the caller's. No figure loads a fitted model.
+Without the images the figures are named in one line; a cell without maps.npz is left out of them, said once.
+The faces each figure shows are chosen first (`task_saliency`), then drawn.
 """
 
 from __future__ import annotations
@@ -15,22 +16,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fer_bench import saliency as saliency_maps
+from fer_bench.cell_maps import EXAMPLE_FACES, SALIENCY_FACES_PER_CLASS, CellMaps, class_faces
 from fer_bench.figures.data import FigureContext, FigureOutput, TaskResults, figure
-from fer_bench.figures.mosaics import MosaicBlock, colour_tile, gray_tile, heat_tile, mosaic_figure, pick, to_tile
+from fer_bench.figures.mosaics import MosaicBlock, colour_tile, gray_tile, heat_tile, mosaic_figure, to_tile
 from fer_bench.figures.png import new_figure, pct
-from fer_bench.models.capabilities import offered
-from fer_bench.settings import HEADLINE_SPLIT
 
-#: faces per class averaged in the class-average occlusion maps: at most CLASS_SALIENCY_FACES, fewer (down to
-#: MIN_CLASS_SALIENCY_FACES) when the models' stored predict throughput says the occlusion maps of a task would
-#: take more than OCCLUSION_SECONDS_PER_TASK (slow models, slow machine)
-CLASS_SALIENCY_FACES = 12
-MIN_CLASS_SALIENCY_FACES = 4
-OCCLUSION_SECONDS_PER_TASK = 40.0
-#: misclassified faces shown with their saliency
-ERROR_FACES = 6
-#: example faces in the saliency comparison: one per class, at least this many in all
-SALIENCY_FACES = 6
 HOG_FIGURE = "hog_svm_hog"
 TEMPLATES_FIGURE = "logreg_templates"
 
@@ -45,45 +35,22 @@ INTRO = (f"*Occlusion* (all models, through `predict_proba`): a gray {saliency_m
          "CNN's last convolution block weighted by the logit's mean gradient, rectified and scaled to 0..1.")
 
 
-def class_faces(labels: np.ndarray, n_classes: int, per_class: int) -> np.ndarray:
-    """Evenly spaced (deterministic) PrivateTest indices of each class, up to `per_class` each."""
-    chosen = []
-    for c in range(n_classes):
-        members = np.flatnonzero(labels == c)
-        if len(members):
-            chosen.append(members[np.unique(np.linspace(0, len(members) - 1, min(per_class, len(members)))
-                                            .round().astype(int))])
-    return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+def examples_per_class(n_classes: int) -> int:
+    """Example faces shown per class: one, or more so that there are at least EXAMPLE_FACES in all."""
+    return max(1, int(np.ceil(EXAMPLE_FACES / n_classes)))
 
 
-def class_faces_per_class(tr: TaskResults, models: list[str], n_other_faces: int,
-                          split: str = HEADLINE_SPLIT) -> int:
-    """How many faces per class the class-average occlusion maps can afford: the occlusion maps of `models` on
-    n_other_faces + n_classes * k faces should take at most OCCLUSION_SECONDS_PER_TASK at the predict throughput
-    stored in the cells' timings.json (so the choice is the same every time the report is made)."""
-    seconds_per_image = 0.0
-    for model in models:
-        rate = tr.cells[model].timings.get(f"predict_images_per_s_{split}")
-        if rate:
-            seconds_per_image += 1.0 / rate
-    if seconds_per_image == 0:
-        return CLASS_SALIENCY_FACES
-    affordable_faces = OCCLUSION_SECONDS_PER_TASK / (seconds_per_image * saliency_maps.occlusion_positions())
-    per_class = int((affordable_faces - n_other_faces) // tr.n_classes)
-    return int(np.clip(per_class, MIN_CLASS_SALIENCY_FACES, CLASS_SALIENCY_FACES))
-
-
-def example_faces(tr: TaskResults, models: list[str]) -> np.ndarray:
-    """Per class, the faces every loaded model classifies right with the highest mean true-class probability
-    (falling back to all faces of the class)."""
-    per_class = max(1, int(np.ceil(SALIENCY_FACES / tr.n_classes)))
+def example_faces(tr: TaskResults, models: list[str], candidates: np.ndarray) -> np.ndarray:
+    """Per class, among the `candidates` (indices of the cells' example candidates), the faces every model with
+    maps classifies right with the highest mean true-class probability (falling back to the class's candidates)."""
+    per_class = examples_per_class(tr.n_classes)
     true_proba = np.mean([tr.proba[m][np.arange(len(tr.labels)), tr.labels] for m in models], axis=0)
     all_right = np.all([tr.pred(m) == tr.labels for m in models], axis=0)
     chosen = []
     for c in range(tr.n_classes):
-        members = np.flatnonzero((tr.labels == c) & all_right)
+        members = candidates[(tr.labels[candidates] == c) & all_right[candidates]]
         if not len(members):
-            members = np.flatnonzero(tr.labels == c)
+            members = candidates[tr.labels[candidates] == c]
         chosen.extend(members[np.lexsort((members, -true_proba[members]))][:per_class])
     return np.array(chosen, dtype=np.int64)
 
@@ -108,7 +75,7 @@ def saliency_figure(tr: TaskResults, faces, occlusion, cnn_maps) -> Figure:
     labels = ["face"]
     if cnn_maps is not None:
         for key, label in (("gradient", "CNN gradient"), ("smoothgrad", "CNN SmoothGrad")):
-            tiles.append([to_tile(colour_tile(m, "magma", 0, 1)) for m in saliency_maps.normalise_map(cnn_maps[key])])
+            tiles.append([to_tile(colour_tile(m, "magma", 0, 1)) for m in cnn_maps[key]])
             labels.append(label)
         tiles.append([to_tile(heat_tile(face, cam, "jet", 0, 1)) for face, cam in zip(faces, cnn_maps["gradcam"],
                                                                                        strict=True)])
@@ -136,25 +103,28 @@ def class_saliency_figure(tr: TaskResults, faces, labels, occlusion) -> Figure:
                          [MosaicBlock(tiles, titles, row_labels)], label_width=80)
 
 
-def error_saliency_figure(tr: TaskResults, faces, labels, predicted, reference: str, occlusion, cams) -> Figure:
+def error_saliency_figure(tr: TaskResults, faces, labels, predicted, reference: str, occlusion: dict,
+                          cams: dict | None) -> Figure:
+    """Columns: the reference's most confident mistakes; rows: the face, its Grad-CAM for the predicted and the
+    true class (with a network), its occlusion maps for the true and the predicted class."""
     names = tr.class_names
     tiles = [[to_tile(gray_tile(face)) for face in faces]]
     row_labels = ["face"]
     titles = [[f"true {names[t]}\n{reference}: {names[p]}" for t, p in zip(labels, predicted, strict=True)]]
     if cams is not None:
-        for key, label in (("predicted", "CNN Grad-CAM, predicted"), ("true", "CNN Grad-CAM, true")):
+        for key, label in (("predicted", "Grad-CAM, predicted"), ("true", "Grad-CAM, true")):
             tiles.append([to_tile(heat_tile(face, cam, "jet", 0, 1)) for face, cam in zip(faces, cams[key],
                                                                                            strict=True)])
             row_labels.append(label)
-    for model, maps in occlusion.items():
-        tiles.append(_occlusion_tiles(faces, maps))
-        row_labels.append(f"occlusion: {model}")
+    for key in ("true", "predicted"):
+        tiles.append(_occlusion_tiles(faces, occlusion[key]))
+        row_labels.append(f"occlusion, {key}")
     titles += [[""] * len(faces)] * (len(tiles) - 1)
     if not len(faces):
         tiles, titles = [[None]], [[f"{reference} makes no mistakes"]]
         row_labels = [""]
-    return mosaic_figure(f"{tr.task}: saliency on {reference}'s most confident mistakes (occlusion: true class)",
-                         [MosaicBlock(tiles, titles, row_labels)], label_width=150)
+    return mosaic_figure(f"{tr.task}: saliency on {reference}'s most confident mistakes",
+                         [MosaicBlock(tiles, titles, row_labels)], label_width=130)
 
 
 def logreg_templates_figure(templates: dict[str, tuple[list[str], np.ndarray]]) -> Figure:
@@ -214,59 +184,79 @@ def lower_face_finding(tr: TaskResults, labels: np.ndarray, occlusion: dict, ref
 
 
 
-# --- computing the maps ----------------------------------------------------------------------------------------
+# --- choosing the faces --------------------------------------------------------------------------------------
 
 @dataclass
 class TaskSaliency:
-    """The faces the saliency figures show (indices into the task's headline-split images) and their maps."""
+    """The faces the saliency figures show (indices into the task's headline-split predictions) and their maps,
+    taken from the cells' maps.npz."""
 
-    examples: np.ndarray
-    class_index: np.ndarray
-    errors: np.ndarray
-    per_class: int
+    examples: np.ndarray  # chosen among the example candidates
+    class_index: np.ndarray  # the saliency faces every cell of the task maps
+    occlusion: dict[str, np.ndarray]  # model -> occlusion maps of class_index, in order
+    gradients: dict | None  # the first network model's maps of the examples: targets, gradient, smoothgrad, gradcam
     reference: str  # whose mistakes are shown
-    predicted: np.ndarray  # the reference's predictions
-    occlusion: dict[str, np.ndarray]  # model -> maps of `needed`, in order
-    needed: np.ndarray
-    gradients: dict | None  # the network model's maps of the examples: targets, gradient, smoothgrad, gradcam
-    error_cams: dict | None  # its Grad-CAM of the errors for the predicted and the true class
+    errors: np.ndarray  # the reference's most confident mistakes
+    error_predicted: np.ndarray
+    error_occlusion: dict[str, np.ndarray]  # "true" / "predicted" class -> the reference's maps of the errors
+    error_cams: dict[str, np.ndarray] | None  # the same for its Grad-CAM, when it has a network
 
     def maps_of(self, index) -> dict[str, np.ndarray]:
-        row_of = {int(i): k for k, i in enumerate(self.needed)}
-        rows = np.array([row_of[int(i)] for i in index], dtype=np.int64)
+        rows = _rows_in(self.class_index, index)
         return {m: maps[rows] for m, maps in self.occlusion.items()}
 
 
-def saliency_maps_of_task(tr: TaskResults, faces: np.ndarray, models: dict, split: str) -> TaskSaliency:
-    """Every map the task's saliency figures draw: one occlusion pass per model over every face any figure needs
-    (always for the true class), and the gradient maps of the first model that offers a saliency network."""
-    names = list(models)
-    examples = example_faces(tr, names)
-    # the first model offering a network for gradient maps (built once: the CNN's is a new Keras model)
-    network_model, network = next(((m, parts) for m in names
-                                   if (parts := offered(models[m], "saliency_network")) is not None), (None, None))
-    reference = tr.reference if tr.reference in models else names[0]
-    predicted = tr.pred(reference)
-    errors = pick(np.flatnonzero(predicted != tr.labels), tr.labels, tr.proba[reference].max(axis=1), ERROR_FACES)
-    per_class = class_faces_per_class(tr, names, len(examples) + len(errors), split)
-    class_index = class_faces(tr.labels, tr.n_classes, per_class)
-    needed = np.unique(np.concatenate([examples, class_index, errors]))
-    occlusion = {m: saliency_maps.occlusion_map(models[m].predict_proba, faces[needed], tr.labels[needed])
-                 for m in names}
-    gradients = error_cams = None
-    if network_model is not None:
-        keras_model, conv = network
-        targets = tr.labels[examples]
-        gradients = {"targets": targets,
-                     "gradient": saliency_maps.input_gradients(keras_model, faces[examples], targets),
-                     "smoothgrad": saliency_maps.smoothgrad(keras_model, faces[examples], targets, seed=0),
-                     "gradcam": saliency_maps.grad_cam(keras_model, faces[examples], targets, conv_layer_name=conv)}
-        if reference == network_model:
-            error_cams = {kind: saliency_maps.grad_cam(keras_model, faces[errors], classes[errors],
-                                                       conv_layer_name=conv)
-                          for kind, classes in (("predicted", predicted), ("true", tr.labels))}
-    return TaskSaliency(examples, class_index, errors, per_class, reference, predicted, occlusion, needed, gradients,
-                        error_cams)
+def _rows_in(index: np.ndarray, wanted) -> np.ndarray:
+    position = {int(i): k for k, i in enumerate(index)}
+    return np.array([position[int(i)] for i in wanted], dtype=np.int64)
+
+
+def _unit(stored: np.ndarray | None) -> np.ndarray | None:
+    """Maps stored as uint8 0..255 back on 0..1."""
+    return None if stored is None else stored.astype(np.float64) / 255.0
+
+
+def usable_maps(tr: TaskResults, maps: dict[str, CellMaps], missing: dict[str, str]) -> tuple[dict, dict]:
+    """The maps drawn together: those of the same saliency faces as the first model's, all among the task's
+    predictions; the others join `missing` with the reason."""
+    missing = dict(missing)
+    known = set(tr.ids.tolist())
+    usable = {}
+    for name, cell_maps in maps.items():
+        ids = [*cell_maps.saliency_ids.tolist(), *cell_maps.error_ids.tolist()]
+        first = next(iter(usable.values()), cell_maps)
+        if not known.issuperset(ids):
+            missing[name] = f"its maps.npz names {tr.task} images that are not among its predictions"
+        elif not (np.array_equal(cell_maps.saliency_ids, first.saliency_ids)
+                  and np.array_equal(cell_maps.example_ids, first.example_ids)):
+            missing[name] = "its maps.npz maps other faces (made by another fer-bench: rerun `fer-bench maps --force`)"
+        else:
+            usable[name] = cell_maps
+    return usable, missing
+
+
+def task_saliency(tr: TaskResults, maps: dict[str, CellMaps]) -> TaskSaliency:
+    """Which stored maps each saliency figure of a task shows: the example faces (chosen among the saliency
+    faces from every model's stored predictions), the class faces, and the reference's stored mistakes."""
+    names = list(maps)
+    position = {image_id: k for k, image_id in enumerate(tr.ids.tolist())}
+    class_index = np.array([position[i] for i in maps[names[0]].saliency_ids.tolist()], dtype=np.int64)
+    candidates = np.array([position[i] for i in maps[names[0]].example_ids.tolist()], dtype=np.int64)
+    examples = example_faces(tr, names, candidates)
+    network = next((m for m in names if maps[m].has_network_maps), None)
+    gradients = None
+    if network is not None:
+        rows = _rows_in(candidates, examples)
+        gradients = {"targets": tr.labels[examples], **{key: _unit(getattr(maps[network], key))[rows]
+                                                       for key in ("gradient", "smoothgrad", "gradcam")}}
+    reference = tr.reference if tr.reference in maps else names[0]
+    ref = maps[reference]
+    cams = {"predicted": _unit(ref.error_gradcam_predicted), "true": _unit(ref.error_gradcam_true)}
+    return TaskSaliency(examples, class_index, {m: maps[m].occlusion.astype(np.float64) for m in names}, gradients,
+                        reference, np.array([position[i] for i in ref.error_ids.tolist()], dtype=np.int64),
+                        ref.error_predicted, {"true": ref.error_occlusion_true.astype(np.float64),
+                                              "predicted": ref.error_occlusion_predicted.astype(np.float64)},
+                        cams if ref.has_network_maps else None)
 
 
 # --- registered figures -------------------------------------------------------------------------------------------
@@ -277,48 +267,57 @@ def saliency_names(tr: TaskResults) -> list[str]:
 
 def draw_saliency(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
     """The three saliency figures of a task, and (for the first task drawn) the lower-face finding."""
+    maps, missing = usable_maps(tr, *ctx.task_maps(tr))
+    if not maps:
+        output.skipped("saliency", saliency_names(tr), f"{tr.task} saliency: " + "; ".join(
+            dict.fromkeys(missing.values())))
+        return
     faces, why = ctx.faces(tr)
-    models, missing = ctx.models(tr, tr.models) if faces is not None else ({}, {})
-    if faces is None or not models:
-        why = why or "; ".join(dict.fromkeys(missing.values()))
-        output.skipped("saliency", saliency_names(tr), f"{tr.task} saliency: {why}")
+    if faces is None:
+        output.needs_images(saliency_names(tr), why)
         return
     if missing:
         output.note("saliency", f"*{tr.task}: no saliency maps of " + "; ".join(
             f"{m} ({reason})" for m, reason in missing.items()) + ".*")
-    split = ctx.settings.headline_split
-    s = saliency_maps_of_task(tr, faces, models, split)
+    s = task_saliency(tr, maps)
     if not output.findings:  # the first task's maps (the headline task) are summarised in the findings
-        output.findings.append(lower_face_finding(tr, tr.labels[s.class_index], s.maps_of(s.class_index),
-                                                  s.reference))
+        output.findings.append(lower_face_finding(tr, tr.labels[s.class_index], s.occlusion, s.reference))
+    _draw_task_saliency(output, tr, faces, s, ctx.settings.headline_split)
+
+
+def _draw_task_saliency(output: FigureOutput, tr: TaskResults, faces, s: TaskSaliency, split: str) -> None:
     saliency_name, class_name, errors_name = saliency_names(tr)
     t = tr.task
     cnn_text = "the CNN's vanilla gradient, SmoothGrad and Grad-CAM, then " if s.gradients else ""
+    per_class = examples_per_class(tr.n_classes)
     output.figure("saliency", saliency_figure(tr, faces[s.examples], s.maps_of(s.examples), s.gradients),
-                  saliency_name, f"{t} saliency", f"{t}: {len(s.examples) // max(tr.n_classes, 1)} {split} "
-                  f"{'face' if len(s.examples) <= tr.n_classes else 'faces'} per class (ones every model gets right, "
-                  f"where there are any): {cnn_text}each model's occlusion map, for the true class.")
+                  saliency_name, f"{t} saliency", f"{t}: up to {per_class} {split} "
+                  f"{'face' if per_class == 1 else 'faces'} per class, among a few fixed faces of each class "
+                  f"(ones every model gets right, where there are any): {cnn_text}each model's occlusion map, for "
+                  "the true class.")
     output.figure("saliency", class_saliency_figure(tr, faces[s.class_index], tr.labels[s.class_index],
-                                                    s.maps_of(s.class_index)), class_name,
+                                                    s.occlusion), class_name,
                   f"{t} class-average saliency", f"{t}: where each class is decided: each model's occlusion map "
-                  f"averaged over up to {s.per_class} {split} faces of the class, drawn on their mean face.")
-    output.figure("saliency", error_saliency_figure(tr, faces[s.errors], tr.labels[s.errors], s.predicted[s.errors],
-                                                    s.reference, s.maps_of(s.errors), s.error_cams), errors_name,
+                  f"averaged over up to {SALIENCY_FACES_PER_CLASS} {split} faces of the class (evenly spaced in "
+                  "the data set), drawn on their mean face.")
+    output.figure("saliency", error_saliency_figure(tr, faces[s.errors], tr.labels[s.errors], s.error_predicted,
+                                                    s.reference, s.error_occlusion, s.error_cams), errors_name,
                   f"{t} saliency on mistakes", f"{t}: {s.reference}'s most confident {split} mistakes: "
-                  + ("the CNN's Grad-CAM for the predicted and for the true class, " if s.error_cams else "")
-                  + "each model's occlusion map for the true class.")
+                  + ("its Grad-CAM for the predicted and for the true class, " if s.error_cams else "")
+                  + "its occlusion maps for the true and for the predicted class.")
 
 
 def draw_templates(output: FigureOutput, ctx: FigureContext) -> None:
-    """Pixel templates (learned_pictures()["templates"]) of every model offering them, one row per task."""
+    """Pixel templates (stored from learned_pictures()["templates"]) of the first model offering them, one row
+    per task."""
     templates, reason = {}, None
     for tr in ctx.results:
-        for name in tr.models:
-            model, why = ctx.model(tr.cells[name])
-            if model is None:
+        for cell in tr.cells.values():
+            maps, why = ctx.maps(cell)
+            if maps is None:
                 reason = why
-            elif "templates" in (pictures := offered(model, "learned_pictures") or {}):
-                templates[tr.task] = (tr.class_names, np.asarray(pictures["templates"], dtype=float))
+            elif maps.templates is not None:
+                templates.setdefault(tr.task, (tr.class_names, maps.templates.astype(np.float64)))
     if templates:
         output.figure("saliency", logreg_templates_figure(templates), TEMPLATES_FIGURE,
                       "logistic-regression templates", "Logistic regression: each class's pixel weights as a "
@@ -328,20 +327,20 @@ def draw_templates(output: FigureOutput, ctx: FigureContext) -> None:
 
 
 def draw_hog(output: FigureOutput, ctx: FigureContext) -> None:
-    """One face per class and its HOG picture, drawn with the settings of the first model offering them
-    (learned_pictures()["hog_settings"]), on the first task with images."""
+    """One face per class and its HOG picture, drawn with the stored settings of the first model offering them
+    (learned_pictures()["hog_settings"]), on the first task with such a model."""
     reason = None
     for tr in ctx.results:
-        faces, why = ctx.faces(tr)
-        if faces is None:
-            reason = why
-            continue
-        for name in tr.models:
-            model, why = ctx.model(tr.cells[name])
-            if model is None:
+        for cell in tr.cells.values():
+            maps, why = ctx.maps(cell)
+            if maps is None:
                 reason = why
-            elif "hog_settings" in (pictures := offered(model, "learned_pictures") or {}):
-                _draw_hog(output, tr, faces, pictures["hog_settings"], ctx.settings)
+            elif maps.hog_settings is not None:
+                faces, why = ctx.faces(tr)
+                if faces is None:
+                    output.needs_images([HOG_FIGURE], why)
+                else:
+                    _draw_hog(output, tr, faces, maps.hog_settings, ctx.settings)
                 return
     if reason is not None:
         output.skipped("saliency", [HOG_FIGURE], f"HOG visualisation: {reason}")
@@ -362,9 +361,9 @@ def _draw_hog(output: FigureOutput, tr: TaskResults, faces, settings: dict, repo
                   f"gradient orientations of each {f'{cell}x{cell} ' if cell else ''}cell, the features the SVM sees.")
 
 
-SALIENCY = figure("saliency", "saliency", "images models", draw_saliency)
-TEMPLATES = figure("logreg_templates", "saliency", "models", draw_templates, scope="grid")
-HOG = figure("hog", "saliency", "images models", draw_hog, scope="grid")
+SALIENCY = figure("saliency", "saliency", "images maps", draw_saliency)
+TEMPLATES = figure("logreg_templates", "saliency", "maps", draw_templates, scope="grid")
+HOG = figure("hog", "saliency", "images maps", draw_hog, scope="grid")
 
 #: this module's figures, in the order their markdown appears within a section
 FIGURES = (SALIENCY, TEMPLATES, HOG,)

@@ -517,4 +517,4 @@ FILES_MARKDOWN = (
     "`metrics.csv` (one row per task × model × seed × split × subset), `per_class.csv`, `confusions.csv`, "
     "`significance.csv`, `floors.csv`, `timing.csv`, `summary.tex`, `figures/`, `audit.md` and `audit.csv` "
     "(from `fer-bench data audit`), `runs/<task>/<model>/seed<k>/` (stored predictions, chosen "
-    "parameters, timings, manifest).")
+    "parameters, timings, saliency maps, manifest).")
