@@ -1,4 +1,4 @@
-"""The `fer-bench` command line: data info|download|audit, run, report, compare."""
+"""The `fer-bench` command line: data info|download|audit, run, report, maps, compare."""
 
 from __future__ import annotations
 
@@ -89,6 +89,14 @@ def cmd_report(args) -> int:
     from fer_bench.settings import Settings
 
     write_report(args.out, settings=Settings(reference_model=args.reference))
+    return 0
+
+
+def cmd_maps(args) -> int:
+    from fer_bench.cell_maps import store_maps_command
+    from fer_bench.report.inputs import default_out
+
+    store_maps_command(args.out or default_out(), force=args.force, data=args.data)
     return 0
 
 
@@ -201,6 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results folder holding runs/ (default: results/fer2013 if present, else results/synthetic)")
     _add_reference_arg(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("maps", help="store the saliency maps of cells computed before cells stored them (maps.npz), "
+                                     "from their local fitted models", description=
+                       "Write runs/<task>/<model>/seed<k>/maps.npz (the occlusion and gradient maps, templates and "
+                       "HOG settings the report's saliency figures are drawn from) for every cell without one, "
+                       "from the cell's fitted model/ folder and the data set's faces; cells without a local model "
+                       "are listed in one line. `fer-bench run` stores maps.npz itself.")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="results folder holding runs/ (default: results/fer2013 if present, else results/synthetic)")
+    p.add_argument("--force", action="store_true", help="recompute every cell's maps.npz, not only missing ones")
+    p.add_argument("--data", metavar="PATH", default=None,
+                   help="the data set the cells were computed on (default: the source their manifests name)")
+    p.set_defaults(func=cmd_maps)
 
     p = sub.add_parser("compare", help="compare two results folders per (task, model) on the headline split")
     p.add_argument("a", metavar="A", help="first results folder (the reference: differences are B - A)")
