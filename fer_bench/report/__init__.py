@@ -82,7 +82,7 @@ def write_report(out=None, *, dataset: Dataset | None = None, settings: Settings
         raise FerBenchError(f"cannot write the report under {out}: {exc.strerror or exc}") from None
     n_figures = sum(name.startswith("figures/") and name != "figures/timing.png" for name in report.files)
     print(f"report: {n_figures} figures written to {out / 'figures'}", file=sys.stderr)
-    print(f"report written to {out / 'summary.md'}")
+    print(f"report written to {out / 'summary.md'} (open {out / 'index.html'} in a browser)")
     return out
 
 
