@@ -106,7 +106,7 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
     directory.mkdir(parents=True)
 
     model = make_model(model_name, seed=seed, quick=quick)
-    model.set_task(task)
+    tell_task(model, task)
     if checkpoints is not None and "checkpoint_dir" in model.get_params():
         # a parameter, so it is part of the interface, not a probe
         model.set_params(checkpoint_dir=str(checkpoints))
@@ -156,6 +156,14 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
         **({"execution": execution} if execution else {}),
     }))
     return directory
+
+
+def tell_task(model, task) -> None:
+    """model.set_task(task) before fit (fer_bench.models.base); a model written without fer-bench's base class
+    may not have the hook and learns the task from y."""
+    set_task = getattr(model, "set_task", None)
+    if callable(set_task):
+        set_task(task)
 
 
 def _single_view_timing(model, X) -> dict:
