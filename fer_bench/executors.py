@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fer_bench.errors import FerBenchError, Interrupted
-from fer_bench.storage import atomic_write, cell_dir, replace_dir
+from fer_bench.storage import atomic_write, cell_dir, fresh_staging_dir, replace_dir
 
 #: the Dask worker resource a TensorFlow cell asks for (one per worker that may run one)
 WHOLE_WORKER = "whole_worker"
@@ -188,8 +188,7 @@ def store_cell_files(out: Path, cell: Cell, files: dict[str, bytes]) -> Path:
     """Write a cell's files into a staging folder and rename it into place (manifest.json last: a cell with a
     manifest is complete)."""
     final = cell_dir(out, cell.task, cell.model, cell.seed)
-    staging = final.with_name(f".{final.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = fresh_staging_dir(final)
     for relative in sorted(files, key=lambda name: name == "manifest.json"):
         target = staging / relative
         if target.resolve().parent != staging.resolve() and staging.resolve() not in target.resolve().parents:

@@ -35,6 +35,7 @@ from fer_bench.storage import (
     cell_dir,
     check_results_folder,
     dumps_json,
+    fresh_staging_dir,
     predictions_csv,
     read_json,
     replace_dir,
@@ -84,8 +85,7 @@ def run_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, out: 
     """Fit one model on one task with one seed, predict PublicTest and PrivateTest, store everything: computed
     in a hidden staging folder renamed into place when complete, so the cell is whole or absent."""
     final = cell_dir(out, task_name, model_name, seed)
-    staging = final.with_name(f".{final.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = fresh_staging_dir(final)
     checkpoints = Path(out) / "checkpoints" / task_name / model_name / f"seed{seed}"
     compute_cell(dataset, task_name, model_name, seed, staging, quick=quick, command=command, peaks=peaks,
                  checkpoints=checkpoints, execution=execution)

@@ -199,6 +199,14 @@ def list_cells(out: Path) -> list[Path]:
     return sorted(p.parent for p in runs.glob("*/*/seed*/manifest.json"))
 
 
+def fresh_staging_dir(final: Path) -> Path:
+    """The hidden sibling `.<name>.staging` a cell is written into before replace_dir moves it onto `final`;
+    whatever an interrupted earlier attempt left there is removed first."""
+    staging = final.with_name(f".{final.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    return staging
+
+
 def replace_dir(staging: Path, final: Path) -> None:
     """Move a fully written staging directory into place (an existing one is moved aside, then deleted)."""
     final.parent.mkdir(parents=True, exist_ok=True)
