@@ -12,6 +12,7 @@ import keras  # noqa: E402
 from fer_bench.errors import FerBenchError  # noqa: E402
 from fer_bench.models import make_model  # noqa: E402
 from fer_bench.models.cnn import QUICK_PARAMS, CNNClassifier, make_cnn  # noqa: E402
+from fer_bench.models.cnn_training import averaged_weights  # noqa: E402
 from fer_bench.models.keras_layers import FusedBatchNormalization  # noqa: E402
 
 pytestmark = pytest.mark.cnn
@@ -196,6 +197,36 @@ def test_moving_average_competes_for_selection(data):
     assert chosen["weights"] == ("ema" if record["ema_val_accuracy"] > record["val_accuracy"] else "trained")
     assert chosen["val_accuracy_by_views"]["1"] == pytest.approx(chosen["best_val_accuracy"], abs=1e-6)
     assert "ema_val_accuracy" not in train(data, seed=1, epochs=1, ema=None).history_[0]
+
+
+def batchnorm_input_model(model, layer_name):
+    """The sub-network of `model` up to the input of its BatchNorm layer `layer_name`."""
+    layer = model.get_layer(layer_name)
+    return keras.Model(model.input, layer.input)
+
+
+def test_averaged_weights_get_batchnorm_statistics_of_their_own(data):
+    model = train(data, seed=1, epochs=2, ema=0.5)
+    trained = model.keras_model_.get_weights()
+    network = model.keras_model_
+    rng = np.random.default_rng(0)
+    batches = [(rng.uniform(0, 255, (16, 44, 44, 1)).astype("float32"),) for _ in range(3)]
+    # keep_trained_weights_at_fit_end left the optimizer's average in place: the context swaps it in.
+    with averaged_weights(network, batches):
+        for name in ("block1_bn1", "block2_bn1"):
+            layer = network.get_layer(name)
+            features = [np.asarray(batchnorm_input_model(network, name)(images), dtype=np.float64)
+                        for (images,) in batches]
+            # the running mean over batches of each batch's statistics (the fused kernel's variance is unbiased)
+            means = np.mean([f.mean(axis=(0, 1, 2)) for f in features], axis=0)
+            variances = np.mean([f.var(axis=(0, 1, 2), ddof=1) for f in features], axis=0)
+            np.testing.assert_allclose(layer.moving_mean.numpy(), means, rtol=1e-3, atol=1e-3)
+            np.testing.assert_allclose(layer.moving_variance.numpy(), variances, rtol=1e-3, atol=1e-3)
+            assert layer.momentum == pytest.approx(0.9)  # the layer's own momentum is back
+        averaged = network.get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(averaged, trained, strict=True))
+    for after, before in zip(network.get_weights(), trained, strict=True):  # statistics included
+        np.testing.assert_array_equal(after, before)
 
 
 def test_clone_and_params(fitted):

@@ -32,7 +32,9 @@ from fer_bench.storage import atomic_write
 
 IMAGE_SIZE = 48
 STATE_FILE = "state.json"
-CHECKPOINT_FORMAT = 3  # 2: BatchNorm layers are FusedBatchNormalization; 3: crops, erasing, EMA, test views
+# 2: BatchNorm layers are FusedBatchNormalization; 3: crops, erasing, EMA, test views; 4: an averaged candidate's
+# BatchNorm statistics are recomputed for its weights (a format-3 EMA candidate carried the trained weights')
+CHECKPOINT_FORMAT = 4
 PREDICT_BATCH = 512
 PREFETCH_BATCHES = 2  # input batches prepared ahead of the training step
 #: random erasing: aspect ratio (height / width) range of the erased rectangle, log-uniform
@@ -74,21 +76,51 @@ def overwrite_with_average(model):
     model.optimizer._overwrite_model_variables_with_average_value(model.trainable_variables)
 
 
-class averaged_weights:
-    """Context: the model's trainable weights are their moving average inside, the trained ones again after
-    (batch-norm statistics stay those of the trained weights)."""
+def batchnorm_layers(model) -> list:
+    import keras
 
-    def __init__(self, model):
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def recompute_batchnorm_statistics(model, batches) -> int:
+    """Replace every BatchNorm layer's moving mean and variance by the average of its batch statistics over
+    `batches` (an iterable of (images, ...) tuples) under the model's current weights; returns the number of
+    batches. The optimizer's moving average covers the trainable weights only, and the moving statistics of the
+    *trained* weights do not fit their average: on FER-2013 that average predicted one class for every face
+    (docs/cnn-recipe.md). SWA's remedy (torch.optim.swa_utils.update_bn): a forward pass in training mode, here
+    with the momentum set so that batch k weighs 1/(k+1), i.e. a running mean of the batch statistics."""
+    layers = batchnorm_layers(model)
+    momenta = [layer.momentum for layer in layers]
+    count = 0
+    try:
+        for count, batch in enumerate(batches, 1):
+            for layer in layers:
+                layer.momentum = 1.0 - 1.0 / count  # FusedBatchNormalization reads it at every eager call
+            model(batch[0], training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    return count
+
+
+class averaged_weights:
+    """Context: inside, the model's trainable weights are their moving average and, given `batches` (see
+    recompute_batchnorm_statistics), its BatchNorm statistics are recomputed for them; on exit every weight
+    (the trained ones and their statistics) is restored."""
+
+    def __init__(self, model, batches=None):
         self.model = model
+        self.batches = batches
 
     def __enter__(self):
-        self.trained = [v.numpy() for v in self.model.trainable_variables]
+        self.trained = self.model.get_weights()
         overwrite_with_average(self.model)
+        if self.batches is not None:
+            recompute_batchnorm_statistics(self.model, self.batches)
         return self.model
 
     def __exit__(self, *exc):
-        for variable, value in zip(self.model.trainable_variables, self.trained, strict=True):
-            variable.assign(value)
+        self.model.set_weights(self.trained)
         return False
 
 
