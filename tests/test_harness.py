@@ -16,6 +16,7 @@ from sklearn import metrics as skm
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.errors import FerBenchError
 from fer_bench.progress import estimate_remaining_seconds
+from fer_bench.provenance import machine_label
 from fer_bench.report import latex_escape, write_report
 from fer_bench.run import run_grid
 from fer_bench.storage import read_cell
@@ -103,6 +104,8 @@ def test_summary_says_synthetic_and_names_commit_and_machine(finished_run):
     summary = (finished_run / "summary.md").read_text()
     assert "Synthetic data" in summary
     assert "commit" in summary and "cores" in summary
+    manifest = json.loads(next(finished_run.glob("runs/7class/*/seed0/manifest.json")).read_text())
+    assert machine_label(manifest["machine"]) in summary  # the CPU with its widest instruction set
     for model in MODELS:
         assert f"| 7class | {model} |" in summary
 

@@ -25,6 +25,7 @@ from markdown_it.common.utils import escapeHtml
 from markupsafe import Markup
 
 from fer_bench import __version__
+from fer_bench.provenance import machine_label
 from fer_bench.report import markdown
 from fer_bench.report.inputs import ReportInputs
 from fer_bench.report.sections import RenderedSection
@@ -95,7 +96,7 @@ def provenance(inputs: ReportInputs) -> dict:
     cells = inputs.cells
     dataset = cells[0].manifest["dataset"]
     commits = sorted({(c.manifest["code"]["commit"][:10], bool(c.manifest["code"].get("dirty"))) for c in cells})
-    machines = sorted({f"{c.manifest['machine']['cpu']} ({c.manifest['machine']['cores']} cores)" for c in cells})
+    machines = sorted({machine_label(c.manifest["machine"]) for c in cells})
     finished = sorted(c.manifest["finished"] for c in cells)
     return {
         "dataset": dataset["name"],

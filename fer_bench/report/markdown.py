@@ -13,6 +13,7 @@ import numpy as np
 from fer_bench import __version__
 from fer_bench.errors import FerBenchError
 from fer_bench.models import model_description
+from fer_bench.provenance import machine_label
 from fer_bench.report.seeds import cells_by_model, is_ensemble, mean_and_std, several_seeds
 from fer_bench.settings import REFERENCE_MODEL
 
@@ -491,7 +492,7 @@ def selection_markdown(ctx) -> str:
 def provenance_markdown(ctx) -> str:
     cells = ctx.inputs.cells
     commits = sorted({(c.manifest["code"]["commit"][:10], bool(c.manifest["code"].get("dirty"))) for c in cells})
-    machines = sorted({f"{c.manifest['machine']['cpu']} ({c.manifest['machine']['cores']} cores)" for c in cells})
+    machines = sorted({machine_label(c.manifest["machine"]) for c in cells})
     finished = sorted(c.manifest["finished"] for c in cells)
     dataset = cells[0].manifest["dataset"]
     commit_text = ", ".join(f"`{c}`" + (" (uncommitted changes)" if dirty else "") for c, dirty in commits)

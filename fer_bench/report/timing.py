@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from fer_bench.figures.timing import grouped_rows, mean_of
+from fer_bench.provenance import machine_label
 from fer_bench.report.seeds import mean_and_std
 from fer_bench.report.tables import csv_text
 
@@ -16,7 +17,7 @@ PEAK_SPREAD_WARNING = 1.25
 TIMING_COLUMNS = [
     "task", "model", "seed", "n_train", "fit_seconds", "train_images_per_s", "predict_images_per_s", "views",
     "single_view_images_per_s", "latency_p50_ms", "latency_p95_ms", "n_parameters", "model_bytes", "peak_rss_mb",
-    "train_gflops", "matmul_peak_gflops", "matmul_dtype", "fraction_of_peak", "threads", "accuracy",
+    "train_gflops", "matmul_peak_gflops", "matmul_dtype", "fraction_of_peak", "threads", "accuracy", "machine",
 ]
 
 TIMING_CSV_SCHEMA = """\
@@ -51,6 +52,9 @@ for that cell (e.g. GFLOP/s for models that are not Keras networks, or cells run
     fraction_of_peak         train_gflops / matmul_peak_gflops (4 decimals)
     threads                  thread settings of the process, `key=value` pairs joined by `;` (unset ones omitted)
     accuracy                 PrivateTest accuracy of the cell (from metrics.csv, subset all) (6 decimals)
+    machine                  where the cell ran: CPU, cores and widest instruction set (AVX2, AVX-512,
+                             AVX512_BF16, AMX-BF16...; "instruction set not recorded" for cells run before it was):
+                             compare times within one machine
 """
 
 #: decimals of the float columns of timing.csv (fixed, so the same stored timings give the same bytes)
@@ -104,6 +108,7 @@ def timing_rows(inputs, metric_rows: list[dict]) -> list[dict]:
             "fraction_of_peak": train_gflops / peak if train_gflops is not None and peak else None,
             "threads": _threads_text(t.get("threads", cell.manifest.get("threads"))),
             "accuracy": _number(accuracy.get((cell.task, cell.model, cell.seed))),
+            "machine": machine_label(cell.manifest["machine"]) if "machine" in cell.manifest else None,
         })
     return rows
 
