@@ -26,7 +26,9 @@ Design:
   better) are restored at the end, then the test views are chosen for them; early stopping (`patience`)
   and, with schedule="plateau", the learning rate reductions are driven by it too. Without validation_data
   the fixed number of epochs is trained (with ema, the average of the last epoch is kept).
-* Augmentation, checkpointing and determinism: see fer_bench/models/cnn_training.py.
+* Where the parts live: the architecture in cnn_network.py; augmentation, input pipelines, weight averaging,
+  checkpointing and determinism in cnn_training.py; the test-time views and their choice in cnn_views.py;
+  this module is the estimator that ties them together (fit, selection, predict, save/load, capabilities).
 
 Throughput measurements of earlier versions (dtype, determinism, XLA, batch size, widths, BatchNorm): see
 docs/cnn-recipe.md.
@@ -45,6 +47,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from fer_bench.errors import FerBenchError
 from fer_bench.models.base import ImageClassifier, check_images
+from fer_bench.models.cnn_network import HEADS, LAST_CONV_LAYER, LOGITS_LAYER, build_network  # noqa: F401
 from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are part of cnn's API)
     CHECKPOINT_FORMAT,
     ERASING_ASPECT,
@@ -68,18 +71,11 @@ from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are 
     pipeline_threads,
     validation_dataset,
 )
+from fer_bench.models.cnn_views import VIEW_CHOICES, centre_crop, choose_test_views, mean_softmax
 from fer_bench.tensorflow_import import import_tensorflow
 
-LOGITS_LAYER = "logits"
-LAST_CONV_LAYER = "last_conv_block"
 KERAS_FILE = "model.keras"
 PARAMS_FILE = "cnn_params.json"
-#: test_views choices: the centre crop; + its mirror image; ten-crop (4 corners + centre, and their mirrors)
-VIEW_CHOICES = (1, 2, 10)
-# Keras' default 0.99 lets the moving statistics lag ~100 steps behind weights that change fast at a high
-# learning rate: on FER-2013 after 3 epochs that gave 21% accuracy in inference mode vs 51% with batch
-# statistics on the same images. 0.9 (PyTorch's default) follows within ~10 steps.
-BN_MOMENTUM = 0.9
 # The moving average of the weights gets BatchNorm statistics of its own from this many training images (the
 # epoch's first augmented batches): ~2.5% of an epoch's arithmetic on FER-2013; a check on an epoch-4
 # checkpoint read 39.5% PublicTest with 2,048 crops against 17.2% with the trained weights' statistics.
@@ -103,7 +99,6 @@ QUICK_PARAMS = dict(
 PLATEAU_PATIENCE = 3  # schedule="plateau": epochs without PublicTest improvement before the rate is halved
 PLATEAU_FACTOR = 0.5
 OPTIMIZERS = ("adamw", "sgd")
-HEADS = ("gap", "flatten")
 SCHEDULES = ("cosine", "plateau", "constant")
 
 
@@ -201,7 +196,7 @@ class CNNClassifier(ImageClassifier):
         model, state, best_weights, checkpoint = self._start_or_resume(X, y_index, weights, validation, n_classes)
         keep_trained_weights_at_fit_end(model)
         # Epochs are compared on one view, the centre crop (the full face without crops): cheap every epoch.
-        validation_view = (self._centre_crop(validation[0]), validation[1]) if validation else None
+        validation_view = (centre_crop(validation[0], self._input_size()), validation[1]) if validation else None
         validation_ds = validation_dataset(*validation_view, n_classes) if validation else None
 
         while not state["finished"] and state["epoch"] < self.epochs:
@@ -414,67 +409,23 @@ class CNNClassifier(ImageClassifier):
         network.set_weights(self.keras_model_.get_weights())
         return network, self.last_conv_layer_name_
 
-    # --- views ---------------------------------------------------------------------------------------------
+    # --- views (fer_bench/models/cnn_views.py) ---------------------------------------------------------------
 
     def _input_size(self) -> int:
         return IMAGE_SIZE if self.crop_size is None else int(self.crop_size)
 
-    def _centre_crop(self, X: np.ndarray) -> np.ndarray:
-        size = self._input_size()
-        offset = (IMAGE_SIZE - size) // 2
-        return X[:, offset:offset + size, offset:offset + size]
-
-    def _views(self, X: np.ndarray, views: int) -> list[np.ndarray]:
-        """The `views` inputs of the network for images X (N, 48, 48, 1): [centre] (1), [centre, mirrored
-        centre] (2), or the centre and the 4 corner crops, then the 5 mirrored (10)."""
-        size = self._input_size()
-        centre, far = (IMAGE_SIZE - size) // 2, IMAGE_SIZE - size
-        offsets = [(centre, centre)] + ([(0, 0), (0, far), (far, 0), (far, far)] if views == 10 else [])
-        crops = [X[:, r:r + size, c:c + size] for r, c in offsets]
-        return crops if views == 1 else crops + [crop[:, :, ::-1] for crop in crops]
+    def _choose_views(self, validation) -> tuple[int, dict]:
+        """The test views predict_proba uses, chosen on the validation data (cnn_views.choose_test_views)."""
+        if validation is None:
+            return choose_test_views(self.test_views, self._input_size(), None, None)
+        X_val = as_model_input(validation[0])
+        return choose_test_views(self.test_views, self._input_size(),
+                                 lambda views: self._network_proba(X_val, views), validation[1])
 
     def _network_proba(self, X: np.ndarray, views: int = 1, network=None) -> np.ndarray:
-        """The mean of the network's softmax over `views` views of (N, 48, 48, 1) float32 images, computed in
-        calls of at most PREDICT_BATCH network inputs holding every view of their images (a single image then
-        costs one call of `views`, not `views` calls).
-
-        predict_on_batch, not predict: Keras' predict builds a data pipeline on every call, ~30 ms, which
-        dominated single-image latency (predict_on_batch: ~2 ms on 2 cores); same batches, same numbers."""
+        """The mean softmax over `views` views of (N, 48, 48, 1) float32 images (cnn_views.mean_softmax)."""
         network = network if network is not None else self.keras_model_
-        if len(X) == 0:
-            return np.zeros((0, len(self.classes_)))
-        step = max(1, PREDICT_BATCH // views)
-        chunks = []
-        for start in range(0, len(X), step):
-            batch = X[start:start + step]
-            network_input = np.concatenate(self._views(batch, views)) if views > 1 else self._views(batch, 1)[0]
-            proba = np.asarray(network.predict_on_batch(network_input), dtype=np.float64)
-            chunks.append(proba.reshape(views, len(batch), -1).mean(axis=0))
-        return np.concatenate(chunks)
-
-    def _choose_views(self, validation) -> tuple[int, dict]:
-        """The test views predict_proba uses, and the validation accuracies behind the choice: for "auto" every
-        choice's, for a fixed number that one's (the validation accuracy of what predicts); none without
-        validation data ("auto" then means 1).
-
-        The views never change which weights were selected (epochs are compared on the centre crop alone)."""
-        choices = [v for v in VIEW_CHOICES if v != 10 or self._input_size() < IMAGE_SIZE]
-        if validation is None:
-            if self.test_views == "auto":
-                return 1, {"test_views_selection": "1: no validation data"}
-            return int(self.test_views), {}
-        X_val, y_val = as_model_input(validation[0]), validation[1]
-        evaluated = choices if self.test_views == "auto" else [int(self.test_views)]
-        by_views = {str(v): accuracy_of(self._network_proba(X_val, v), y_val) for v in evaluated}
-        if self.test_views != "auto":
-            return int(self.test_views), {"val_accuracy_by_views": by_views}
-        best = choices[0]
-        for v in choices[1:]:  # strictly better only: ties go to fewer views
-            if by_views[str(v)] > by_views[str(best)]:
-                best = v
-        return best, {"val_accuracy_by_views": by_views,
-                      "test_views_selection": f"{best}: best validation accuracy of {', '.join(map(str, choices))} "
-                                              "views (ties: fewer)"}
+        return mean_softmax(network, X, self._input_size(), views, len(self.classes_))
 
     def save(self, directory) -> Path:
         """Write model.keras (the trained network, no optimizer state) and cnn_params.json."""
@@ -577,40 +528,10 @@ class CNNClassifier(ImageClassifier):
         keras.utils.set_random_seed(int(self.seed))
 
     def _build_network(self, n_classes: int, centre_crop: bool = False):
-        """The network on input_size x input_size images; with centre_crop on 48x48 images whose centre crop a
-        Cropping2D layer takes first (the same weights in the same order: saliency_network)."""
-        import keras
-        from keras import layers
-
-        from fer_bench.models.keras_layers import FusedBatchNormalization
-
-        compute = "mixed_bfloat16" if self._uses_bfloat16() else "float32"
-        size = self._input_size()
-        if centre_crop:
-            inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="image")
-            margin = (IMAGE_SIZE - size) // 2
-            x = layers.Cropping2D(((margin, IMAGE_SIZE - size - margin),) * 2, name="centre_crop")(inputs)
-        else:
-            inputs = x = keras.Input((size, size, 1), name="image")
-        x = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(x)
-        for block, channels in enumerate(self.filters, 1):
-            if block > 1:
-                x = layers.MaxPooling2D(2, name=f"block{block}_pool", dtype=compute)(x)
-            for conv in range(1, self.convs_per_block + 1):
-                last = block == len(self.filters) and conv == self.convs_per_block
-                x = layers.Conv2D(channels, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
-                                  name=f"block{block}_conv{conv}", dtype=compute)(x)
-                x = FusedBatchNormalization(momentum=BN_MOMENTUM, name=f"block{block}_bn{conv}", dtype=compute)(x)
-                x = layers.Activation("relu", name=LAST_CONV_LAYER if last else f"block{block}_relu{conv}",
-                                      dtype=compute)(x)
-        if self.head == "flatten":
-            x = layers.Flatten(name="flatten", dtype=compute)(x)
-        else:
-            x = layers.GlobalAveragePooling2D(name="pool", dtype=compute)(x)
-        x = layers.Dropout(self.dropout, seed=int(self.seed), name="dropout")(x)
-        logits = layers.Dense(n_classes, name=LOGITS_LAYER, dtype="float32")(x)
-        outputs = layers.Activation("softmax", name="softmax", dtype="float32")(logits)
-        return keras.Model(inputs, outputs, name="fer_cnn")
+        """The network of these parameters (cnn_network.build_network)."""
+        return build_network(n_classes, filters=self.filters, convs_per_block=self.convs_per_block, head=self.head,
+                             dropout=self.dropout, seed=self.seed, input_size=self._input_size(),
+                             bfloat16=self._uses_bfloat16(), centre_crop=centre_crop)
 
     def _uses_bfloat16(self) -> bool:
         if self.mixed_precision == "auto":
