@@ -236,8 +236,11 @@ class DaskExecutor:
     def local(cls, n_workers: int) -> DaskExecutor:
         """N local worker processes, one cell at a time each, every one able to run a TensorFlow cell."""
         distributed = _import_distributed()
+        # No dashboard; the scheduler's HTTP endpoints (health, metrics) still start, on a free port rather than
+        # 8787, which another cluster may hold (distributed then warns and moves anyway).
         cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                            resources={WHOLE_WORKER: 1}, dashboard_address=None,
+                                           scheduler_kwargs={"dashboard_address": ":0"},
                                            silence_logs=logging.CRITICAL)  # a failed cell is said once, by run_jobs
         # the machine's cores shared among the workers, one cell each
         threads = max(1, (os.cpu_count() or 1) // n_workers)
