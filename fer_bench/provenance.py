@@ -57,9 +57,8 @@ def cpu_features(cpuinfo: str | None = None) -> list[str]:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
             return []
-    text = cpuinfo
     flags = set()
-    for line in text.splitlines():
+    for line in cpuinfo.splitlines():
         if line.startswith(("flags", "Features")):
             flags.update(line.split(":", 1)[1].split())
     return [flag for flag in SPEED_RELEVANT_CPU_FLAGS if flag in flags]

@@ -67,8 +67,10 @@ from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are 
     keep_trained_weights_at_fit_end,
     load_keras_model,
     make_augmenter,
+    overwrite_with_average,
     pipeline_options,
     pipeline_threads,
+    recompute_batchnorm_statistics,
     validation_dataset,
 )
 from fer_bench.models.cnn_views import VIEW_CHOICES, centre_crop, choose_test_views, mean_softmax
@@ -213,10 +215,9 @@ class CNNClassifier(ImageClassifier):
             model.set_weights(best_weights)
         elif self.ema and validation is None and state["epoch"] > 0:
             # without validation data the last epoch's average is kept, with statistics of its own
-            with averaged_weights(model, self._batchnorm_batches(X, y_index, weights, n_classes,
-                                                                 state["epoch"] - 1)):
-                average = model.get_weights()
-            model.set_weights(average)
+            overwrite_with_average(model)
+            recompute_batchnorm_statistics(model, self._batchnorm_batches(X, y_index, weights, n_classes,
+                                                                          state["epoch"] - 1))
         self.keras_model_ = model
         self.last_conv_layer_name_ = LAST_CONV_LAYER
         self.history_ = state["history"]

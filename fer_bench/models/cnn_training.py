@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_bench.errors import FerBenchError
+from fer_bench.provenance import cpu_features
 from fer_bench.storage import atomic_write
 
 IMAGE_SIZE = 48
@@ -52,11 +53,7 @@ def load_keras_model(path: Path, **kwargs):
 def cpu_has_native_bfloat16() -> bool:
     """True when the CPU computes bfloat16 natively (AVX512_BF16 or AMX); elsewhere bfloat16 is emulated and
     slower than float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_features()))
 
 
 def improved_now(state) -> bool:

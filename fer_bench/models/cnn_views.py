@@ -49,7 +49,8 @@ def mean_softmax(network, X: np.ndarray, size: int, views: int, n_classes: int) 
     chunks = []
     for start in range(0, len(X), step):
         batch = X[start:start + step]
-        network_input = np.concatenate(view_inputs(batch, size, views))
+        inputs = view_inputs(batch, size, views)
+        network_input = inputs[0] if views == 1 else np.concatenate(inputs)  # one view: no copy
         proba = np.asarray(network.predict_on_batch(network_input), dtype=np.float64)
         chunks.append(proba.reshape(views, len(batch), -1).mean(axis=0))
     return np.concatenate(chunks)
