@@ -25,9 +25,8 @@ from markdown_it.common.utils import escapeHtml
 from markupsafe import Markup
 
 from fer_bench import __version__
-from fer_bench.provenance import machine_label
 from fer_bench.report import markdown
-from fer_bench.report.inputs import ReportInputs
+from fer_bench.report.inputs import ReportInputs, cell_provenance
 from fer_bench.report.sections import RenderedSection
 from fer_bench.report.tables import Tables
 
@@ -93,18 +92,14 @@ def anchors(titles: Iterable[str]) -> list[str]:
 
 def provenance(inputs: ReportInputs) -> dict:
     """What the page header says about where the numbers come from (the manifests of the cells)."""
-    cells = inputs.cells
-    dataset = cells[0].manifest["dataset"]
-    commits = sorted({(c.manifest["code"]["commit"][:10], bool(c.manifest["code"].get("dirty"))) for c in cells})
-    machines = sorted({machine_label(c.manifest["machine"]) for c in cells})
-    finished = sorted(c.manifest["finished"] for c in cells)
+    facts = cell_provenance(inputs.cells)
     return {
-        "dataset": dataset["name"],
-        "fingerprint": dataset["fingerprint"],
-        "commits": [{"commit": commit, "dirty": dirty} for commit, dirty in commits],
-        "machines": machines,
-        "finished": (finished[0], finished[-1]),
-        "quick": any(c.manifest.get("quick") for c in cells),
+        "dataset": facts["dataset"]["name"],
+        "fingerprint": facts["dataset"]["fingerprint"],
+        "commits": [{"commit": commit, "dirty": dirty} for commit, dirty in facts["commits"]],
+        "machines": facts["machines"],
+        "finished": facts["finished"],
+        "quick": facts["quick"],
         "version": __version__,
     }
 

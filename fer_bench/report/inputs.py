@@ -12,6 +12,7 @@ import numpy as np
 from fer_bench.data.dataset import Dataset
 from fer_bench.errors import FerBenchError
 from fer_bench.models import available_models, parse_variant
+from fer_bench.provenance import machine_label
 from fer_bench.settings import REFERENCE_MODEL, Settings
 from fer_bench.storage import StoredCell, list_cells, read_cell
 from fer_bench.tasks import available_tasks
@@ -39,6 +40,21 @@ class ReportInputs:
     def reference_is_default(self) -> bool:
         """Whether every task compares against REFERENCE_MODEL (the summary then need not say what it is)."""
         return set(self.references.values()) <= {REFERENCE_MODEL}
+
+
+def cell_provenance(cells: list[StoredCell]) -> dict:
+    """Where the cells come from, from their manifests, for summary.md and index.html alike: the data set (name,
+    fingerprint), the sorted (commit prefix, dirty) pairs, the sorted machine labels, the first and last
+    `finished` time and whether any cell is a --quick one."""
+    finished = sorted(c.manifest["finished"] for c in cells)
+    return {
+        "dataset": cells[0].manifest["dataset"],
+        "commits": sorted({(c.manifest["code"]["commit"][:10], bool(c.manifest["code"].get("dirty")))
+                           for c in cells}),
+        "machines": sorted({machine_label(c.manifest["machine"]) for c in cells}),
+        "finished": (finished[0], finished[-1]),
+        "quick": any(c.manifest.get("quick") for c in cells),
+    }
 
 
 def choose_references(cells: list[StoredCell], settings: Settings) -> dict[str, str | None]:

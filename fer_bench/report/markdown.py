@@ -13,7 +13,7 @@ import numpy as np
 from fer_bench import __version__
 from fer_bench.errors import FerBenchError
 from fer_bench.models import model_description
-from fer_bench.provenance import machine_label
+from fer_bench.report.inputs import cell_provenance
 from fer_bench.report.seeds import cells_by_model, is_ensemble, mean_and_std, several_seeds
 from fer_bench.settings import REFERENCE_MODEL
 
@@ -490,17 +490,13 @@ def selection_markdown(ctx) -> str:
 
 
 def provenance_markdown(ctx) -> str:
-    cells = ctx.inputs.cells
-    commits = sorted({(c.manifest["code"]["commit"][:10], bool(c.manifest["code"].get("dirty"))) for c in cells})
-    machines = sorted({machine_label(c.manifest["machine"]) for c in cells})
-    finished = sorted(c.manifest["finished"] for c in cells)
-    dataset = cells[0].manifest["dataset"]
-    commit_text = ", ".join(f"`{c}`" + (" (uncommitted changes)" if dirty else "") for c, dirty in commits)
-    quick = any(c.manifest.get("quick") for c in cells)
+    facts = cell_provenance(ctx.inputs.cells)
+    dataset, (first, last) = facts["dataset"], facts["finished"]
+    commit_text = ", ".join(f"`{c}`" + (" (uncommitted changes)" if dirty else "") for c, dirty in facts["commits"])
     return (f"Data: **{dataset['name']}** (fingerprint `{dataset['fingerprint']}`). "
-            f"Cells computed by fer-bench at commit {commit_text} on {', '.join(machines)}, "
-            f"finished between {finished[0]} and {finished[-1]} (UTC)"
-            + (", in **--quick** mode (smoke-check configuration, not the benchmark)" if quick else "")
+            f"Cells computed by fer-bench at commit {commit_text} on {', '.join(facts['machines'])}, "
+            f"finished between {first} and {last} (UTC)"
+            + (", in **--quick** mode (smoke-check configuration, not the benchmark)" if facts["quick"] else "")
             + f". Tables written by `fer-bench report` {__version__} from the stored predictions in `runs/`.")
 
 
