@@ -88,7 +88,7 @@ def ensemble_rows_of(inputs: ReportInputs, cells: list[StoredCell]) -> list[dict
             subsets.append(("clean", ~np.isin(ids, list(inputs.leaked_ids))))
         for subset, mask in subsets:
             m = summary_metrics(y[mask], proba[mask], len(first.class_names), seed=min(seeds),
-                                n_resamples=inputs.settings.bootstrap_resamples)
+                                settings=inputs.settings)
             rows.append({"dataset": first.manifest["dataset"]["name"], "task": first.task,
                          "model": ensemble_name(first.model, len(cells)), "seed": ENSEMBLE_SEED, "split": split,
                          "subset": subset, **m,
