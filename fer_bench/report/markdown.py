@@ -12,6 +12,7 @@ import numpy as np
 
 from fer_bench import __version__
 from fer_bench.errors import FerBenchError
+from fer_bench.metrics import Metric, headline_metrics
 from fer_bench.models import model_description
 from fer_bench.report.inputs import cell_provenance
 from fer_bench.report.seeds import cells_by_model, is_ensemble, mean_and_std, several_seeds
@@ -40,17 +41,28 @@ def metric_rows_by_model(metric_rows: list[dict], split: str, subset: str = "all
     return grouped
 
 
-def mean_std(rows: list[dict], key: str, with_count: bool = True) -> str:
-    """One seed: the value and its bootstrap interval; several: mean ± std over seeds (and "(n seeds)" unless
-    `with_count` is False, for tables with a seeds column)."""
-    values = np.array([r[key] for r in rows], dtype=float)
-    if len(values) == 1:
-        ci = (rows[0].get(f"{key}_ci_low"), rows[0].get(f"{key}_ci_high"))
-        if ci[0] is not None:
-            return f"{pct(values[0])} [{pct(ci[0])}, {pct(ci[1])}]"
-        return pct(values[0])
-    text = f"{pct(values.mean())} ± {pct(values.std(ddof=1))}"
-    return text + f" ({len(values)} seeds)" if with_count else text
+def confidence_text(settings) -> str:
+    """The intervals' confidence level as the tables print it: "95%"."""
+    return f"{100 * settings.confidence_level:g}%"
+
+
+def joined(words) -> str:
+    """"a", "a and b", "a, b and c"."""
+    words = list(words)
+    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def metric_text(rows: list[dict], metric: Metric, with_count: bool = True) -> str:
+    """One row (one seed, or a seed ensemble): the value, and its bootstrap interval in brackets when the metric
+    has one; several (one per seed): mean ± std over seeds (n - 1), and "(n seeds)" unless `with_count` is False
+    (for tables with a seeds column)."""
+    if len(rows) == 1:
+        text = metric.format(rows[0][metric.name])
+        low, high = rows[0].get(f"{metric.name}_ci_low"), rows[0].get(f"{metric.name}_ci_high")
+        return f"{text} [{metric.format(low)}, {metric.format(high)}]" if low is not None else text
+    mean, std = mean_and_std([r[metric.name] for r in rows])
+    text = f"{metric.format(mean)} ± {metric.format(std)}"
+    return text + f" ({len(rows)} seeds)" if with_count else text
 
 
 def spread(values, text=pct) -> str:
@@ -58,10 +70,6 @@ def spread(values, text=pct) -> str:
     values = list(values)
     mean, std = mean_and_std(values)
     return text(mean) if len(values) == 1 else f"{text(mean)} ± {text(std)}"
-
-
-def _three_decimals(x: float) -> str:
-    return f"{x:.3f}"
 
 
 def _one_decimal(x: float) -> str:
@@ -84,24 +92,36 @@ def _fit_text(rows: list[dict]) -> str:
     return f"{spread(values, _one_decimal)} s"
 
 
-def seeds_note(cells) -> str:
+def seeds_note(cells, settings) -> str:
     """The headline's sentence on the seeds: how many per (task, model), and what the spreads and ensembles are."""
     counts = sorted({len(group) for group in cells_by_model(cells).values()})
     seeds = ", ".join(str(seed) for seed in sorted({cell.seed for cell in cells}))
     how_many = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}–{counts[-1]} seeds (column seeds)"
+    with_interval = [metric.label for metric in headline_metrics() if metric.interval]
+    intervals = (f"one seed's and a seed ensemble's {joined(with_interval)} have their "
+                 f"{confidence_text(settings)} bootstrap interval in brackets. " if with_interval else "")
     return (f"**{how_many}** per task and model (seeds {seeds}). With several seeds a number is the mean ± "
-            "standard deviation over seeds (n − 1; each seed's bootstrap interval is in `metrics.csv`); one seed's "
-            "and a seed ensemble's accuracy and macro-F1 have their 95% bootstrap interval in brackets. A row "
-            "*model (seed ensemble, n)* scores the average of the n seeds' stored probabilities (nothing is "
-            "trained; its fit time is the n fits together); `metrics.csv` holds it with seed `ensemble`.")
+            "standard deviation over seeds (n − 1; each seed's bootstrap interval is in `metrics.csv`); "
+            f"{intervals}A row *model (seed ensemble, n)* scores the average of the n seeds' stored probabilities "
+            "(nothing is trained; its fit time is the n fits together); `metrics.csv` holds it with seed "
+            "`ensemble`.")
 
 
 def _headline_row(task: str, model: str, rows: list[dict], public_rows: list[dict], several: bool) -> str:
-    values = [mean_std(rows, "accuracy", with_count=False), mean_std(rows, "f1_macro", with_count=False),
-              spread((r["roc_auc_macro"] for r in rows), _three_decimals),
-              spread((r["log_loss"] for r in rows), _three_decimals), spread((r["ece"] for r in rows), _three_decimals),
+    values = [*(metric_text(rows, metric, with_count=False) for metric in headline_metrics()),
               spread(r["accuracy"] for r in public_rows), _fit_text(rows)]
     return "| " + " | ".join([task, model, *([_seeds_cell(rows)] if several else []), *values]) + " |"
+
+
+def _headline_header(settings, several: bool) -> list[str]:
+    """The headline table's heading lines: one column per headline metric (with "[95% CI]" where one seed's
+    interval is shown), then the selection split's accuracy and the fit time."""
+    interval = f" [{confidence_text(settings)} CI]"
+    metrics = [metric.header + (interval if metric.interval and not several else "")
+               for metric in headline_metrics()]
+    columns = ["task", "model", *(["seeds"] if several else []), *metrics,
+               f"{settings.selection_split} acc %", "fit time"]
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
 
 
 def _model_notes(models) -> list[str]:
@@ -123,13 +143,8 @@ def headline_markdown(ctx) -> str:
     several = several_seeds(ctx.inputs.cells)
     private = metric_rows_by_model(ctx.tables.metric_rows, split)
     public = metric_rows_by_model(ctx.tables.metric_rows, ctx.inputs.settings.selection_split)
-    if several:
-        lines = [seeds_note(ctx.inputs.cells), "",
-                 "| task | model | seeds | accuracy % | macro-F1 % | ROC AUC (macro) | log loss | ECE | "
-                 "PublicTest acc % | fit time |", "|---|---|---|---|---|---|---|---|---|---|"]
-    else:
-        lines = ["| task | model | accuracy % [95% CI] | macro-F1 % [95% CI] | ROC AUC (macro) | log loss | ECE | "
-                 "PublicTest acc % | fit time |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [seeds_note(ctx.inputs.cells, ctx.inputs.settings), ""] if several else []
+    lines += _headline_header(ctx.inputs.settings, several)
     for (task, model), rows in private.items():
         lines.append(_headline_row(task, model, rows, public[(task, model)], several))
     floor_text = "; ".join(
