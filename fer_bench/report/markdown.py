@@ -245,8 +245,8 @@ def class_gains_markdown(ctx) -> str | None:
         return None
     lines = [f"The reference model's recall minus the other model's, per class, on {ctx.inputs.settings.headline_split}"
              ", in points: mean ± std over the seeds both models have, and each seed's value. A gain (or loss) "
-             "*holds in every seed* when each seed's paired bootstrap 95% interval (the same resampled images "
-             "score both models) excludes 0 on the same side.", "",
+             f"*holds in every seed* when each seed's paired bootstrap {confidence_text(ctx.inputs.settings)} "
+             "interval (the same resampled images score both models) excludes 0 on the same side.", "",
              "| task | comparison | class | seeds | recall gain (points) | per seed | holds in every seed |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -401,7 +401,7 @@ def _mean_recall_gains(ctx, task: str, ref: str, strongest: str) -> list[tuple[f
     return [(100 * (np.mean(recall[(ref, c)]) - np.mean(recall[(strongest, c)])), c) for c in classes]
 
 
-def _seed_gain_sentences(gain_rows: list[dict], task: str, ref: str, strongest: str) -> list[str]:
+def _seed_gain_sentences(gain_rows: list[dict], task: str, ref: str, strongest: str, level: str) -> list[str]:
     """Per-class gains over seeds: most and least (mean ± std), and those that hold in every seed."""
     ordered = sorted(gain_rows, key=lambda r: (r["gain_mean"], r["class"]), reverse=True)
     best = ", ".join(f"{r['class']} ({_gain_text(r)})" for r in ordered[:3])
@@ -411,7 +411,7 @@ def _seed_gain_sentences(gain_rows: list[dict], task: str, ref: str, strongest: 
     n = len(gain_rows[0]["seeds"])
     return [f"Where the {ref} gains ({task}, recall vs {strongest}, the strongest baseline, in points, mean ± std "
             f"over {n} seeds): most on {best}; least on {worst}.",
-            f"Per-class differences that hold in every seed (each of the {n} seeds' paired bootstrap 95% interval "
+            f"Per-class differences that hold in every seed (each of the {n} seeds' paired bootstrap {level} interval "
             f"excludes 0 on the same side): gains on {held['gain']}; losses on {held['loss']}."]
 
 
@@ -423,7 +423,7 @@ def _gain_sentences(ctx, task: str, ref: str, strongest: str) -> list[str]:
                  if r["task"] == task and r["model_a"] == ref and r["model_b"] == strongest]
     sentences = []
     if gain_rows:
-        sentences += _seed_gain_sentences(gain_rows, task, ref, strongest)
+        sentences += _seed_gain_sentences(gain_rows, task, ref, strongest, confidence_text(ctx.inputs.settings))
     elif (mean_gains := _mean_recall_gains(ctx, task, ref, strongest)) is not None:
         gains = sorted(mean_gains, reverse=True)
         best = ", ".join(f"{c} ({_signed(g)})" for g, c in gains[:3])
