@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from fer_bench.compare import compare_folders, table_rows
+from fer_bench.data.synthetic import make_synthetic
 from fer_bench.metrics import (
     Metric,
     expected_calibration_error,
@@ -36,8 +37,6 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory) -> Path:
     """A tiny results folder: binary / logreg and 5class / logreg (quick, no CNN)."""
-    from fer_bench.data.synthetic import make_synthetic
-
     out = tmp_path_factory.mktemp("grid")
     run_grid(dataset=make_synthetic(n_train=300, n_public=90, n_private=90, seed=0), tasks=["binary", "5class"],
              models=["logreg"], quick=True, out=out, report=False)
@@ -60,7 +59,7 @@ def readme_metric() -> Metric:
     example = re.search(r"^# fer_bench/metrics\.py.*?\n(.*?)\n\n", text, re.DOTALL | re.MULTILINE)
     assert example, "the README's metric example is gone"
     captured = []
-    exec(example.group(1), {"np": np, "Metric": Metric, "register_metric": captured.append})  # noqa: S102
+    exec(example.group(1), {"np": np, "Metric": Metric, "register_metric": captured.append})
     (metric,) = captured
     return metric
 
