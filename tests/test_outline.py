@@ -4,7 +4,8 @@ figure needs and when it is drawn are typed (Needs, Stage)."""
 import pytest
 
 from fer_bench import outline
-from fer_bench.figures import FIGURES, FigureContext, FigureSpec, Needs, Stage, render_figures, section_markdown
+from fer_bench.figures import FIGURES, FigureContext, render_figures, section_markdown
+from fer_bench.figures.data import FigureSpec, Needs, Scope, Stage
 from fer_bench.outline import SECTIONS, Section
 from fer_bench.report.sections import SECTION_MARKDOWN
 from fer_bench.settings import Settings
@@ -39,7 +40,7 @@ def test_the_spec_section_places_the_figure(tmp_path):
         output.note("a note from the figure")
 
     for section in (outline.ROC_FIGURES, outline.SALIENCY_FIGURES):
-        spec = FigureSpec("note", section, Needs.TIMINGS, draw, scope="grid")
+        spec = FigureSpec("note", section, Needs.TIMINGS, draw, scope=Scope.GRID)
         output = render_figures(FigureContext([], Settings(), tmp_path), figures=(spec,))
         assert list(output.parts) == [section]
         text = section_markdown(output, section)
@@ -48,13 +49,13 @@ def test_the_spec_section_places_the_figure(tmp_path):
 
 
 @pytest.mark.parametrize("needs, scope, stage", [
-    (Needs.PREDICTIONS, "task", Stage.PER_TASK),
-    (Needs.HISTORY, "grid", Stage.ONCE),
-    (Needs.TIMINGS, "grid", Stage.ONCE),
-    (Needs.IMAGES, "task", Stage.PER_TASK_LOADED),
-    (Needs.IMAGES | Needs.MAPS, "task", Stage.PER_TASK_LOADED),
-    (Needs.MAPS, "grid", Stage.ONCE_LOADED),
-    (Needs.PREDICTIONS | Needs.MAPS, "grid", Stage.ONCE_LOADED),
+    (Needs.PREDICTIONS, Scope.TASK, Stage.PER_TASK),
+    (Needs.HISTORY, Scope.GRID, Stage.ONCE),
+    (Needs.TIMINGS, Scope.GRID, Stage.ONCE),
+    (Needs.IMAGES, Scope.TASK, Stage.PER_TASK_LOADED),
+    (Needs.IMAGES | Needs.MAPS, Scope.TASK, Stage.PER_TASK_LOADED),
+    (Needs.MAPS, Scope.GRID, Stage.ONCE_LOADED),
+    (Needs.PREDICTIONS | Needs.MAPS, Scope.GRID, Stage.ONCE_LOADED),
 ])
 def test_stage_follows_from_needs_and_scope(needs, scope, stage):
     assert FigureSpec("f", outline.ROC_FIGURES, needs, lambda *a: None, scope).stage is stage
@@ -66,8 +67,8 @@ def test_figures_are_drawn_stage_by_stage_in_registry_order(tmp_path):
     def recorder(name):
         return lambda output, ctx, *task: drawn.append(name)
 
-    specs = (FigureSpec("maps_once", outline.SALIENCY_FIGURES, Needs.MAPS, recorder("maps_once"), scope="grid"),
-             FigureSpec("history", outline.TRAINING_FIGURES, Needs.HISTORY, recorder("history"), scope="grid"),
-             FigureSpec("timings", outline.TIMING, Needs.TIMINGS, recorder("timings"), scope="grid"))
+    specs = (FigureSpec("maps_once", outline.SALIENCY_FIGURES, Needs.MAPS, recorder("maps_once"), scope=Scope.GRID),
+             FigureSpec("history", outline.TRAINING_FIGURES, Needs.HISTORY, recorder("history"), scope=Scope.GRID),
+             FigureSpec("timings", outline.TIMING, Needs.TIMINGS, recorder("timings"), scope=Scope.GRID))
     render_figures(FigureContext([], Settings(), tmp_path), figures=specs)
     assert drawn == ["history", "timings", "maps_once"]

@@ -27,7 +27,7 @@ import itertools
 
 from fer_bench import outline
 from fer_bench.figures import confusion, curves, gains, mosaics, saliency, timing, training
-from fer_bench.figures.data import FigureContext, FigureOutput, FigureSpec, Needs, SectionOutput, Stage, task_results
+from fer_bench.figures.data import FigureContext, FigureOutput, FigureSpec, Scope, task_results
 from fer_bench.outline import Section
 
 FIGURES: tuple[FigureSpec, ...] = (*curves.FIGURES, *confusion.FIGURES, *gains.FIGURES, *timing.FIGURES,
@@ -40,7 +40,7 @@ def render_figures(ctx: FigureContext, figures: tuple[FigureSpec, ...] = FIGURES
     ordered = sorted(figures, key=lambda spec: spec.stage)  # stable: registry order within a stage
     for _, run in itertools.groupby(ordered, key=lambda spec: spec.stage):
         run = list(run)
-        if run[0].scope == "task":
+        if run[0].scope is Scope.TASK:
             for tr in ctx.results:
                 for spec in run:
                     spec.draw(output.placed_in(spec.section), ctx, tr)
@@ -60,5 +60,5 @@ def section_markdown(output: FigureOutput, section: Section) -> str | None:
     return "\n\n".join(([section.intro] if section.intro else []) + parts)
 
 
-__all__ = ["FIGURES", "FigureContext", "FigureOutput", "FigureSpec", "Needs", "SectionOutput", "Stage",
-           "render_figures", "section_markdown", "task_results"]
+__all__ = ["FIGURES", "FigureContext", "FigureOutput", "FigureSpec", "render_figures", "section_markdown",
+           "task_results"]

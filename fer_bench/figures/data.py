@@ -275,6 +275,13 @@ class Needs(enum.Flag):
 LOADED_ON_DEMAND = Needs.IMAGES | Needs.MAPS
 
 
+class Scope(enum.Enum):
+    """How often a figure is drawn."""
+
+    TASK = "task"  # once per task: draw(output, context, task_results)
+    GRID = "grid"  # once for the whole grid: draw(output, context)
+
+
 class Stage(enum.IntEnum):
     """When a figure is drawn, in this order; registry order within a stage."""
 
@@ -288,23 +295,20 @@ class Stage(enum.IntEnum):
 class FigureSpec:
     """One registered figure (or group of figures drawn together).
 
-    draw(output, context, task_results) for scope "task" (called once per task), draw(output, context) for
-    scope "grid"; `output` is a SectionOutput placed in `section`, which is what puts the figure in the report.
+    draw(output, context, task_results) for Scope.TASK (called once per task), draw(output, context) for
+    Scope.GRID; `output` is a SectionOutput placed in `section`, which is what puts the figure in the report.
     `needs`: what it is drawn from."""
 
     name: str
     section: Section
     needs: Needs
     draw: Callable
-    scope: str = "task"
+    scope: Scope = Scope.TASK
 
     @property
     def stage(self) -> Stage:
         loaded = bool(self.needs & LOADED_ON_DEMAND)
-        if self.scope == "task":
+        if self.scope is Scope.TASK:
             return Stage.PER_TASK_LOADED if loaded else Stage.PER_TASK
         return Stage.ONCE_LOADED if loaded else Stage.ONCE
 
-
-def figure(name: str, section: Section, needs: Needs, draw: Callable, scope: str = "task") -> FigureSpec:
-    return FigureSpec(name, section, needs, draw, scope)

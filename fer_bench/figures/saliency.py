@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from fer_bench import outline
 from fer_bench.cell_maps import EXAMPLE_FACES, SALIENCY_FACES_PER_CLASS, CellMaps, class_faces
-from fer_bench.figures.data import FigureContext, FigureSpec, Needs, SectionOutput, TaskResults
+from fer_bench.figures.data import FigureContext, FigureSpec, Needs, Scope, SectionOutput, TaskResults
 from fer_bench.figures.mosaics import MosaicBlock, colour_tile, gray_tile, heat_tile, mosaic_figure, to_tile
 from fer_bench.figures.png import new_figure, pct
 
@@ -352,8 +352,8 @@ def _draw_hog(output: SectionOutput, tr: TaskResults, faces, settings: dict, rep
 
 
 SALIENCY = FigureSpec("saliency", outline.SALIENCY_FIGURES, Needs.IMAGES | Needs.MAPS, draw_saliency)
-TEMPLATES = FigureSpec("logreg_templates", outline.SALIENCY_FIGURES, Needs.MAPS, draw_templates, scope="grid")
-HOG = FigureSpec("hog", outline.SALIENCY_FIGURES, Needs.IMAGES | Needs.MAPS, draw_hog, scope="grid")
+TEMPLATES = FigureSpec("logreg_templates", outline.SALIENCY_FIGURES, Needs.MAPS, draw_templates, scope=Scope.GRID)
+HOG = FigureSpec("hog", outline.SALIENCY_FIGURES, Needs.IMAGES | Needs.MAPS, draw_hog, scope=Scope.GRID)
 
 #: this module's figures, in the order their markdown appears within a section
 FIGURES = (SALIENCY, TEMPLATES, HOG,)

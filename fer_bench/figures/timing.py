@@ -11,7 +11,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from fer_bench import outline
-from fer_bench.figures.data import FigureContext, FigureSpec, Needs, SectionOutput
+from fer_bench.figures.data import FigureContext, FigureSpec, Needs, Scope, SectionOutput
 from fer_bench.figures.png import model_colors, new_figure
 
 TIMING_FIGURE = "timing"
@@ -102,7 +102,7 @@ def draw_timing(output: SectionOutput, ctx: FigureContext) -> None:
         output.figure(fig, TIMING_FIGURE, CAPTION, CAPTION)
 
 
-TIMING = FigureSpec("timing", outline.TIMING, Needs.TIMINGS, draw_timing, scope="grid")
+TIMING = FigureSpec("timing", outline.TIMING, Needs.TIMINGS, draw_timing, scope=Scope.GRID)
 
 #: this module's figures, in the order their markdown appears within a section
 FIGURES = (TIMING,)

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fer_bench import outline
-from fer_bench.figures.data import FigureContext, FigureSpec, Needs, SectionOutput
+from fer_bench.figures.data import FigureContext, FigureSpec, Needs, Scope, SectionOutput
 from fer_bench.figures.png import new_figure
 from fer_bench.settings import REFERENCE_MODEL
 from fer_bench.storage import StoredCell
@@ -71,7 +71,7 @@ def draw_training_curves(output: SectionOutput, ctx: FigureContext) -> None:
 
 
 TRAINING_CURVES = FigureSpec("training_curves", outline.TRAINING_FIGURES, Needs.HISTORY, draw_training_curves,
-                             scope="grid")
+                             scope=Scope.GRID)
 
 #: this module's figures, in the order their markdown appears within a section
 FIGURES = (TRAINING_CURVES,)
