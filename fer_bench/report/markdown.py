@@ -15,7 +15,7 @@ from fer_bench.errors import FerBenchError
 from fer_bench.metrics import Metric, headline_metrics
 from fer_bench.models import model_description
 from fer_bench.report.inputs import cell_provenance
-from fer_bench.report.seeds import cells_by_model, is_ensemble, mean_and_std, several_seeds
+from fer_bench.report.seeds import cells_by_model, ensemble_of, is_ensemble, mean_and_std, several_seeds
 from fer_bench.settings import REFERENCE_MODEL
 
 
@@ -33,7 +33,7 @@ def _p_text(p: float) -> str:
 
 def metric_rows_by_model(metric_rows: list[dict], split: str, subset: str = "all") -> dict[tuple, list[dict]]:
     """metrics.csv rows of one split and subset by (task, model), seeds in a list (a seed ensemble is a model
-    of its own, "m (seed ensemble, n)", with one row)."""
+    of its own, "m (seed ensemble, n)", with one row marked by its ensemble_of field)."""
     grouped = defaultdict(list)
     for row in metric_rows:
         if row["split"] == split and row["subset"] == subset:
@@ -78,17 +78,17 @@ def _one_decimal(x: float) -> str:
 
 def _seeds_cell(rows: list[dict]) -> str:
     """The seeds column of a multi-seed table: how many seeds a row summarises, or averages (an ensemble)."""
-    if is_ensemble(rows[0]):
-        return f"{len(rows[0]['ensemble_seeds'])} averaged"
+    if ensemble := ensemble_of(rows[0]):
+        return f"{len(ensemble.seeds)} averaged"
     return str(len(rows))
 
 
 def _fit_text(rows: list[dict]) -> str:
     """Fit time: mean ± std over seeds; a seed ensemble's is the total of its seeds' fits."""
     values = [r["fit_seconds"] for r in rows]
-    if is_ensemble(rows[0]):
+    if ensemble := ensemble_of(rows[0]):
         total = rows[0]["fit_seconds"]
-        return "–" if total is None else f"{total:.1f} s ({len(rows[0]['ensemble_seeds'])} fits)"
+        return "–" if total is None else f"{total:.1f} s ({len(ensemble.seeds)} fits)"
     return f"{spread(values, _one_decimal)} s"
 
 
@@ -126,7 +126,7 @@ def _headline_header(settings, several: bool) -> list[str]:
 
 def _model_notes(models) -> list[str]:
     """Each headline model's note from register_model(..., description=...) (e.g. that it was pretrained
-    elsewhere); none for a seed ensemble or a model not registered in this process."""
+    elsewhere); none for a model not registered in this process."""
     notes = []
     for model in dict.fromkeys(models):
         try:
@@ -151,7 +151,7 @@ def headline_markdown(ctx) -> str:
         f"{r['task']}: majority ({r['majority_class']}) {pct(r['majority_accuracy'])}%, chance "
         f"{pct(r['chance_accuracy'])}%" for r in ctx.tables.floor_rows if r["split"] == split)
     lines += ["", f"Floors on {split}: {floor_text}."]
-    notes = _model_notes(model for _, model in private)
+    notes = _model_notes(model for (_, model), rows in private.items() if not is_ensemble(rows[0]))
     if notes:
         lines += ["", *notes]
     clean = metric_rows_by_model(ctx.tables.metric_rows, split, "clean")
@@ -376,8 +376,8 @@ def _ensemble_sentences(rows_by_model: dict, accuracy) -> list[str]:
     """What averaging each model's seeds buys: the seed ensemble's accuracy against the mean of its seeds."""
     parts = defaultdict(list)
     for (task, _), rows in rows_by_model.items():
-        if is_ensemble(rows[0]):
-            model = rows[0]["ensemble_model"]
+        if ensemble := ensemble_of(rows[0]):
+            model = ensemble.model
             parts[task].append(f"{model} {pct(rows[0]['accuracy'])}% "
                                f"({_signed(100 * rows[0]['accuracy'] - accuracy(task, model))})")
     if not parts:
