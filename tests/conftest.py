@@ -112,7 +112,7 @@ class Grid:
 
     @property
     def cells(self) -> list[str]:
-        """"task/model/seedN" of every cell."""
+        """Every cell, as "task/model/seedN"."""
         return [f"{t}/{m}/seed{s}" for t in self.tasks for m in self.models for s in self.seeds]
 
 
@@ -125,12 +125,14 @@ def copy_grid(grid: Grid | Path, dest: Path | str, cells: Iterable[str] | None =
         shutil.copytree(source, dest)
         return dest
     patterns = list(cells)
+    names = [cell.relative_to(source / "runs").as_posix() for cell in sorted((source / "runs").glob("*/*/seed*"))]
+    unmatched = [pattern for pattern in patterns if not fnmatch.filter(names, pattern)]
+    assert not unmatched, f"no cell of {source} matches {unmatched}"
     dest.mkdir(parents=True)
     shutil.copy2(source / "fer-bench.json", dest / "fer-bench.json")
-    for cell in sorted((source / "runs").glob("*/*/seed*")):
-        name = cell.relative_to(source / "runs").as_posix()
+    for name in names:
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
-            shutil.copytree(cell, dest / "runs" / name)
+            shutil.copytree(source / "runs" / name, dest / "runs" / name)
     return dest
 
 
