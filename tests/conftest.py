@@ -210,4 +210,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "fer2013_dir" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.fer2013)
+        if "cnn_grid" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)  # it fits the CNN, even where a test forgot to say so
 
