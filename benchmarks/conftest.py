@@ -51,8 +51,8 @@ from fer_bench.models import (
 )
 from fer_bench.models.contract import check_probabilities
 from fer_bench.plugins import load_plugin
-from fer_bench.run import tell_task
-from fer_bench.tasks import balance, get_task
+from fer_bench.run import TaskData, prepare_task_data, tell_task  # task preparation: the library's own
+from fer_bench.tasks import get_task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIZE_VARIABLE = "FER_BENCH_BENCH_SIZE"
@@ -171,6 +171,7 @@ class BenchData:
     dataset: Dataset
     source: Path  # what the loading benchmarks read: the FER-2013 folder or the synthetic data's CSV
     size: BenchSize
+    _prepared: dict = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -180,40 +181,50 @@ class BenchData:
         """extra_info every benchmark records: data set, size, `extra`, and the machine's load average."""
         return {"dataset": self.name, "bench_size": self.size.name, **extra, "load_average_1min": load_average()}
 
-    def task_split(self, task_name: str, usage: str):
-        part = self.dataset.split(usage)
-        images, labels, _ = get_task(task_name).select(part.images, part.labels)
-        return images, labels
+    def task_data(self, task_name: str) -> TaskData:
+        """The task's data as a grid cell gets it (fer_bench's prepare_task_data: the task's images and labels,
+        Training balanced as the task says, seed SUBSET_SEED), prepared once per task from the benchmarks'
+        subset of the data set: a fixed seeded stratified sample of n_train of the task's Training images, one
+        of n_validation of its PublicTest images (the validation data), and all of its PrivateTest images."""
+        if task_name not in self._prepared:
+            task = get_task(task_name)
+            chosen = [self._sample_index(task, "Training", self.size.n_train, salt=1),
+                      self._sample_index(task, "PublicTest", self.size.n_validation, salt=2),
+                      self._sample_index(task, "PrivateTest", None, salt=3)]
+            subset = self.dataset.subset(np.sort(np.concatenate(chosen)))
+            self._prepared[task_name] = prepare_task_data(subset, task, seed=SUBSET_SEED)
+        return self._prepared[task_name]
 
-    def sample(self, images, labels, n: int | None, salt: int):
-        """A fixed seeded stratified sample of about n images (all when n is None or larger), in the original
-        order: every class keeps its share, and at least MIN_PER_CLASS images (or all it has), so the rare class
-        (disgust) is present even in the tiny size, in every split the models make (calibration, validation)."""
-        if n is None or n >= len(images):
-            return images, labels
+    def _sample_index(self, task, usage: str, n: int | None, salt: int) -> np.ndarray:
+        """Indices into the data set of a fixed seeded stratified sample of about n of the task's `usage` images
+        (all when n is None or larger): every class keeps its share, and at least MIN_PER_CLASS images (or all
+        it has), so the rare class (disgust) is present even in the tiny size, in every split the models make
+        (calibration, validation)."""
+        rows = np.flatnonzero(self.dataset.usage == usage)
+        _, labels, rows = task.select(self.dataset.images[rows], self.dataset.labels[rows], rows)
+        if n is None or n >= len(rows):
+            return rows
         rng = np.random.default_rng([SUBSET_SEED, salt])
         classes, counts = np.unique(labels, return_counts=True)
         quotas = np.floor(n * counts / counts.sum()).astype(int)
         remainders = n * counts / counts.sum() - quotas
         quotas[np.argsort(-remainders, kind="stable")[:n - quotas.sum()]] += 1  # largest remainders first
         quotas = np.minimum(np.maximum(quotas, MIN_PER_CLASS), counts)
-        index = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), k, replace=False)
-                                        for c, k in zip(classes, quotas, strict=True)]))
-        return images[index], labels[index]
+        return rows[np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), k, replace=False)
+                                            for c, k in zip(classes, quotas, strict=True)]))]
 
     def training(self, task_name: str):
         """(images, labels, sample_weight, n_before_balancing) of the fixed training subset of a task."""
-        task = get_task(task_name)
-        images, labels = self.sample(*self.task_split(task_name, "Training"), self.size.n_train, salt=1)
-        X, y, weights = balance(images, labels, task.balancing, n_classes=task.n_classes, seed=SUBSET_SEED)
-        return X, y, weights, len(images)
+        data = self.task_data(task_name)
+        return data.X_train, data.y_train, data.sample_weight, data.n_train_before_balancing
 
     def validation(self, task_name: str):
-        return self.sample(*self.task_split(task_name, "PublicTest"), self.size.n_validation, salt=2)
+        images, labels, _ = self.task_data(task_name).tests["PublicTest"]
+        return images, labels
 
     def private(self, task_name: str, n: int | None):
         """The first n of the task's PrivateTest images (all when n is None)."""
-        images, labels = self.task_split(task_name, "PrivateTest")
+        images, labels, _ = self.task_data(task_name).tests["PrivateTest"]
         return (images, labels) if n is None else (images[:n], labels[:n])
 
     def majority_floor(self, task_name: str) -> float:

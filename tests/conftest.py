@@ -1,13 +1,22 @@
-"""Shared fixtures: the real FER-2013 folder (skips when absent), tiny Kaggle-layout folders, an isolated cache.
+"""Shared fixtures: the real FER-2013 folder (skips when absent), tiny Kaggle-layout folders, an isolated cache,
+and the synthetic data sets and quick grids that many test files read, computed once per test run.
 
 Markers are registered in pyproject.toml only. Tests that use the `fer2013_dir` fixture get the `fer2013`
-marker automatically, so `pytest -m "not fer2013"` deselects them.
+marker automatically, so `pytest -m "not fer2013"` deselects them. `slow` marks the tests that fit the CNN,
+start a Dask cluster or a browser: `pytest -m "not slow"` is the inner loop.
+
+The shared grids (`baseline_grid`, `cnn_grid`, `quick_grid`, `tiny_grid`) are session-scoped: a test reads
+them, and one that changes a results folder works on its own copy (`copy_grid` into its tmp_path), so sharing
+never couples tests. The data sets they hand out are shared too: never change their arrays.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
-from collections.abc import Mapping
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +24,7 @@ import pytest
 from PIL import Image
 
 from fer_bench import CLASS_NAMES
+from fer_bench.data.dataset import Dataset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,8 +93,123 @@ def make_fer_folder():
     return make_folder_dataset
 
 
+# --- synthetic data sets and quick grids, computed once per test run ------------------------------------------
+
+TASKS = ("7class", "5class", "binary")
+BASELINES = ("hog_svm", "logreg")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A finished quick grid: the results folder `out` (read only: copy it with copy_grid before changing it),
+    the data set its cells were computed on and the (tasks, models, seeds) it holds."""
+
+    out: Path
+    dataset: Dataset
+    tasks: tuple[str, ...]
+    models: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)
+
+    @property
+    def cells(self) -> list[str]:
+        """Every cell, as "task/model/seedN"."""
+        return [f"{t}/{m}/seed{s}" for t in self.tasks for m in self.models for s in self.seeds]
+
+
+def copy_grid(grid: Grid | Path, dest: Path | str, cells: Iterable[str] | None = None) -> Path:
+    """Copy a results folder to `dest` (which must not exist) and return dest. With `cells` (patterns like
+    "binary/logreg/seed0" or "*/logreg/seed0"), only fer-bench.json and the cells matching one of them are
+    copied: the folder a `fer-bench run --no-report` of just those cells would have written."""
+    source, dest = Path(getattr(grid, "out", grid)), Path(dest)
+    if cells is None:
+        shutil.copytree(source, dest)
+        return dest
+    patterns = list(cells)
+    names = [cell.relative_to(source / "runs").as_posix() for cell in sorted((source / "runs").glob("*/*/seed*"))]
+    unmatched = [pattern for pattern in patterns if not fnmatch.filter(names, pattern)]
+    assert not unmatched, f"no cell of {source} matches {unmatched}"
+    dest.mkdir(parents=True)
+    shutil.copy2(source / "fer-bench.json", dest / "fer-bench.json")
+    for name in names:
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+            shutil.copytree(source / "runs" / name, dest / "runs" / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def small_synthetic() -> Dataset:
+    """700 Training, 210 PublicTest and 210 PrivateTest synthetic faces (seed 0, planted artifacts included)."""
+    from fer_bench.data.synthetic import make_synthetic
+
+    return make_synthetic(n_train=700, n_public=210, n_private=210, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic() -> Dataset:
+    """300 Training, 90 PublicTest and 90 PrivateTest synthetic faces (seed 0)."""
+    from fer_bench.data.synthetic import make_synthetic
+
+    return make_synthetic(n_train=300, n_public=90, n_private=90, seed=0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session_cache(tmp_path_factory):
+    """The session fixtures (the shared grids) cache under a tmp folder too, never in ~/.cache; each test still
+    gets its own (isolated_data_cache)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FER_BENCH_CACHE", str(tmp_path_factory.mktemp("session-cache")))
+        yield
+
+
+@pytest.fixture(scope="session")
+def baseline_grid(tmp_path_factory, small_synthetic) -> Grid:
+    """hog_svm and logreg, quick, seed 0, on the three tasks of small_synthetic, report included (run_grid hands
+    the report the data set: these sizes are not the synthetic defaults and could not be re-loaded)."""
+    from fer_bench.run import run_grid
+
+    out = tmp_path_factory.mktemp("baseline_grid") / "results"
+    run_grid(dataset=small_synthetic, tasks=list(TASKS), models=list(BASELINES), quick=True, out=out, live=False)
+    return Grid(out, small_synthetic, TASKS, BASELINES)
+
+
+@pytest.fixture(scope="session")
+def cnn_grid(tmp_path_factory, baseline_grid) -> Grid:
+    """baseline_grid plus the quick CNN's cells, report included: a copy of baseline_grid's cells (not its report)
+    that run_grid completes, keeping the finished cells as a rerun keeps them. It fits the CNN: tests using it are
+    marked slow; it skips without TensorFlow."""
+    pytest.importorskip("tensorflow", reason="the CNN needs TensorFlow (pip install 'fer-bench[cnn]')")
+    from fer_bench.run import run_grid
+
+    out = copy_grid(baseline_grid, tmp_path_factory.mktemp("cnn_grid") / "results", cells=baseline_grid.cells)
+    models = ("cnn", *BASELINES)
+    run_grid(dataset=baseline_grid.dataset, tasks=list(TASKS), models=list(models), quick=True, out=out, live=False)
+    return Grid(out, baseline_grid.dataset, TASKS, models)
+
+
+@pytest.fixture(scope="session", params=["baselines", pytest.param("cnn", marks=pytest.mark.slow)])
+def quick_grid(request) -> Grid:
+    """The report tests' grid: baseline_grid, and (marked slow) cnn_grid."""
+    return request.getfixturevalue("baseline_grid" if request.param == "baselines" else "cnn_grid")
+
+
+@pytest.fixture(scope="session")
+def tiny_grid(tmp_path_factory, tiny_synthetic) -> Path:
+    """hog_svm and logreg, quick, on tiny_synthetic: binary and 5class with seeds 0, 1 and 2, and 7class with seed
+    0; no report. Tests take the cells they need with copy_grid."""
+    from fer_bench.run import run_grid
+
+    out = tmp_path_factory.mktemp("tiny_grid") / "results"
+    run_grid(dataset=tiny_synthetic, tasks=["binary", "5class"], models=list(BASELINES), seeds=(0, 1, 2),
+             quick=True, out=out, report=False, live=False)
+    run_grid(dataset=tiny_synthetic, tasks=["7class"], models=list(BASELINES), seeds=(0,), quick=True, out=out,
+             report=False, live=False)
+    return out
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "fer2013_dir" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.fer2013)
+        if "cnn_grid" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)  # it fits the CNN, even where a test forgot to say so
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import copy_grid
 from PIL import Image, ImageDraw
 
 from fer_bench import CLASS_NAMES, USAGES
@@ -56,8 +57,11 @@ def smooth_field(seed: int) -> np.ndarray:
 # --- the artifacts make_synthetic plants, found exactly ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def synthetic():
-    return make_synthetic(**SIZES, seed=0)
+def synthetic(small_synthetic):
+    """conftest's small_synthetic: the SIZES, seed 0, artifacts planted."""
+    assert (len(small_synthetic.split("Training")), len(small_synthetic.split("PublicTest")),
+            len(small_synthetic.split("PrivateTest"))) == tuple(SIZES.values())
+    return small_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -276,12 +280,11 @@ def test_cli_audit_of_a_folder_finds_a_copied_test_image(tiny_fer_folder, tmp_pa
     assert leak == [(source.stem, "Training", "exact", "sad"), ("PrivateTest_999999", "PrivateTest", "exact", "sad")]
 
 
-def test_report_scores_privatetest_without_leaked_images_and_links_the_audit(tmp_path, synthetic):
+def test_report_scores_privatetest_without_leaked_images_and_links_the_audit(tmp_path, synthetic, baseline_grid):
     from fer_bench.report import build_report
-    from fer_bench.run import run_grid
 
-    out = tmp_path / "results"
-    run_grid(dataset=synthetic, tasks=["7class"], models=["logreg"], quick=True, out=out, report=False)
+    # the 7class/logreg cell of the shared grid (conftest), computed on this data set
+    out = copy_grid(baseline_grid, tmp_path / "results", cells=["7class/logreg/seed0"])
     run_audit(dataset=synthetic, out=out)
     leaked = {r["image_id"] for r in read_rows(out) if r["kind"] in ("train_test_leak", "duplicate_across_test_splits")
               and r["split"] == "PrivateTest"}
@@ -311,12 +314,11 @@ def test_real_fer2013_cross_split_copies_are_found(fer2013_dir, tmp_path):
     assert near_leaks >= exact_leaks
 
 
-def test_report_leaves_out_the_clean_subset_when_the_audit_names_other_ids(tmp_path, synthetic, capsys):
+def test_report_leaves_out_the_clean_subset_when_the_audit_names_other_ids(tmp_path, synthetic, baseline_grid,
+                                                                          capsys):
     from fer_bench.report import build_report
-    from fer_bench.run import run_grid
 
-    out = tmp_path / "results"
-    run_grid(dataset=synthetic, tasks=["binary"], models=["logreg"], quick=True, out=out, report=False)
+    out = copy_grid(baseline_grid, tmp_path / "results", cells=["binary/logreg/seed0"])
     run_audit(dataset=synthetic, out=out)
     rows = read_rows(out)
     for row in rows:  # the ids an audit of the CSV format would have written (row numbers)

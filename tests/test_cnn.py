@@ -1,4 +1,5 @@
-"""The Keras CNN (fer_bench.models.cnn) on a small generated data set with quick=True."""
+"""The Keras CNN (fer_bench.models.cnn) on a small generated data set with quick=True. The tests that fit a
+network are marked slow; those of its parts (augmentation, batches, parameter checks) are not."""
 
 import json
 
@@ -50,6 +51,7 @@ def fitted(data):
     return model.fit(*data["train"], validation_data=data["val"])
 
 
+@pytest.mark.slow
 def test_quick_model_learns_and_predicts_valid_probabilities(fitted, data):
     X, y = data["test"]
     proba = fitted.predict_proba(X)
@@ -60,6 +62,7 @@ def test_quick_model_learns_and_predicts_valid_probabilities(fitted, data):
     assert np.mean(fitted.predict(X) == y) > 0.6  # chance is 1/3
 
 
+@pytest.mark.slow
 def test_records_history_and_selection(fitted):
     assert [r["epoch"] for r in fitted.history_] == list(range(1, QUICK_PARAMS["epochs"] + 1))
     for record in fitted.history_:
@@ -80,6 +83,7 @@ def test_records_history_and_selection(fitted):
     json.dumps(chosen)  # stored in params.json by the harness
 
 
+@pytest.mark.slow
 def test_keras_model_is_functional_with_named_conv_and_logits(fitted, data):
     model = fitted.keras_network()
     assert model is fitted.keras_model_ and tuple(model.input.shape) == (None, 44, 44, 1)
@@ -98,6 +102,7 @@ def test_keras_model_is_functional_with_named_conv_and_logits(fitted, data):
     assert norms and all(isinstance(layer, FusedBatchNormalization) for layer in norms)
 
 
+@pytest.mark.slow
 def test_save_and_load_give_identical_predictions(fitted, data, tmp_path):
     fitted.save(tmp_path / "m")
     loaded = CNNClassifier.load(tmp_path / "m")
@@ -127,6 +132,7 @@ def views_by_hand(model, X, views):
 
 
 @pytest.mark.parametrize("views", [1, 2, 10])
+@pytest.mark.slow
 def test_views_average_centre_corner_crops_and_mirrors(fitted, data, views):
     X = data["test"][0][:20]
     proba = with_views(fitted, views).predict_proba(X)
@@ -136,6 +142,7 @@ def test_views_average_centre_corner_crops_and_mirrors(fitted, data, views):
                                atol=1e-6)
 
 
+@pytest.mark.slow
 def test_views_batches_cross_chunk_boundaries(fitted, data):
     """Ten-crop predicts every view of an image in one call, PREDICT_BATCH // 10 images per chunk."""
     from fer_bench.models.cnn import PREDICT_BATCH
@@ -161,6 +168,7 @@ def mirror_sided_images(n: int, seed: int):
 MIRROR_NET = {**TINY, "head": "flatten", "epochs": 3, "flip": False, "erasing": 0.0}
 
 
+@pytest.mark.slow
 def test_views_auto_chooses_on_validation_accuracy_alone():
     # Mirroring turns one class into the other, so the views with mirrors (2 and 10) average towards 50/50.
     X, y = mirror_sided_images(500, seed=4)
@@ -185,6 +193,7 @@ def test_views_auto_chooses_on_validation_accuracy_alone():
     assert unvalidated.selected_params_["test_views"] == 1 and unvalidated.validation_accuracy() is None
 
 
+@pytest.mark.slow
 def test_moving_average_competes_for_selection(data):
     model = train(data, seed=1, ema=0.9)
     history = model.history_
@@ -205,6 +214,7 @@ def batchnorm_input_model(model, layer_name):
     return keras.Model(model.input, layer.input)
 
 
+@pytest.mark.slow
 def test_averaged_weights_get_batchnorm_statistics_of_their_own(data):
     model = train(data, seed=1, epochs=2, ema=0.5)
     trained = model.keras_model_.get_weights()
@@ -229,6 +239,7 @@ def test_averaged_weights_get_batchnorm_statistics_of_their_own(data):
         np.testing.assert_array_equal(after, before)
 
 
+@pytest.mark.slow
 def test_clone_and_params(fitted):
     copy = clone(fitted)
     assert copy.get_params() == fitted.get_params() and not hasattr(copy, "keras_model_")
@@ -261,6 +272,7 @@ class CountEpochs(keras.callbacks.Callback):
         self.count += 1
 
 
+@pytest.mark.slow
 def test_same_seed_same_predictions_and_resume_matches_uninterrupted(data, tmp_path):
     X = data["test"][0]
     reference = train(data, seed=1).predict_proba(X)
@@ -297,6 +309,7 @@ def test_same_seed_same_predictions_and_resume_matches_uninterrupted(data, tmp_p
         CNNClassifier(**TINY, epochs=3, seed=1, checkpoint_dir=str(checkpoints)).fit(*data["train"])
 
 
+@pytest.mark.slow
 def test_sample_weight_reaches_the_loss(data):
     X, y = data["train"]
     weights = np.where(y == LABELS[2], 0.0, 1.0)
@@ -324,6 +337,7 @@ def test_user_errors(data):
         CNNClassifier().fit(X, y, sample_weight=np.ones(3))
 
 
+@pytest.mark.slow
 def test_verbose_auto_writes_one_line_per_epoch_unless_on_a_terminal(data, capfd, monkeypatch):
     params = {**TINY, "verbose": "auto", "epochs": 2}
     CNNClassifier(**params).fit(*data["train"], validation_data=data["val"])
@@ -423,6 +437,7 @@ def test_training_batches_depend_on_epoch_and_batch_and_nothing_else(data):
     assert not np.array_equal(augment(same, np.array([key, 0])).numpy(), augment(same, np.array([key, 1])).numpy())
 
 
+@pytest.mark.slow
 def test_saliency_network_takes_full_faces_and_explains_the_centre_crop(fitted, data):
     from fer_bench import saliency
 
@@ -439,6 +454,7 @@ def test_saliency_network_takes_full_faces_and_explains_the_centre_crop(fitted, 
     assert not gradients[:, :2].any() and not gradients[:, :, 46:].any()  # outside the centre crop: no effect
 
 
+@pytest.mark.slow
 def test_loads_a_model_saved_before_crops_and_test_views(data, tmp_path):
     """cnn_params.json of the previous version: full 48x48 faces, a tta parameter instead of test_views."""
     model = CNNClassifier(**TINY, epochs=1, crop_size=None, erasing=0.0, ema=None, test_views=2)

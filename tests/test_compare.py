@@ -8,31 +8,24 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import copy_grid
 
 from fer_bench.cli import main
 from fer_bench.compare import compare_folders
-from fer_bench.data.synthetic import make_synthetic
-from fer_bench.run import run_grid
 
 HEADLINE = "PrivateTest"
 
 
-@pytest.fixture(scope="module")
-def grid(tmp_path_factory) -> Path:
-    """A tiny results folder with two (task, model): binary / logreg and 5class / logreg (quick, no CNN)."""
-    out = tmp_path_factory.mktemp("grid") / "a"
-    run_grid(dataset=make_synthetic(n_train=300, n_public=90, n_private=90, seed=0), tasks=["binary", "5class"],
-             models=["logreg"], quick=True, out=out, report=False)
-    return out
+#: A tiny results folder with two (task, model): binary / logreg and 5class / logreg (quick, no CNN, no report),
+#: taken from conftest's shared tiny_grid
+CELLS = ["binary/logreg/seed0", "5class/logreg/seed0"]
 
 
 @pytest.fixture
-def a_b(grid, tmp_path) -> tuple[Path, Path]:
+def a_b(tiny_grid, tmp_path) -> tuple[Path, Path]:
     """Fresh copies A and B of the grid (B's name holds HTML/markdown specials, to test escaping)."""
-    a, b = tmp_path / "a", tmp_path / "b&<c>|d"
-    shutil.copytree(grid, a)
-    shutil.copytree(grid, b)
-    return a, b
+    return (copy_grid(tiny_grid, tmp_path / "a", cells=CELLS),
+            copy_grid(tiny_grid, tmp_path / "b&<c>|d", cells=CELLS))
 
 
 def flip_predictions(cell: Path, n_flips: int) -> None:

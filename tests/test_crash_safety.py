@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import copy_grid
 
 from fer_bench import run as run_module
 from fer_bench.cli import main
-from fer_bench.data.synthetic import make_synthetic
-from fer_bench.run import run_grid
 from fer_bench.storage import read_cell
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and file semantics")
@@ -161,11 +160,6 @@ class _InterruptedFit:
         raise KeyboardInterrupt
 
 
-@pytest.fixture(scope="module")
-def small_synthetic():
-    return make_synthetic(n_train=700, n_public=210, n_private=210, seed=0)
-
-
 @pytest.fixture
 def use_small_synthetic(monkeypatch, small_synthetic):
     """The CLI, in-process, gets the small synthetic data set whatever it is asked to load."""
@@ -211,8 +205,9 @@ def _cnn_finished_an_epoch(proc: subprocess.Popen, out: Path) -> bool:
 
 @pytest.mark.skipif(not HAS_TF, reason="TensorFlow is not installed")
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc to see TensorFlow being loaded")
-@pytest.mark.parametrize("moment", [_tensorflow_is_loading, _cnn_finished_an_epoch],
-                         ids=["during-tensorflow-import", "during-cnn-training"])
+@pytest.mark.parametrize("moment", [pytest.param(_tensorflow_is_loading, id="during-tensorflow-import"),
+                                    pytest.param(_cnn_finished_an_epoch, id="during-cnn-training",
+                                                 marks=pytest.mark.slow)])
 def test_ctrl_c_in_the_cnn_exits_130_without_traceback(moment, tmp_path):
     if importlib.util.find_spec("fer_bench.models.cnn") is None:
         pytest.skip("fer_bench.models.cnn is not there yet")
@@ -285,11 +280,10 @@ def test_read_only_location_for_a_new_results_folder(tmp_path, capsys, monkeypat
 
 
 @pytest.fixture
-def finished_results(tmp_path, small_synthetic) -> Path:
-    """A results folder holding one finished cell (binary/logreg) and its report."""
-    out = tmp_path / "results"
-    run_grid(dataset=small_synthetic, tasks=["binary"], models=["logreg"], quick=True, out=out, report=False)
-    return out
+def finished_results(tmp_path, baseline_grid) -> Path:
+    """A results folder holding one finished cell (binary/logreg on small_synthetic), no report: a copy of that
+    cell of the shared baseline_grid (conftest)."""
+    return copy_grid(baseline_grid, tmp_path / "results", cells=["binary/logreg/seed0"])
 
 
 @pytest.mark.parametrize("error", [errno.EROFS, errno.ENOSPC], ids=["read-only", "disk-full"])

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from fer_bench.cli import main
-from fer_bench.data.synthetic import make_synthetic
 from fer_bench.run import run_grid
 from fer_bench.tasks import get_task
 
@@ -21,35 +20,33 @@ TASKS = ["7class", "5class", "binary"]
 BASELINES = ["logreg", "hog_svm"]
 
 
-@pytest.fixture(scope="module")
-def small_synthetic():
-    return make_synthetic(n_train=700, n_public=210, n_private=210, seed=0)
-
-
 def predictions(out: Path) -> dict[str, bytes]:
     return {str(p.parent.relative_to(out)): p.read_bytes()
             for p in sorted((out / "runs").glob("*/*/seed*/predictions.csv"))}
 
 
-def run_twice(tmp_path: Path, dataset, models: list[str], tasks: list[str]) -> tuple[dict, dict]:
-    outs = [tmp_path / "first", tmp_path / "second"]
-    for out in outs:
-        run_grid(dataset=dataset, tasks=tasks, models=models, seeds=[0], quick=True, out=out, report=False)
-    return predictions(outs[0]), predictions(outs[1])
+def run_again(grid, tmp_path: Path, models: list[str], tasks: list[str]) -> tuple[dict, dict]:
+    """The predictions of (tasks, models) in a shared grid (conftest), computed earlier in this test run, and
+    those of a second run of the same cells on the same data into a fresh folder."""
+    again = tmp_path / "second"
+    run_grid(dataset=grid.dataset, tasks=tasks, models=models, seeds=[0], quick=True, out=again, report=False)
+    first = {cell: data for cell, data in predictions(grid.out).items()
+             if cell.split("/")[1] in tasks and cell.split("/")[2] in models}
+    return first, predictions(again)
 
 
-def test_baselines_give_byte_identical_predictions(tmp_path, small_synthetic):
-    first, second = run_twice(tmp_path, small_synthetic, BASELINES, TASKS)
+def test_baselines_give_byte_identical_predictions(tmp_path, baseline_grid):
+    first, second = run_again(baseline_grid, tmp_path, BASELINES, TASKS)
     assert len(first) == len(TASKS) * len(BASELINES)
     assert first == second
 
 
-def test_cnn_on_cpu_gives_byte_identical_predictions(tmp_path, small_synthetic):
-    pytest.importorskip("tensorflow")
+@pytest.mark.slow
+def test_cnn_on_cpu_gives_byte_identical_predictions(tmp_path, cnn_grid):
     if importlib.util.find_spec("fer_bench.models.cnn") is None:
         pytest.skip("fer_bench.models.cnn is not there yet")
-    first, second = run_twice(tmp_path, small_synthetic, ["cnn"], ["binary"])
-    assert list(first) == ["runs/binary/cnn/seed0"]
+    first, second = run_again(cnn_grid, tmp_path, ["cnn"], ["binary"])
+    assert list(first) == list(second) == ["runs/binary/cnn/seed0"]
     assert first == second
 
 

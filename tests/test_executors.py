@@ -1,11 +1,17 @@
 """Executors: the grid in this process, on local worker processes (--workers) and on a Dask cluster
-(--scheduler) stores the same cells; faults lose no finished cell and leave nothing half-written."""
+(--scheduler) stores the same cells; faults lose no finished cell and leave nothing half-written.
+
+The tests that start Dask workers or a Dask client are marked slow. They synchronise on their own processes and
+files only (a file the cell's process writes, the processes they started), never on a machine-wide process list:
+other fer-bench runs may be computing on the same machine.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -22,6 +28,7 @@ from fer_bench.progress import GridProgress
 from fer_bench.run import run_grid
 
 distributed = pytest.importorskip("distributed")
+import psutil  # noqa: E402 - a dependency of distributed
 
 TASKS = ["7class", "binary"]
 MODELS = ["hog_svm", "logreg"]
@@ -30,6 +37,20 @@ CELLS = [f"runs/{task}/{model}/seed0/predictions.csv" for task in TASKS for mode
 
 def _predictions(out: Path) -> dict[str, bytes]:
     return {cell: (out / cell).read_bytes() for cell in CELLS}
+
+
+def wait_until(condition, what: str, timeout: float = 120, process: subprocess.Popen | None = None):
+    """Poll `condition` until it returns something true, and return that; fail after `timeout` seconds, or as
+    soon as `process` (when given) has ended."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if process is not None and process.poll() is not None:
+            out, err = process.communicate()
+            pytest.fail(f"the run ended (code {process.returncode}) while waiting for {what}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+    return value
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +70,8 @@ def dask_cluster(tmp_path_factory):
                                    "--scheduler-file", str(scheduler_file)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
-        for _ in range(600):
-            if scheduler_file.exists() and scheduler_file.stat().st_size:
-                break
-            time.sleep(0.1)
+        wait_until(lambda: scheduler_file.exists() and scheduler_file.stat().st_size, "the scheduler file",
+                   process=processes[0])
         address = json.loads(scheduler_file.read_text())["address"]
         for _ in range(2):
             processes.append(subprocess.Popen([dask, "worker", address, "--no-dashboard"],
@@ -67,6 +86,7 @@ def dask_cluster(tmp_path_factory):
             process.wait(timeout=60)
 
 
+@pytest.mark.slow
 def test_local_workers_store_the_serial_grids_predictions_byte_for_byte(serial_grid, tmp_path):
     out = run_grid(tasks=TASKS, models=MODELS, out=tmp_path / "workers", report=False, workers=2, live=False)
     assert _predictions(out) == _predictions(serial_grid)
@@ -79,6 +99,7 @@ def test_local_workers_store_the_serial_grids_predictions_byte_for_byte(serial_g
     assert not list(out.glob("runs/**/.*staging"))
 
 
+@pytest.mark.slow
 def test_plain_dask_workers_store_the_serial_grids_predictions_byte_for_byte(serial_grid, dask_cluster, tmp_path):
     out = run_grid(tasks=TASKS, models=MODELS, out=tmp_path / "cluster", report=False, scheduler=dask_cluster,
                    live=False)
@@ -88,6 +109,7 @@ def test_plain_dask_workers_store_the_serial_grids_predictions_byte_for_byte(ser
     assert all(w.startswith("tcp://") for w in workers)
 
 
+@pytest.mark.slow
 def test_a_cluster_without_the_whole_worker_resource_refuses_cnn_cells_in_one_line(dask_cluster, tmp_path):
     with pytest.raises(FerBenchError, match=f"resource {WHOLE_WORKER}=1 .* cnn"):
         run_grid(tasks=["binary"], models=["cnn"], out=tmp_path / "cnn", report=False, scheduler=dask_cluster,
@@ -95,6 +117,7 @@ def test_a_cluster_without_the_whole_worker_resource_refuses_cnn_cells_in_one_li
     assert not list((tmp_path / "cnn").glob("runs/*/*/*"))
 
 
+@pytest.mark.slow  # the Dask client tries to connect for its whole timeout (30 s)
 def test_an_unreachable_scheduler_is_one_line(tmp_path):
     with pytest.raises(FerBenchError, match="--scheduler tcp://127.0.0.1:9: cannot connect"):
         run_grid(tasks=["binary"], models=["logreg"], out=tmp_path / "x", report=False,
@@ -151,6 +174,7 @@ def faulty_plugin(tmp_path) -> Path:
     return plugin
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_cell_is_retried_and_no_cell_is_lost(faulty_plugin, serial_grid, tmp_path):
     result = _run_cli(["--plugin", str(faulty_plugin), "--tasks", "binary", "--models",
                        "logreg,kills_its_worker_once", "--workers", "2", "--out", "out", "--no-report"], tmp_path)
@@ -164,6 +188,7 @@ def test_a_worker_killed_mid_cell_is_retried_and_no_cell_is_lost(faulty_plugin, 
     assert not list((tmp_path / "out").glob("runs/**/.*staging"))
 
 
+@pytest.mark.slow
 def test_a_cell_that_keeps_crashing_fails_in_one_line_and_the_rerun_computes_only_it(faulty_plugin, tmp_path):
     args = ["--plugin", str(faulty_plugin), "--tasks", "binary", "--models", "logreg,crashes_until_allowed",
             "--workers", "2", "--out", "out", "--no-report"]
@@ -182,20 +207,62 @@ def test_a_cell_that_keeps_crashing_fails_in_one_line_and_the_rerun_computes_onl
     assert (runs / "crashes_until_allowed/seed0/manifest.json").exists()
 
 
-class _InterruptOnFirstStart(GridProgress):
-    def started(self, cell, where):
-        raise KeyboardInterrupt
+# A plugin model whose cell, in the child process computing it, writes that process's pid to a file (atomically)
+# and then waits to be stopped: a cell process that is surely running when the test interrupts the grid.
+WAITING_PLUGIN = """\
+import os
+import signal
+import sys
+from pathlib import Path
+
+from fer_bench.baselines.logreg import make_logreg
+from fer_bench.models import register_model
+
+STARTED = Path({started!r})
 
 
-def test_ctrl_c_cancels_the_cluster_work_and_leaves_no_cell_process(tmp_path, monkeypatch):
-    import fer_bench.run
+def make_waits_to_be_stopped(seed=0, quick=False, **params):
+    if sys.argv[0].endswith("cell_process.py"):
+        STARTED.with_suffix(".tmp").write_text(str(os.getpid()))
+        STARTED.with_suffix(".tmp").replace(STARTED)
+        signal.pause()
+    return make_logreg(seed=seed, quick=quick, **params)
 
-    monkeypatch.setattr(fer_bench.run, "GridProgress", _InterruptOnFirstStart)
-    with pytest.raises(FerBenchError, match="interrupted; cells finished in this run: none"):
-        run_grid(tasks=["7class"], models=["hog_svm"], out=tmp_path / "out", report=False, workers=1, live=False)
-    time.sleep(2)
-    children = subprocess.run(["pgrep", "-f", "fer_bench.cell_process"], capture_output=True, text=True).stdout
-    assert children.strip() == ""
+
+register_model("waits_to_be_stopped", make_waits_to_be_stopped)
+"""
+
+
+def _ended(process: psutil.Process) -> bool:
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_cluster_work_and_leaves_no_cell_process(tmp_path):
+    started = tmp_path / "cell-started.pid"
+    plugin = tmp_path / "waiting_models.py"
+    plugin.write_text(WAITING_PLUGIN.format(started=str(started)))
+    env = {k: v for k, v in os.environ.items() if k != "FER2013_DIR"}
+    client = subprocess.Popen([sys.executable, "-m", "fer_bench", "run", "--plugin", str(plugin), "--tasks", "binary",
+                               "--models", "waits_to_be_stopped", "--workers", "1", "--out", "out", "--no-report"],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pid = int(wait_until(lambda: started.exists() and started.read_text(), "the cell's process to start",
+                             timeout=300, process=client))
+        cell_process = psutil.Process(pid)  # pinned by its start time: a reused pid is not this process
+        client.send_signal(signal.SIGINT)  # Ctrl-C in the client, while its cell computes on the worker
+        _, err = client.communicate(timeout=120)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.communicate()
+    assert client.returncode == 130, err
+    assert "fer-bench: error: interrupted; cells finished in this run: none" in err and "Traceback" not in err
+    # the cell's process goes with the cancelled work (killed by its worker, or with its worker)
+    wait_until(lambda: _ended(cell_process), "the cell's process to end", timeout=60)
     assert not list((tmp_path / "out").glob("runs/*/*/*/manifest.json"))
 
 

@@ -2,7 +2,6 @@
 that need the cells' maps (maps.npz) or the images are skipped with a note when those are missing."""
 
 import csv
-import importlib.util
 import io
 import re
 import shutil
@@ -13,57 +12,52 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from fer_bench.data.synthetic import make_synthetic
 from fer_bench.errors import FerBenchError
 from fer_bench.figures import confusion, curves, gains, mosaics, png, training
 from fer_bench.figures import data as figure_data
 from fer_bench.metrics import paired_recall_gain
 from fer_bench.report import write_report
-from fer_bench.run import run_grid
 from fer_bench.settings import Settings
 from fer_bench.storage import read_cell
 
-HAS_TF = importlib.util.find_spec("tensorflow") is not None
-MODELS = ["cnn", "hog_svm", "logreg"] if HAS_TF else ["hog_svm", "logreg"]
-BASELINES = [m for m in MODELS if m != "cnn"]
 TASKS = ["7class", "5class", "binary"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def prediction_figures() -> list[str]:
-    """Figures drawn from the stored files alone (predictions, params.json)."""
-    names = ["cnn_training_curves"] if HAS_TF else []
+def prediction_figures(models) -> list[str]:
+    """Figures drawn from the stored files alone (predictions, params.json) of a grid of `models`."""
+    has_cnn = "cnn" in models
+    names = ["cnn_training_curves"] if has_cnn else []
     for task in TASKS:
         names += [f"roc_{task}", f"confusion_{task}", f"recall_{task}", f"confused_pairs_{task}",
                   f"reliability_{task}"]
         if task != "binary":
             names.append(f"roc_per_class_{task}")
-        if HAS_TF:
+        if has_cnn:
             names += [f"confusion_diff_{task}", f"recall_gain_{task}"]
     return names
 
 
-def model_figures() -> list[str]:
+def model_figures(models) -> list[str]:
     names = ["logreg_templates", "hog_svm_hog"]
     for task in TASKS:
         names += [f"saliency_{task}", f"class_saliency_{task}", f"saliency_errors_{task}"]
-        if HAS_TF:
-            names += [f"faces_{task}_{b}" for b in BASELINES]
+        if "cnn" in models:
+            names += [f"faces_{task}_{b}" for b in models if b != "cnn"]
     return names
 
 
-@pytest.fixture(scope="module")
-def small_synthetic():
-    return make_synthetic(n_train=700, n_public=210, n_private=210, seed=0)
+@pytest.fixture
+def finished_run(quick_grid) -> Path:
+    """The shared quick run of every model on small synthetic data, report included (conftest: the baselines,
+    and, marked slow, the CNN too; run_grid handed the report the data set, since these sizes are not the
+    synthetic defaults and could not be re-loaded). Read only: the tests that change it work on a copy."""
+    return quick_grid.out
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, small_synthetic):
-    """A quick run of every model on small synthetic data, report included (run_grid hands the report the data
-    set, since these sizes are not the synthetic defaults and could not be re-loaded)."""
-    out = tmp_path_factory.mktemp("figures") / "results"
-    run_grid(dataset=small_synthetic, models=MODELS, quick=True, out=out)
-    return out
+@pytest.fixture
+def models(quick_grid) -> tuple[str, ...]:
+    return quick_grid.models
 
 
 def _figure_bytes(out: Path) -> dict[str, bytes]:
@@ -74,10 +68,10 @@ def _linked(summary: str) -> set[str]:
     return set(re.findall(r"\]\(figures/([\w.-]+)\.png\)", summary))
 
 
-def test_every_figure_is_a_small_valid_png_linked_from_the_summary(finished_run):
+def test_every_figure_is_a_small_valid_png_linked_from_the_summary(finished_run, models):
     summary = (finished_run / "summary.md").read_text()
     written = _figure_bytes(finished_run)
-    for name in prediction_figures() + model_figures():
+    for name in prediction_figures(models) + model_figures(models):
         assert name in written, f"{name}.png was not written"
         data = written[name]
         assert data.startswith(PNG_SIGNATURE), name
@@ -93,66 +87,71 @@ def test_every_figure_is_a_small_valid_png_linked_from_the_summary(finished_run)
         assert line_after.startswith("*") and line_after.endswith("*") and len(line_after) > 20, name
 
 
-def test_sections_come_after_the_tables_in_order(finished_run):
+def test_sections_come_after_the_tables_in_order(finished_run, models):
     summary = (finished_run / "summary.md").read_text()
     titles = re.findall(r"^## (.+)$", summary, flags=re.M)
     figure_titles = [t for t in titles if t.startswith("Figures:")]
     assert [t.split(" (")[0] for t in figure_titles] == [
-        *(["Figures: CNN training curves"] if HAS_TF else []),
-        "Figures: ROC curves", "Figures: confusion matrices", "Figures: where the CNN gains",
+        *(["Figures: CNN training curves"] if "cnn" in models else []),
+        "Figures: ROC curves", "Figures: confusion matrices",
+        # the reference model is called the CNN when every task compares against it (report.sections)
+        f"Figures: where the {'CNN' if 'cnn' in models else 'reference model'} gains",
         "Figures: calibration", "Figures: what the models look at"]
     assert titles.index(figure_titles[0]) > titles.index(next(t for t in titles if t.startswith("Top confusions")))
 
 
-def test_regenerated_figures_are_byte_identical(finished_run, small_synthetic):
-    before = _figure_bytes(finished_run)
-    shutil.rmtree(finished_run / "figures")
-    write_report(finished_run, dataset=small_synthetic)
-    after = _figure_bytes(finished_run)
+def test_regenerated_figures_are_byte_identical(finished_run, small_synthetic, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out)
+    before = _figure_bytes(out)
+    shutil.rmtree(out / "figures")
+    write_report(out, dataset=small_synthetic)
+    after = _figure_bytes(out)
     assert set(after) == set(before)
     changed = [name for name in before if before[name] != after[name]]
     assert not changed, f"figures differ between two reports: {changed}"
 
 
-def test_map_figures_are_skipped_with_a_note_and_earlier_pngs_left_alone(finished_run, tmp_path, small_synthetic):
+def test_map_figures_are_skipped_with_a_note_and_earlier_pngs_left_alone(finished_run, models, tmp_path,
+                                                                        small_synthetic):
     out = tmp_path / "copy"
     shutil.copytree(finished_run, out)
     earlier = _figure_bytes(out)
     for maps_file in out.glob("runs/*/*/seed*/maps.npz"):  # cells computed before cells stored their maps
         maps_file.unlink()
     (out / "figures" / "saliency_7class.png").unlink()  # this one must not come back without the maps
-    for name in prediction_figures():
+    for name in prediction_figures(models):
         (out / "figures" / f"{name}.png").unlink()
     write_report(out, dataset=small_synthetic)
     summary = (out / "summary.md").read_text()
     written = _figure_bytes(out)
-    assert set(prediction_figures()) <= set(written)
+    assert set(prediction_figures(models)) <= set(written)
     assert "saliency_7class" not in written and "](figures/saliency_7class.png)" not in summary
     for task in TASKS:
         assert f"Skipped: {task} saliency: {figure_data.MAPS_MISSING}" in summary
     assert "Skipped: logistic-regression templates: no maps.npz in the cells" in summary
     assert "Skipped: HOG visualisation: no maps.npz in the cells" in summary
     # the PNGs an earlier report made from the maps are untouched and still shown, marked as earlier
-    for name in set(model_figures()) - {"saliency_7class"}:
+    for name in set(model_figures(models)) - {"saliency_7class"}:
         assert written[name] == earlier[name], name
         assert f"![{name} (earlier report)](figures/{name}.png)" in summary or name.startswith("faces_"), name
 
 
-def test_image_figures_are_skipped_when_the_data_set_cannot_be_reloaded(finished_run, tmp_path):
+def test_image_figures_are_skipped_when_the_data_set_cannot_be_reloaded(finished_run, models, tmp_path):
     out = tmp_path / "copy"  # a report of its own, without the run's data set: only re-loading is left
     shutil.copytree(finished_run, out)
     shutil.rmtree(out / "figures")
     write_report(out)
     summary = (out / "summary.md").read_text()
     written = _figure_bytes(out)
-    assert set(prediction_figures()) <= set(written)
+    assert set(prediction_figures(models)) <= set(written)
     assert "logreg_templates" in written  # needs the maps, not the images
     assert not any(name.startswith(("saliency_", "class_saliency_", "faces_", "hog_")) for name in written)
     # one line names every figure left out, with the reason: the manifest's synthetic data were made with
     # non-default sizes, and the default ones have another fingerprint
     [line] = [line for line in summary.splitlines() if "need the data set's images" in line]
     assert "images not available: the default synthetic data has fingerprint" in line
-    for name in set(model_figures()) - {"logreg_templates"}:
+    for name in set(model_figures(models)) - {"logreg_templates"}:
         assert name in line, name
 
 
@@ -307,8 +306,10 @@ def test_lower_face_share_counts_only_positive_evidence_below_the_middle():
     assert np.isnan(lower_face_share(np.zeros((1, 48, 48))))
 
 
-@pytest.mark.skipif(not HAS_TF, reason="needs the CNN's cells")
-def test_training_curves_come_from_the_stored_history(finished_run):
+@pytest.mark.slow
+def test_training_curves_come_from_the_stored_history(cnn_grid):
+    """On the CNN's cells (cnn_grid; skips without TensorFlow)."""
+    finished_run = cnn_grid.out
     cell = read_cell(finished_run / "runs" / "7class" / "cnn" / "seed0")
     history = training.training_history(cell)
     assert history == cell.params["history"] and len(history) == cell.params["selected"]["epochs_run"]

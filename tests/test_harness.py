@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import copy_grid
 from scipy.stats import binomtest
 from sklearn import metrics as skm
 
@@ -22,31 +23,36 @@ from fer_bench.run import run_grid
 from fer_bench.storage import read_cell
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
-MODELS = ["cnn", "hog_svm", "logreg"] if HAS_TF else ["hog_svm", "logreg"]
 TASKS = ["7class", "5class", "binary"]
 TABLES = ["metrics.csv", "per_class.csv", "confusions.csv", "significance.csv", "floors.csv", "summary.md",
           "summary.tex"]
 
 
-@pytest.fixture(scope="module")
-def small_synthetic():
-    return make_synthetic(n_train=700, n_public=210, n_private=210, seed=0)
+@pytest.fixture
+def finished_run(quick_grid) -> Path:
+    """The shared quick run of every model on small synthetic data, report included (conftest: the baselines,
+    and, marked slow, the CNN too); read only: the tests that change it work on a copy."""
+    return quick_grid.out
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, small_synthetic):
-    out = tmp_path_factory.mktemp("harness") / "results"
-    run_grid(dataset=small_synthetic, models=MODELS, quick=True, out=out)
-    return out
+@pytest.fixture
+def models(quick_grid) -> tuple[str, ...]:
+    return quick_grid.models
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path) -> Path:
+    """A copy of finished_run for a test that changes it."""
+    return copy_grid(finished_run, tmp_path / "results")
 
 
 def _cells(out: Path):
     return sorted(p.parent for p in (out / "runs").glob("*/*/seed*/manifest.json"))
 
 
-def test_every_cell_is_stored_with_predictions_params_timings_manifest(finished_run, small_synthetic):
+def test_every_cell_is_stored_with_predictions_params_timings_manifest(finished_run, models, small_synthetic):
     cells = _cells(finished_run)
-    assert len(cells) == len(TASKS) * len(MODELS)
+    assert len(cells) == len(TASKS) * len(models)
     for path in cells:
         for name in ("predictions.csv", "params.json", "timings.json", "manifest.json"):
             assert (path / name).is_file(), path / name
@@ -72,19 +78,19 @@ def test_binary_training_set_was_undersampled(finished_run):
     assert manifest["n_train"] == 2 * min(counts) < manifest["n_train_before_balancing"]
 
 
-def test_report_is_byte_identical_when_regenerated(finished_run, small_synthetic):
-    before = {name: (finished_run / name).read_bytes() for name in TABLES}
+def test_report_is_byte_identical_when_regenerated(run_copy, small_synthetic):
+    before = {name: (run_copy / name).read_bytes() for name in TABLES}
     for name in TABLES:
-        (finished_run / name).unlink()
-    write_report(finished_run, dataset=small_synthetic)  # the data set run_grid handed its report
-    after = {name: (finished_run / name).read_bytes() for name in TABLES}
+        (run_copy / name).unlink()
+    write_report(run_copy, dataset=small_synthetic)  # the data set run_grid handed its report
+    after = {name: (run_copy / name).read_bytes() for name in TABLES}
     assert before == after
 
 
-def test_metrics_csv_equals_sklearn_on_stored_predictions(finished_run):
+def test_metrics_csv_equals_sklearn_on_stored_predictions(finished_run, models):
     with open(finished_run / "metrics.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["subset"] == "all"]
-    assert len(rows) == len(TASKS) * len(MODELS) * 2
+    assert len(rows) == len(TASKS) * len(models) * 2
     for row in rows:
         with open(finished_run / "runs" / row["task"] / row["model"] / f"seed{row['seed']}" / "predictions.csv") as fh:
             preds = [p for p in csv.DictReader(fh) if p["split"] == row["split"]]
@@ -100,22 +106,22 @@ def test_metrics_csv_equals_sklearn_on_stored_predictions(finished_run):
         assert float(row["roc_auc_macro"]) == pytest.approx(auc, abs=1e-6)
 
 
-def test_summary_says_synthetic_and_names_commit_and_machine(finished_run):
+def test_summary_says_synthetic_and_names_commit_and_machine(finished_run, models):
     summary = (finished_run / "summary.md").read_text()
     assert "Synthetic data" in summary
     assert "commit" in summary and "cores" in summary
     manifest = json.loads(next(finished_run.glob("runs/7class/*/seed0/manifest.json")).read_text())
     assert machine_label(manifest["machine"]) in summary  # the CPU with its widest instruction set
-    for model in MODELS:
+    for model in models:
         assert f"| 7class | {model} |" in summary
 
 
-def test_latex_table_has_one_escaped_row_per_cell(finished_run):
+def test_latex_table_has_one_escaped_row_per_cell(finished_run, models):
     metrics = {(r["task"], r["model"]): r for r in csv.DictReader(open(finished_run / "metrics.csv"))
                if r["split"] == "PrivateTest" and r["subset"] == "all"}
     tex = (finished_run / "summary.tex").read_text()
     rows = [line for line in tex.splitlines() if line.endswith(r"\\") and not line.startswith("Task")]
-    assert len(rows) == len(TASKS) * len(MODELS)
+    assert len(rows) == len(TASKS) * len(models)
     for (task, model), row in metrics.items():
         expected = f"{task} & {model.replace('_', chr(92) + '_')} & {100 * float(row['accuracy']):.1f} ["
         assert any(line.startswith(expected) for line in rows), expected
@@ -130,14 +136,14 @@ def test_models_beat_chance_on_synthetic(finished_run):
                 assert float(row["accuracy"]) > 2 / 7, row["model"]
 
 
-def test_rerun_skips_finished_cells_and_force_recomputes(finished_run, small_synthetic, capsys):
-    manifest = finished_run / "runs/binary/logreg/seed0/manifest.json"
+def test_rerun_skips_finished_cells_and_force_recomputes(run_copy, models, small_synthetic, capsys):
+    manifest = run_copy / "runs/binary/logreg/seed0/manifest.json"
     before = manifest.read_bytes(), manifest.stat().st_mtime_ns
     proba_before = read_cell(manifest.parent).proba
-    run_grid(dataset=small_synthetic, models=MODELS, quick=True, out=finished_run, report=False)
+    run_grid(dataset=small_synthetic, models=list(models), quick=True, out=run_copy, report=False)
     assert "0 to run" in capsys.readouterr().out
     assert (manifest.read_bytes(), manifest.stat().st_mtime_ns) == before
-    run_grid(dataset=small_synthetic, tasks=["binary"], models=["logreg"], quick=True, out=finished_run,
+    run_grid(dataset=small_synthetic, tasks=["binary"], models=["logreg"], quick=True, out=run_copy,
              force=True, report=False)
     assert "1 to run" in capsys.readouterr().out
     assert manifest.stat().st_mtime_ns != before[1]
@@ -154,7 +160,7 @@ def test_unknown_names_fail_before_anything_is_written(tmp_path, small_synthetic
     assert not out.exists()
 
 
-def test_incompatible_or_foreign_results_folder_is_refused(tmp_path, finished_run, small_synthetic):
+def test_incompatible_or_foreign_results_folder_is_refused(tmp_path, run_copy, small_synthetic):
     old = tmp_path / "old"
     old.mkdir()
     (old / "fer-bench.json").write_text(json.dumps({"format": 0, "dataset": "synthetic"}))
@@ -164,7 +170,7 @@ def test_incompatible_or_foreign_results_folder_is_refused(tmp_path, finished_ru
         write_report(old)
     other = make_synthetic(n_train=700, n_public=210, n_private=210, seed=1)
     with pytest.raises(FerBenchError, match="other data"):
-        run_grid(dataset=other, models=["logreg"], tasks=["binary"], out=finished_run)
+        run_grid(dataset=other, models=["logreg"], tasks=["binary"], out=run_copy)
 
 
 def test_report_without_runs_fails_cleanly(tmp_path):
@@ -191,8 +197,10 @@ def test_synthetic_data_always_uses_the_quick_configurations(tmp_path, small_syn
     assert manifest["quick"] is True and manifest["dataset"]["name"] == "synthetic"
 
 
-@pytest.mark.skipif(not HAS_TF, reason="the findings compare the CNN with the baselines")
-def test_summary_opens_with_the_headline_then_findings_that_match_the_tables(finished_run):
+@pytest.mark.slow
+def test_summary_opens_with_the_headline_then_findings_that_match_the_tables(cnn_grid):
+    """The findings compare the CNN with the baselines: on cnn_grid (skips without TensorFlow)."""
+    finished_run = cnn_grid.out
     summary = (finished_run / "summary.md").read_text()
     titles = [line for line in summary.splitlines() if line.startswith("## ")]
     assert titles[0].startswith("## Headline") and titles[1] == "## Findings"
@@ -241,13 +249,13 @@ def test_eta_uses_each_models_own_cell_time():
     assert estimate_remaining_seconds(["cnn", "hog_svm"], seconds) is None  # no hog_svm cell finished yet
 
 
-def test_summary_lists_what_each_cell_chose_on_publictest(finished_run):
+def test_summary_lists_what_each_cell_chose_on_publictest(finished_run, models):
     summary = (finished_run / "summary.md").read_text()
     section = summary.split("## What each model chose on PublicTest", 1)[1].split("\n## ", 1)[0]
     rows = {tuple(cells[:3]): cells[3:] for cells in
             ([c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
              if line.startswith("| ") and not line.startswith("| task"))}
-    assert len(rows) == len(TASKS) * len(MODELS)
+    assert len(rows) == len(TASKS) * len(models)
     for path in _cells(finished_run):
         cell = read_cell(path)
         selected = cell.params["selected"]

@@ -2,7 +2,8 @@
 file and figure; and, in a real headless Chromium (Debian's `chromium`, driven by its own command line), loading
 with no console error, every image loaded and tables sorted by a click on a header.
 
-The results folder is a small grid of the two baselines on synthetic data (no CNN), built once for the module.
+The results folder is a small grid of the two baselines on synthetic data (no CNN): a copy of part of conftest's
+tiny_grid with its report, made once for the module. The browser tests are marked slow.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import copy_grid
 
-from fer_bench.data.synthetic import make_synthetic
 from fer_bench.report import write_report
 from fer_bench.report.html import LINKED_FILES, anchors, index_html, linked_files
 from fer_bench.report.inputs import ReportInputs, load_cells
 from fer_bench.report.sections import RenderedSection
 from fer_bench.report.tables import Tables
-from fer_bench.run import run_grid
 from fer_bench.settings import Settings
 
 CHROMIUM = shutil.which("chromium")
@@ -33,14 +33,17 @@ needs_chromium = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def dataset():
-    return make_synthetic(n_train=300, n_public=90, n_private=90, seed=0)
+def dataset(tiny_synthetic):
+    return tiny_synthetic
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory, dataset) -> Path:
-    out = tmp_path_factory.mktemp("html") / "results"
-    run_grid(dataset=dataset, tasks=["binary", "7class"], models=["hog_svm", "logreg"], quick=True, out=out)
+def results(tmp_path_factory, tiny_grid, dataset) -> Path:
+    """binary and 7class, hog_svm and logreg, seed 0, of conftest's shared tiny_grid, and their report (written
+    as run_grid writes it: handed the data set)."""
+    out = copy_grid(tiny_grid, tmp_path_factory.mktemp("html") / "results",
+                    cells=[f"{task}/{model}/seed0" for task in ("binary", "7class") for model in ("hog_svm", "logreg")])
+    write_report(out, dataset=dataset)
     return out
 
 
@@ -202,6 +205,7 @@ def _leading_number(text: str) -> float:
     return float(re.match(r"[-+]?\d+(?:\.\d+)?", text.strip()).group())
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_index_html_in_headless_chromium(results, tmp_path):
     page = (results / "index.html").read_text(encoding="utf-8")
@@ -242,6 +246,7 @@ def test_index_html_in_headless_chromium(results, tmp_path):
     assert result["tables"] >= 5 and result["sections"] == page.count('<section class="report-section"')
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_index_html_screenshot(results, tmp_path):
     shot = tmp_path / "index.png"

@@ -40,7 +40,12 @@ def data():
 PRETRAINED_CONTRACT = {"fer_pkg": ("7class", ("parameters", "fit_predict", "save_load", "seed"))}
 
 
-@pytest.mark.parametrize("name", available_models())
+#: registered models whose contract check trains a CNN: marked slow
+SLOW_CONTRACT = {"cnn"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_CONTRACT else name
+                                  for name in available_models()])
 def test_every_registered_model_keeps_the_contract(name, data):
     if missing_requirements(name):
         pytest.skip(f"{name} needs {', '.join(missing_requirements(name))}")

@@ -2,8 +2,8 @@
 the seeds' stored probabilities) with their own bootstrap interval, the seed-level summary of the McNemar tests,
 per-class gains over seeds, and a one-seed folder with none of these.
 
-One small grid of the two baselines on synthetic data, three seeds, built once for the module; its one-seed
-counterpart is a copy with seeds 1 and 2 removed.
+One small grid of the two baselines on synthetic data, three seeds (a copy of part of conftest's tiny_grid,
+computed once per test run); its one-seed counterpart is a copy with seeds 1 and 2 removed.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import copy_grid
 
-from fer_bench.data.synthetic import make_synthetic
 from fer_bench.metrics import paired_recall_gain
 from fer_bench.report import build_report
 from fer_bench.report.seeds import ENSEMBLE_FIELD, SeedEnsemble, ensemble_of, is_ensemble, with_ensembles
-from fer_bench.run import run_grid
 
 SEEDS = (0, 1, 2)
 MODELS = ("hog_svm", "logreg")
@@ -30,11 +29,11 @@ HEADLINE = "PrivateTest"
 
 
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("seeds") / "results"
-    run_grid(dataset=make_synthetic(n_train=300, n_public=90, n_private=90, seed=0), tasks=["binary", "5class"],
-             models=list(MODELS), seeds=SEEDS, quick=True, out=out, report=False)
-    return out
+def grid(tiny_grid, tmp_path_factory) -> Path:
+    """binary and 5class of conftest's shared tiny_grid: MODELS with SEEDS on 300/90/90 synthetic faces."""
+    return copy_grid(tiny_grid, tmp_path_factory.mktemp("seeds") / "results",
+                     cells=[f"{task}/{model}/seed{seed}" for task in ("binary", "5class") for model in MODELS
+                            for seed in SEEDS])
 
 
 @pytest.fixture(scope="module")
