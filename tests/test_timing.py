@@ -19,6 +19,7 @@ from fer_bench.figures import FigureContext, render_figures
 from fer_bench.figures import timing as timing_figure
 from fer_bench.figures.png import MAX_PNG_BYTES
 from fer_bench.models.base import ImageClassifier
+from fer_bench.models.parameters import sklearn_parameter_count
 from fer_bench.report import timing
 from fer_bench.report.inputs import ReportInputs
 from fer_bench.report.sections import SectionContext
@@ -194,7 +195,7 @@ def test_sklearn_parameter_count_sums_the_fitted_arrays():
     model = PixelModel().fit(IMAGES, LABELS)
     expected = (model.scaler_.mean_.size + model.scaler_.scale_.size + model.model_.coef_.size
                 + model.model_.intercept_.size)
-    assert measure.sklearn_parameter_count(model) == {"n_parameters": expected, "n_support_vectors": None}
+    assert sklearn_parameter_count(model) == {"n_parameters": expected, "n_support_vectors": None}
 
 
 def test_svm_parameter_count_is_support_vectors_and_dual_coefficients():
@@ -202,7 +203,7 @@ def test_svm_parameter_count_is_support_vectors_and_dual_coefficients():
     svc = model.model_
     expected = (2 * model.scaler_.mean_.size + svc.support_vectors_.size + svc.dual_coef_.size
                 + svc.intercept_.size)
-    assert measure.sklearn_parameter_count(model) == {"n_parameters": expected,
+    assert sklearn_parameter_count(model) == {"n_parameters": expected,
                                               "n_support_vectors": len(svc.support_vectors_)}
 
 

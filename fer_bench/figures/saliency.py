@@ -348,7 +348,7 @@ def draw_hog(output: FigureOutput, ctx: FigureContext) -> None:
 
 def _draw_hog(output: FigureOutput, tr: TaskResults, faces, settings: dict, report_settings) -> None:
     try:
-        from fer_bench.baselines.features import hog_visualisation
+        from fer_bench.hog import hog_visualisation
     except ImportError as exc:
         output.skipped("saliency", [HOG_FIGURE], f"HOG visualisation: cannot import it ({exc})")
         return
