@@ -281,21 +281,6 @@ def test_task_results_refuse_cells_of_different_images(finished_run, tmp_path):
         figure_data.task_results(cells, Settings())
 
 
-def test_results_data_set_is_reloaded_from_its_source_and_checked(tiny_fer_folder):
-    from fer_bench.data import load_path
-
-    dataset = load_path(tiny_fer_folder)
-    info = {"name": "fer2013", "fingerprint": dataset.fingerprint, "source": dataset.source}
-    reloaded, reason = figure_data.load_results_dataset(info)
-    assert reason == "" and reloaded.fingerprint == dataset.fingerprint
-    np.testing.assert_array_equal(reloaded.images, dataset.images)
-
-    other, reason = figure_data.load_results_dataset({**info, "fingerprint": "0123456789abcdef"})
-    assert other is None and "the results were computed on 0123456789abcdef" in reason
-    gone, reason = figure_data.load_results_dataset({**info, "source": str(tiny_fer_folder / "moved")})
-    assert gone is None and reason.startswith("images not available") and "moved" in reason
-
-
 def test_lower_face_share_counts_only_positive_evidence_below_the_middle():
     from fer_bench.figures.saliency import lower_face_share
 

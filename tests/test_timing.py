@@ -18,6 +18,7 @@ from fer_bench.errors import FerBenchError
 from fer_bench.figures import FigureContext, render_figures
 from fer_bench.figures import timing as timing_figure
 from fer_bench.figures.png import MAX_PNG_BYTES
+from fer_bench.manifest import Manifest
 from fer_bench.models.base import ImageClassifier
 from fer_bench.models.parameters import sklearn_parameter_count
 from fer_bench.report import timing
@@ -252,8 +253,8 @@ def _cell(task, model, seed, timings):
     manifest = {"task": task, "model": model, "seed": seed, "class_names": ["a", "b"], "n_train": 100,
                 "threads": {"OMP_NUM_THREADS": None}}
     empty = np.array([])
-    return StoredCell(path=None, manifest=manifest, params={}, timings=timings, splits=empty, image_ids=empty,
-                      labels=empty.astype(int), proba=np.zeros((0, 2)))
+    return StoredCell(path=None, manifest=Manifest.from_json(manifest), params={}, timings=timings, splits=empty,
+                      image_ids=empty, labels=empty.astype(int), proba=np.zeros((0, 2)))
 
 
 CNN_TIMINGS = {"fit_seconds": 120.5, "n_train": 3000, "train_images_per_s": 250.0,

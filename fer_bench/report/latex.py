@@ -24,7 +24,7 @@ def latex_headline(inputs, metric_rows: list[dict]) -> str:
            r"the seeds' fits together), mean $\pm$ std over several seeds" if several_seeds(inputs.cells)
            else r"95\% bootstrap CI")
     lines = [r"\begin{table}[t]", r"\centering",
-             rf"\caption{{{latex_escape(inputs.cells[0].manifest['dataset']['name'])}: {split} results "
+             rf"\caption{{{latex_escape(inputs.cells[0].manifest.dataset.name)}: {split} results "
              rf"(accuracy and macro-F1 in \%, {how}).}}",
              r"\begin{tabular}{llrrrr}", r"\toprule",
              r"Task & Model & Accuracy & Macro-F1 & AUC & Fit (s) \\", r"\midrule"]
