@@ -290,7 +290,7 @@ def timing_measurements(model, X_test, model_dir, *, train_images_per_s: float |
                         n_latency: int = 100, warmup: int = 10, peaks: MatmulPeaks | None = None) -> dict:
     """Extra timings.json keys for a fitted cell: latency on X_test (PrivateTest), size, peak memory, threads and,
     for a Keras model, FLOPs per image, the matmul peak and (given train_images_per_s) the achieved training
-    GFLOP/s and fraction of the peak. Batch throughput is not re-measured (run_cell times predict_proba itself).
+    GFLOP/s and fraction of the peak. Batch throughput is not re-measured (compute_cell times predict_proba itself).
 
     Costs ~n_latency+warmup single-image predictions, plus ~3 s once per `peaks` object for the matmul peak."""
     result = measure_inference(model, X_test, n_latency=n_latency, warmup=warmup, model_dir=model_dir, batch=False)

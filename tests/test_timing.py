@@ -225,7 +225,7 @@ def test_timing_measurements_of_a_classic_model(tmp_path):
     assert result["model_bytes"] == (tmp_path / "model" / "model.joblib").stat().st_size
     assert result["n_parameters"] == measure.count_parameters(model)["n_parameters"]
     assert result["threads"]["usable_cores"] >= 1
-    assert "batch_images" not in result  # run_cell times the batch prediction itself
+    assert "batch_images" not in result  # compute_cell times the batch prediction itself
     assert not {"matmul_peak_gflops", "train_gflops"} & result.keys()
 
 

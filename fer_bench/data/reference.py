@@ -87,7 +87,9 @@ def load_reference(reference: DatasetReference, *, worker: str | None = None) ->
     if dataset.fingerprint != reference.fingerprint:
         expected = (f"the client's has {reference.fingerprint}; point FER2013_DIR on that worker at the same "
                     "FER-2013 copy" if worker else f"the results were computed on {reference.fingerprint}")
-        raise FerBenchError(f"{where}its data set {dataset.source} has fingerprint {dataset.fingerprint}, {expected}")
+        whose = "its" if worker else "the"
+        raise FerBenchError(f"{where}{whose} data set {dataset.source} has fingerprint {dataset.fingerprint}, "
+                            f"{expected}")
     return dataset
 
 
