@@ -69,6 +69,7 @@ def test_manifest_holds_what_reproduces_the_cell(tmp_path, small_synthetic, monk
                                    "synthetic": {"seed": 0, "n_train": 700, "n_public": 210, "n_private": 210,
                                                  "artifacts": True}}
     assert manifest["version"] == 2
+    assert json.loads((out / "fer-bench.json").read_text())["reference"] == manifest["dataset"]
     assert manifest["command"] == shlex.join(["fer-bench", *argv])
     assert re.fullmatch(r"[0-9a-f]{40}|unknown", manifest["code"]["commit"])
     assert "dirty" in manifest["code"]

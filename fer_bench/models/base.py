@@ -44,6 +44,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 # the input check lives with the data; importable from here too, for models written against the interface
 from fer_bench.data.dataset import check_images  # noqa: F401
+from fer_bench.models.parameters import sklearn_parameter_count
 
 
 class ImageClassifier(ClassifierMixin, BaseEstimator):
@@ -110,8 +111,6 @@ class SklearnImageClassifier(ImageClassifier):
         return (getattr(self, "selected_params_", None) or {}).get("validation_accuracy")
 
     def parameter_count(self) -> int | None:
-        from fer_bench.models.parameters import sklearn_parameter_count
-
         return sklearn_parameter_count(self)["n_parameters"] or None
 
 
