@@ -7,13 +7,15 @@ or hand-edited, the predictions are what the cells produced. Fit time and infere
 cell's timings.json, through the same table rows.
 
 For each (task, model) present in both folders the comparison shows, on the headline split
-(`fer_bench.settings.HEADLINE_SPLIT`, PrivateTest, subset "all"): accuracy, macro-F1, ROC AUC (macro), fit time
-(s) and inference images/s, each for A and B, the difference B - A and the ratio B / A. When a (task, model)
-has several seeds in a folder, its values there are the mean over those seeds (n says how many; A and B may
-have different n), and its accuracy interval is the mean of the seeds' interval bounds.
+(`fer_bench.settings.HEADLINE_SPLIT`, PrivateTest, subset "all"): the metric registry's brief metrics (accuracy,
+macro-F1, ROC AUC (macro); `fer_bench.metrics`, printed as the report prints them), fit time (s) and inference
+images/s, each for A and B, the difference B - A, the ratio B / A, and whether B is better or worse than A (by
+each metric's direction: a lower fit time is better). When a (task, model) has several seeds in a folder, its
+values there are the mean over those seeds (n says how many; A and B may have different n), and its accuracy
+interval is the mean of the seeds' interval bounds.
 
-An accuracy difference is **flagged** when it falls outside both folders' 95% bootstrap intervals: B's accuracy
-lies outside A's interval and A's accuracy lies outside B's.
+An accuracy difference is **flagged** when it falls outside both folders' bootstrap intervals (95% unless the
+settings say otherwise): B's accuracy lies outside A's interval and A's accuracy lies outside B's.
 
 Folders holding results for different data (the "fingerprint" of fer-bench.json) are refused unless
 `allow_different_data`, in which case the comparison says so in its output. Computing the comparison
@@ -33,38 +35,69 @@ import numpy as np
 
 from fer_bench import __version__
 from fer_bench.errors import FerBenchError
+from fer_bench.metrics import Metric, brief_metrics, format_number, get_metric
 from fer_bench.report.inputs import ReportInputs, load_cells
-from fer_bench.report.markdown import metric_rows_by_model
+from fer_bench.report.markdown import confidence_text, metric_rows_by_model
 from fer_bench.report.tables import metrics_table
 from fer_bench.settings import Settings
 from fer_bench.storage import check_results_folder, list_cells
 
 
 @dataclass(frozen=True)
-class Compared:
-    """One compared quantity: the key of a metrics_table row, its label, how its values are shown."""
+class Timing:
+    """A cell timing compared after the registry's brief metrics (a key of a metrics_table row, not a metric):
+    printed like a metric, with `decimals`, never in percent."""
 
-    key: str
+    name: str
     label: str
-    #: "percent": 0..1 shown ×100 with 1 decimal, differences in points; otherwise the number of decimals
-    style: str | int
+    higher_is_better: bool
+    decimals: int = 1
+
+    @property
+    def header(self) -> str:
+        return self.label
+
+    def format(self, value, *, signed: bool = False) -> str:
+        return format_number(value, percent=False, decimals=self.decimals, signed=signed)
+
+    def improves(self, difference: float) -> bool:
+        return difference > 0 if self.higher_is_better else difference < 0
 
 
-COMPARED: tuple[Compared, ...] = (
-    Compared("accuracy", "accuracy %", "percent"),
-    Compared("f1_macro", "macro-F1 %", "percent"),
-    Compared("roc_auc_macro", "ROC AUC (macro)", 3),
-    Compared("fit_seconds", "fit time (s)", 1),
-    Compared("predict_images_per_s", "inference images/s", 1),
+TIMINGS: tuple[Timing, ...] = (
+    Timing("fit_seconds", "fit time (s)", higher_is_better=False),
+    Timing("predict_images_per_s", "inference images/s", higher_is_better=True),
 )
+
+
+def compared_quantities() -> list[Metric | Timing]:
+    """What a (task, model) table shows, in order: the registry's brief metrics, then the timings."""
+    return [*brief_metrics(), *TIMINGS]
 
 
 @dataclass
 class MetricRow:
-    key: str
-    label: str
+    quantity: Metric | Timing
     a: float | None
     b: float | None
+
+    @property
+    def key(self) -> str:
+        return self.quantity.name
+
+    @property
+    def label(self) -> str:
+        return self.quantity.header
+
+    @property
+    def verdict(self) -> str:
+        """B against A in the quantity's direction (higher_is_better): "better", "worse", "same" or "–"."""
+        difference = self.difference
+        if difference is None or math.isnan(difference):
+            return "–"
+        if difference == 0:
+            return "same"
+        return "better" if self.quantity.improves(difference) else "worse"
 
     @property
     def difference(self) -> float | None:
@@ -117,10 +150,14 @@ class Comparison:
     b: Path
     info_a: dict
     info_b: dict
-    split: str
+    settings: Settings
     cells: list[CellComparison] = field(default_factory=list)
     only_a: list[tuple[str, str]] = field(default_factory=list)
     only_b: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def split(self) -> str:
+        return self.settings.headline_split
 
     @property
     def same_data(self) -> bool:
@@ -171,7 +208,7 @@ def compare_folders(a, b, *, allow_different_data: bool = False, settings: Setti
     non-results folder, and for folders of different data fingerprints unless `allow_different_data`."""
     settings = settings or Settings()
     a, b = Path(a), Path(b)
-    comparison = Comparison(a, b, _check_folder(a, "A"), _check_folder(b, "B"), settings.headline_split)
+    comparison = Comparison(a, b, _check_folder(a, "A"), _check_folder(b, "B"), settings)
     if not comparison.same_data and not allow_different_data:
         raise FerBenchError(f"compare: {different_data_message(comparison)}; "
                             f"pass --allow-different-data to compare them anyway")
@@ -186,7 +223,7 @@ def compare_folders(a, b, *, allow_different_data: bool = False, settings: Setti
         comparison.cells.append(CellComparison(
             task=task, model=model, seeds_a=len(seeds_a), seeds_b=len(seeds_b),
             images_a=int(seeds_a[0]["n"]), images_b=int(seeds_b[0]["n"]),
-            rows=[MetricRow(m.key, m.label, _mean(seeds_a, m.key), _mean(seeds_b, m.key)) for m in COMPARED],
+            rows=[MetricRow(q, _mean(seeds_a, q.name), _mean(seeds_b, q.name)) for q in compared_quantities()],
             accuracy_ci_a=(_mean(seeds_a, "accuracy_ci_low"), _mean(seeds_a, "accuracy_ci_high")),
             accuracy_ci_b=(_mean(seeds_b, "accuracy_ci_low"), _mean(seeds_b, "accuracy_ci_high"))))
     return comparison
@@ -194,24 +231,11 @@ def compare_folders(a, b, *, allow_different_data: bool = False, settings: Setti
 
 # --- formatting --------------------------------------------------------------------------------------------------
 
-_STYLES = {m.key: m.style for m in COMPARED}
-
-
-def _value(key: str, value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    style = _STYLES[key]
-    return f"{100 * value:.1f}" if style == "percent" else f"{value:.{style}f}"
-
-
-def _difference(key: str, value: float | None) -> str:
+def _difference(row: MetricRow) -> str:
     """Signed; an exact zero is written 0 so that 'no difference' and 'rounds to +0.0' read apart."""
-    if value is None or math.isnan(value):
-        return "–"
-    if value == 0:
+    if row.difference == 0:
         return "0"
-    style = _STYLES[key]
-    return f"{100 * value:+.1f}" if style == "percent" else f"{value:+.{style}f}"
+    return row.quantity.format(row.difference, signed=True)
 
 
 def _ratio(value: float | None) -> str:
@@ -221,19 +245,21 @@ def _ratio(value: float | None) -> str:
 
 
 def _ci(ci: tuple[float, float]) -> str:
-    return f"[{_value('accuracy', ci[0])}, {_value('accuracy', ci[1])}]"
+    accuracy = get_metric("accuracy")
+    return f"[{accuracy.format(ci[0])}, {accuracy.format(ci[1])}]"
 
 
 def _seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds (mean)"
 
 
-COLUMNS = ("metric", "A", "B", "B - A", "B / A")
+COLUMNS = ("metric", "A", "B", "B - A", "B / A", "B is")
 
 
 def table_rows(cell: CellComparison) -> list[list[str]]:
-    """The cells of one (task, model) table, as shown (percentages ×100, differences in points)."""
-    return [[r.label, _value(r.key, r.a), _value(r.key, r.b), _difference(r.key, r.difference), _ratio(r.ratio)]
+    """The cells of one (task, model) table, as shown (percentages ×100, differences in points), and whether B is
+    better or worse than A by each quantity's direction."""
+    return [[r.label, r.quantity.format(r.a), r.quantity.format(r.b), _difference(r), _ratio(r.ratio), r.verdict]
             for r in cell.rows]
 
 
@@ -241,12 +267,17 @@ def cell_heading(cell: CellComparison) -> str:
     return f"{cell.task} / {cell.model}"
 
 
-def cell_note(cell: CellComparison) -> str:
+def flag_text(c: Comparison) -> str:
+    return f"accuracy difference outside both {confidence_text(c.settings)} intervals"
+
+
+def cell_note(c: Comparison, cell: CellComparison) -> str:
     n = (f"A: {_seeds(cell.seeds_a)}, {cell.images_a} images; B: {_seeds(cell.seeds_b)}, {cell.images_b} images")
     acc = cell.row("accuracy")
-    cis = f"accuracy 95% CI A {_ci(cell.accuracy_ci_a)}, B {_ci(cell.accuracy_ci_b)}"
+    cis = (f"accuracy {confidence_text(c.settings)} CI A {_ci(cell.accuracy_ci_a)}, "
+           f"B {_ci(cell.accuracy_ci_b)}")
     if cell.flagged:
-        verdict = (f"FLAG: the accuracy difference ({_difference('accuracy', acc.difference)} points) falls "
+        verdict = (f"FLAG: the accuracy difference ({_difference(acc)} points) falls "
                    f"outside both intervals")
     elif acc.difference == 0:
         verdict = "no accuracy difference"
@@ -281,7 +312,7 @@ def summary_lines(c: Comparison) -> list[str]:
     else:
         lines.append(f"{len(c.differing)} of {len(c.cells)} (task, model) differ: "
                      + ", ".join(cell_heading(x) for x in c.differing))
-        lines.append(f"{len(c.flagged)} flagged (accuracy difference outside both 95% intervals)"
+        lines.append(f"{len(c.flagged)} flagged ({flag_text(c)})"
                      + (": " + ", ".join(cell_heading(x) for x in c.flagged) if c.flagged else ""))
     return lines
 
@@ -292,12 +323,12 @@ def comparison_text(c: Comparison) -> str:
     for cell in c.cells:
         body = [list(COLUMNS), *table_rows(cell)]
         widths = [max(len(r[i]) for r in body) for i in range(len(COLUMNS))]
-        flag = "  [FLAG: accuracy difference outside both 95% intervals]" if cell.flagged else ""
+        flag = f"  [FLAG: {flag_text(c)}]" if cell.flagged else ""
         out.append(f"{cell_heading(cell)}{flag}")
         for r in body:
             out.append("  " + "  ".join(r[0].ljust(widths[0]) if i == 0 else r[i].rjust(widths[i])
                                         for i in range(len(r))).rstrip())
-        out.append("  " + cell_note(cell))
+        out.append("  " + cell_note(c, cell))
         out.append("")
     out.extend(summary_lines(c))
     return "\n".join(out) + "\n"
@@ -311,11 +342,11 @@ def comparison_markdown(c: Comparison) -> str:
     out = ["# fer-bench compare", ""]
     out += [f"- {_md_escape(line)}" for line in header_lines(c)] + [""]
     for cell in c.cells:
-        flag = " — **FLAG**: accuracy difference outside both 95% intervals" if cell.flagged else ""
+        flag = f" — **FLAG**: {flag_text(c)}" if cell.flagged else ""
         out += [f"## {_md_escape(cell_heading(cell))}{flag}", "",
                 "| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)]
         out += ["| " + " | ".join(_md_escape(x) for x in r) + " |" for r in table_rows(cell)]
-        out += ["", _md_escape(cell_note(cell)), ""]
+        out += ["", _md_escape(cell_note(c, cell)), ""]
     out += ["## Summary", ""] + [f"- {_md_escape(line)}" for line in summary_lines(c)]
     out += ["", f"Written by fer-bench {__version__}.", ""]
     return "\n".join(out)
@@ -339,8 +370,7 @@ def comparison_html(c: Comparison) -> str:
         out.append(f"<li{css}>{e(line)}</li>")
     out.append("</ul>")
     for cell in c.cells:
-        flag = (' <span class="flag">FLAG: accuracy difference outside both 95% intervals</span>'
-                if cell.flagged else "")
+        flag = f' <span class="flag">FLAG: {e(flag_text(c))}</span>' if cell.flagged else ""
         out.append(f"<h2>{e(cell_heading(cell))}{flag}</h2>")
         out.append("<table>")
         out.append("<tr>" + "".join(f"<th>{e(h)}</th>" for h in COLUMNS) + "</tr>")
@@ -348,7 +378,7 @@ def comparison_html(c: Comparison) -> str:
             out.append("<tr>" + f"<td>{e(r[0])}</td>" + "".join(f'<td class="num">{e(x)}</td>' for x in r[1:])
                        + "</tr>")
         out.append("</table>")
-        out.append(f'<p class="note">{e(cell_note(cell))}</p>')
+        out.append(f'<p class="note">{e(cell_note(c, cell))}</p>')
     out.append("<h2>Summary</h2>")
     out.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in summary_lines(c)) + "</ul>")
     out.append(f'<p class="note">Written by fer-bench {e(__version__)}.</p>')

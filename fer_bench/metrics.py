@@ -3,14 +3,16 @@
 Everything here is a pure function of (true labels, predicted probabilities), so `fer-bench report` can recompute
 every number without retraining, deterministically (bootstrap resampling is seeded).
 
-`METRICS` is the registry the tables, the headline and the LaTeX table read: a metric is one `Metric` entry
-(name, function of (y_true, proba, n_classes), higher-is-better, whether it gets a bootstrap interval). Adding
-one there adds its column to metrics.csv; `HEADLINE_METRICS` names those the headline tables show.
+The metric registry (`register_metric`, `registered_metrics`) is what every table reads: metrics.csv's columns,
+the headline of summary.md and index.html, summary.tex and `fer-bench compare`. A metric is one `Metric` entry
+(its function of (y_true, proba, n_classes), label, how it prints, which way is better, whether it gets a
+bootstrap interval and which tables show it); registering one adds its column to metrics.csv.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +20,11 @@ from scipy.stats import binomtest
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-from fer_bench.settings import BOOTSTRAP_RESAMPLES, CONFIDENCE_LEVEL, ECE_BINS
+from fer_bench.errors import FerBenchError
+from fer_bench.settings import BOOTSTRAP_RESAMPLES, CONFIDENCE_LEVEL, ECE_BINS, Settings
+
+#: the report's defaults, for callers that pass no settings
+DEFAULT_SETTINGS = Settings()
 
 # --- calibration ----------------------------------------------------------------------------------------------
 
@@ -132,21 +138,6 @@ def _recalls(cms: np.ndarray) -> np.ndarray:
     return np.divide(diagonal, support, out=np.full(support.shape, np.nan), where=support > 0)
 
 
-def bootstrap_intervals(y_true, y_pred, n_classes: int, *, n_resamples: int = BOOTSTRAP_RESAMPLES,
-                        seed: int = 0, level: float = CONFIDENCE_LEVEL) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap intervals for accuracy and macro-F1 (images resampled with replacement)."""
-    pair = np.asarray(y_true) * n_classes + np.asarray(y_pred)
-    n = len(pair)
-
-    def statistic(index):
-        cms = _confusions(pair[index], n_classes)
-        return np.stack([np.trace(cms, axis1=1, axis2=2) / n, _macro_f1(cms)], axis=1)
-
-    interval = percentile_interval(bootstrap_distribution(statistic, n, n_resamples=n_resamples, seed=seed), level)
-    return {"accuracy": (float(interval[0, 0]), float(interval[1, 0])),
-            "f1_macro": (float(interval[0, 1]), float(interval[1, 1]))}
-
-
 def bootstrap_recall_intervals(y_true, y_pred, n_classes: int, *, n_resamples: int = BOOTSTRAP_RESAMPLES,
                                seed: int = 0, level: float = CONFIDENCE_LEVEL) -> np.ndarray:
     """(n_classes, 2) percentile bootstrap intervals of each class's recall."""
@@ -183,22 +174,121 @@ def paired_recall_gain(labels, pred_a, pred_b, n_classes: int, *, n_resamples: i
 
 # --- the registry ------------------------------------------------------------------------------------------------
 
+def format_number(value, *, percent: bool, decimals: int, signed: bool = False) -> str:
+    """How a metric's value prints in every table: ×100 when `percent` (a difference then reads in points),
+    fixed decimals, "–" for a missing or undefined (NaN) value."""
+    if value is None or np.isnan(value):
+        return "–"
+    sign = "+" if signed else ""
+    return f"{100 * value if percent else value:{sign}.{decimals}f}"
+
+
 @dataclass(frozen=True)
 class Metric:
-    """One scalar metric of a (task, model, seed, split) cell.
+    """One scalar metric of a (task, model, seed, split) cell: a column of metrics.csv, and what the tables that
+    show it need to know.
 
-    function(y_true, proba, n_classes) -> float; `interval`: metrics.csv also gets <name>_ci_low/_ci_high (a
-    percentile bootstrap over the images, see `bootstrap_intervals`); `percent`: shown ×100 in the tables."""
+    function(y_true, proba, n_classes) -> float, or function(y_true, proba, n_classes, settings) with
+    `takes_settings` (a metric defined by a setting, like the ECE's bins). `interval`: metrics.csv also gets
+    <name>_ci_low/_ci_high, a percentile bootstrap over the images (`metric_intervals`); `from_confusions`, when
+    given, computes the metric from a (batch, k, k) stack of confusion matrices so that the bootstrap need not
+    call `function` once per resample. `percent`: printed ×100 (differences in points) with `decimals` (default
+    1, else 3); `higher_is_better`: which way a difference is an improvement. `label` heads its table column
+    (default: the name with spaces), `short_label` the narrow summary.tex column. `headline`: a column of the
+    headline table (summary.md, index.html); `brief`: a column of the narrow tables, summary.tex and
+    `fer-bench compare` (the built-in brief metrics are headline ones too)."""
 
     name: str
-    function: Callable[[np.ndarray, np.ndarray, int], float]
+    function: Callable[..., float]
     higher_is_better: bool = True
     interval: bool = False
     percent: bool = True
+    label: str = ""
+    short_label: str = ""
+    decimals: int | None = None
+    headline: bool = False
+    brief: bool = False
+    takes_settings: bool = False
+    from_confusions: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def __post_init__(self):
+        # frozen: the defaults that depend on other fields are filled in once, here
+        object.__setattr__(self, "label", self.label or self.name.replace("_", " "))
+        object.__setattr__(self, "short_label", self.short_label or self.label)
+        if self.decimals is None:
+            object.__setattr__(self, "decimals", 1 if self.percent else 3)
 
     @property
     def columns(self) -> list[str]:
         return [self.name, f"{self.name}_ci_low", f"{self.name}_ci_high"] if self.interval else [self.name]
+
+    @property
+    def header(self) -> str:
+        """The column heading: the label, with its unit when shown in percent."""
+        return f"{self.label} %" if self.percent else self.label
+
+    def value(self, y_true, proba, n_classes: int, settings: Settings) -> float:
+        if self.takes_settings:
+            return float(self.function(y_true, proba, n_classes, settings))
+        return float(self.function(y_true, proba, n_classes))
+
+    def format(self, value, *, signed: bool = False) -> str:
+        return format_number(value, percent=self.percent, decimals=self.decimals, signed=signed)
+
+    def improves(self, difference: float) -> bool:
+        """Whether a change by `difference` (new - old) is for the better."""
+        return difference > 0 if self.higher_is_better else difference < 0
+
+
+_METRICS: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric, *, overwrite: bool = False) -> Metric:
+    """Add `metric` to the registry: a column of metrics.csv from the next report on (in registration order)."""
+    if metric.name in _METRICS and not overwrite:
+        raise ValueError(f"metric {metric.name!r} is already registered")
+    _METRICS[metric.name] = metric
+    return metric
+
+
+def unregister_metric(name: str) -> Metric:
+    return _METRICS.pop(name)
+
+
+@contextmanager
+def metric_registered(metric: Metric):
+    """`metric` registered inside the `with` block only (a test's or a one-off script's own metric)."""
+    register_metric(metric)
+    try:
+        yield metric
+    finally:
+        unregister_metric(metric.name)
+
+
+def registered_metrics() -> tuple[Metric, ...]:
+    return tuple(_METRICS.values())
+
+
+def headline_metrics() -> list[Metric]:
+    """The columns of the headline table (summary.md, index.html), in registration order."""
+    return [metric for metric in registered_metrics() if metric.headline]
+
+
+def brief_metrics() -> list[Metric]:
+    """The metrics of the narrow tables: summary.tex and `fer-bench compare`."""
+    return [metric for metric in registered_metrics() if metric.brief]
+
+
+def get_metric(name: str) -> Metric:
+    try:
+        return _METRICS[name]
+    except KeyError:
+        raise FerBenchError(f"unknown metric {name!r}; registered: {', '.join(_METRICS)}") from None
+
+
+def metric_columns() -> list[str]:
+    """The columns of metrics.csv that summary_metrics fills, in order."""
+    return ["n", *(column for metric in registered_metrics() for column in metric.columns)]
 
 
 def _averaged(score: str, average: str):
@@ -210,42 +300,67 @@ def _averaged(score: str, average: str):
     return metric
 
 
-METRICS: tuple[Metric, ...] = (
-    Metric("accuracy", lambda y, p, k: skm.accuracy_score(y, p.argmax(axis=1)), interval=True),
+def _accuracy_of_confusions(cms: np.ndarray) -> np.ndarray:
+    return np.trace(cms, axis1=1, axis2=2) / cms.sum(axis=(1, 2))
+
+
+for _metric in (
+    Metric("accuracy", lambda y, p, k: skm.accuracy_score(y, p.argmax(axis=1)), interval=True,
+           headline=True, brief=True, from_confusions=_accuracy_of_confusions),
     Metric("balanced_accuracy", lambda y, p, k: skm.balanced_accuracy_score(y, p.argmax(axis=1))),
     Metric("precision_macro", _averaged("precision", "macro")),
     Metric("recall_macro", _averaged("recall", "macro")),
-    Metric("f1_macro", _averaged("f1", "macro"), interval=True),
+    Metric("f1_macro", _averaged("f1", "macro"), interval=True, label="macro-F1", headline=True, brief=True,
+           from_confusions=_macro_f1),
     Metric("precision_weighted", _averaged("precision", "weighted")),
     Metric("recall_weighted", _averaged("recall", "weighted")),
     Metric("f1_weighted", _averaged("f1", "weighted")),
-    Metric("roc_auc_macro", lambda y, p, k: roc_auc(y, p, k)["roc_auc_macro"], percent=False),
+    Metric("roc_auc_macro", lambda y, p, k: roc_auc(y, p, k)["roc_auc_macro"], percent=False,
+           label="ROC AUC (macro)", short_label="AUC", headline=True, brief=True),
     Metric("roc_auc_micro", lambda y, p, k: roc_auc(y, p, k)["roc_auc_micro"], percent=False),
     Metric("log_loss", lambda y, p, k: skm.log_loss(y, np.clip(p, 1e-15, 1), labels=np.arange(k)),
-           higher_is_better=False, percent=False),
-    Metric("ece", lambda y, p, k: expected_calibration_error(y, p), higher_is_better=False, percent=False),
-)
-#: the columns of metrics.csv that summary_metrics fills, in order
-METRIC_COLUMNS = ["n", *(column for metric in METRICS for column in metric.columns)]
+           higher_is_better=False, percent=False, headline=True),
+    Metric("ece", lambda y, p, k, settings: expected_calibration_error(y, p, settings.ece_bins),
+           higher_is_better=False, percent=False, label="ECE", headline=True, takes_settings=True),
+):
+    register_metric(_metric)
+del _metric
 
 
-def get_metric(name: str) -> Metric:
-    return next(metric for metric in METRICS if metric.name == name)
+def metric_intervals(y_true, proba, n_classes: int, metrics, *, seed: int = 0,
+                     settings: Settings = DEFAULT_SETTINGS) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of `metrics` (images resampled with replacement; every metric scored on
+    the same resamples), by metric name."""
+    y_true = np.asarray(y_true)
+    pair = y_true * n_classes + proba.argmax(axis=1)
+    n = len(pair)
+
+    def statistic(index):
+        cms = _confusions(pair[index], n_classes)
+        return np.stack([metric.from_confusions(cms) if metric.from_confusions is not None
+                         else [metric.value(y_true[row], proba[row], n_classes, settings) for row in index]
+                         for metric in metrics], axis=1)
+
+    distribution = bootstrap_distribution(statistic, n, n_resamples=settings.bootstrap_resamples, seed=seed)
+    interval = percentile_interval(distribution, settings.confidence_level)
+    return {metric.name: (float(interval[0, k]), float(interval[1, k])) for k, metric in enumerate(metrics)}
 
 
 def summary_metrics(y_true, proba, n_classes: int, *, seed: int = 0,
-                    n_resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, float]:
+                    settings: Settings = DEFAULT_SETTINGS) -> dict[str, float]:
     """Every registered metric of one (task, model, seed, split) cell, with the intervals of those that have
-    one (bootstrap seeded with `seed`)."""
+    one (bootstrap seeded with `seed`; resamples, confidence level and ECE bins from `settings`)."""
     y_true = np.asarray(y_true)
+    metrics = registered_metrics()
     out = {"n": len(y_true)}
-    for metric in METRICS:
-        out[metric.name] = float(metric.function(y_true, proba, n_classes))
-    intervals = bootstrap_intervals(y_true, proba.argmax(axis=1), n_classes, seed=seed, n_resamples=n_resamples)
-    for metric in METRICS:
-        if metric.interval:
-            out[f"{metric.name}_ci_low"], out[f"{metric.name}_ci_high"] = intervals[metric.name]
-    return {column: out[column] for column in METRIC_COLUMNS}
+    for metric in metrics:
+        out[metric.name] = metric.value(y_true, proba, n_classes, settings)
+    with_interval = [metric for metric in metrics if metric.interval]
+    if with_interval:
+        intervals = metric_intervals(y_true, proba, n_classes, with_interval, seed=seed, settings=settings)
+        for name, (low, high) in intervals.items():
+            out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high
+    return {column: out[column] for column in metric_columns()}
 
 
 # --- per class, confusions, tests, floors ---------------------------------------------------------------------

@@ -90,7 +90,7 @@ def test_folder_against_its_copy_shows_no_difference(a_b, capsys):
     assert "FLAG" not in out
     accuracy_lines = [line.split() for line in out.splitlines() if line.strip().startswith("accuracy %")]
     assert len(accuracy_lines) == 2
-    assert all(parts[-2:] == ["0", "1"] for parts in accuracy_lines)
+    assert all(parts[-3:] == ["0", "1", "same"] for parts in accuracy_lines)
 
 
 def test_accuracy_matches_the_stored_predictions(a_b):
@@ -125,6 +125,7 @@ def test_one_small_change_shows_in_that_cell_only_without_flag(a_b, capsys):
     assert "0 flagged" in out and "FLAG:" not in out
     changed_block = block(out, "5class / logreg")
     assert f"{100 * acc.difference:+.1f}" in changed_block.splitlines()[2].split()
+    assert changed_block.splitlines()[2].split()[-1] == "worse"
     assert "the accuracy difference lies within the intervals" in changed_block
     assert "no accuracy difference" in block(out, "binary / logreg")
 
@@ -147,7 +148,7 @@ def test_large_change_is_flagged(a_b, capsys):
     assert binary_block.startswith("binary / logreg  [FLAG: accuracy difference outside both 95% intervals]")
     accuracy_line = binary_block.splitlines()[2].split()
     assert accuracy_line[:2] == ["accuracy", "%"]
-    assert accuracy_line[-2:] == [f"{100 * acc.difference:+.1f}", f"{acc.ratio:.3f}"]
+    assert accuracy_line[-3:] == [f"{100 * acc.difference:+.1f}", f"{acc.ratio:.3f}", "worse"]
     assert "FLAG" not in block(out, "5class / logreg")
     assert "1 flagged (accuracy difference outside both 95% intervals): binary / logreg" in out
 
@@ -216,7 +217,7 @@ def test_out_markdown_and_html(a_b, tmp_path, capsys):
     text = md.read_text(encoding="utf-8")
     assert text.startswith("# fer-bench compare")
     assert "## binary / logreg — **FLAG**" in text and "## 5class / logreg\n" in text
-    assert "| metric | A | B | B - A | B / A |" in text
+    assert "| metric | A | B | B - A | B / A | B is |" in text
     assert "| accuracy % |" in text and f"| {difference} |" in text
     assert "b&<c>\\|d" in text  # a | in a folder name does not break the table rows
     assert not list(md.parent.glob(".*.tmp"))  # written atomically: no temporary file left
@@ -237,3 +238,18 @@ def test_out_with_an_unknown_suffix_is_refused(a_b, tmp_path, capsys):
     rc, out, err = run_compare(capsys, a, b, "--out", tmp_path / "cmp.txt")
     assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and ".md or .html" in err
     assert not (tmp_path / "cmp.txt").exists()
+
+
+def test_better_and_worse_follow_each_quantitys_direction(a_b):
+    """A lower value is better where the quantity says so (fit time here; log loss or ECE when registered brief):
+    the verdict reads the direction, not the sign."""
+    a, b = a_b
+    timings = b / "runs/binary/logreg/seed0/timings.json"
+    values = json.loads(timings.read_text())
+    values["fit_seconds"] = values["fit_seconds"] / 2
+    timings.write_text(json.dumps(values))
+    flip_predictions(b / "runs/binary/logreg/seed0", 5)
+    (cell,) = [c for c in compare_folders(a, b).cells if c.task == "binary"]
+    assert cell.row("fit_seconds").difference < 0 and cell.row("fit_seconds").verdict == "better"
+    assert cell.row("accuracy").difference < 0 and cell.row("accuracy").verdict == "worse"
+    assert cell.row("predict_images_per_s").verdict == "same"

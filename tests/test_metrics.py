@@ -3,10 +3,11 @@ import pytest
 from sklearn import metrics as skm
 
 from fer_bench.metrics import (
-    bootstrap_intervals,
     expected_calibration_error,
     floors,
+    get_metric,
     mcnemar_exact,
+    metric_intervals,
     summary_metrics,
 )
 
@@ -53,10 +54,11 @@ def test_bootstrap_is_seeded_and_narrows_with_more_data():
     y_small = rng.integers(0, 3, 100)
     y_large = rng.integers(0, 3, 3000)
     noisy = lambda y: np.where(rng.random(len(y)) < 0.7, y, (y + 1) % 3)  # noqa: E731
-    small = bootstrap_intervals(y_small, noisy(y_small), 3, seed=0)
-    large_pred = noisy(y_large)
-    large = bootstrap_intervals(y_large, large_pred, 3, seed=0)
-    assert large == bootstrap_intervals(y_large, large_pred, 3, seed=0)
+    accuracy = [get_metric("accuracy")]
+    small = metric_intervals(y_small, np.eye(3)[noisy(y_small)], 3, accuracy, seed=0)
+    large_proba = np.eye(3)[noisy(y_large)]
+    large = metric_intervals(y_large, large_proba, 3, accuracy, seed=0)
+    assert large == metric_intervals(y_large, large_proba, 3, accuracy, seed=0)
     width = lambda ci: ci[1] - ci[0]  # noqa: E731
     assert width(large["accuracy"]) < width(small["accuracy"])
 

@@ -21,6 +21,7 @@ import pytest
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.metrics import paired_recall_gain
 from fer_bench.report import build_report
+from fer_bench.report.seeds import ENSEMBLE_FIELD, SeedEnsemble, ensemble_of, is_ensemble, with_ensembles
 from fer_bench.run import run_grid
 
 SEEDS = (0, 1, 2)
@@ -145,6 +146,24 @@ def test_ensemble_row_scores_the_averaged_stored_probabilities(report, grid, tas
     fits = [float(r["fit_seconds"]) for r in per_seed(report, task, model)]
     assert float(row["fit_seconds"]) == pytest.approx(sum(fits), abs=1e-5)
     assert row["predict_images_per_s"] == ""
+
+
+def test_an_ensemble_row_is_marked_by_its_field_not_its_text(report):
+    ensembles = [r for r in report.metric_rows if is_ensemble(r)]
+    assert {(r["task"], ensemble_of(r).model) for r in ensembles} == {
+        (task, model) for task in ("binary", "5class") for model in MODELS}
+    assert all(ensemble_of(r).seeds == SEEDS for r in ensembles)
+    assert all(ensemble_of(r) is None for r in report.metric_rows if r["seed"] != "ensemble")
+    assert ENSEMBLE_FIELD not in report.files["metrics.csv"].splitlines()[0]
+    # the CSV's texts alone do not make a row an ensemble's
+    assert not is_ensemble({"task": "binary", "model": "logreg (seed ensemble, 3)", "seed": "ensemble"})
+
+
+def test_ensemble_rows_are_placed_after_the_seeds_their_field_names():
+    seed_rows = [{"task": "t", "model": "m", "seed": 0}, {"task": "t", "model": "m", "seed": 1},
+                 {"task": "t", "model": "n", "seed": 0}]
+    ensemble = {"task": "t", "model": "any label", "seed": "ensemble", ENSEMBLE_FIELD: SeedEnsemble("m", (0, 1))}
+    assert with_ensembles(seed_rows, [ensemble]) == [*seed_rows[:2], ensemble, seed_rows[2]]
 
 
 def test_ensemble_rows_follow_their_seeds_and_stay_out_of_other_tables(report):

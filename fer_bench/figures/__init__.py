@@ -11,43 +11,27 @@
     png.py        the one PNG writer and palette; data.py: what figures are drawn from, the registry types
 
 Each module ends with its `FIGURES` tuple; `FIGURES` below is their concatenation, the registry. Adding a
-figure to a module is one draw function and one `figure(...)` entry in that module's tuple. `render_figures`
-draws them in memory by stage (FigureSpec.stage: per-task figures from the predictions first, task by task;
-then those from stored histories and timings; then, task by task, those that need the images or the cells'
-maps; then the ones drawn once from the maps), in registry order within a stage; within a section the markdown
-keeps that order; the figures left out for want of the images are named in one line at the end. The report
-writes the PNGs with its tables and places each section's markdown (fer_bench.report.sections).
+figure to a module is one draw function and one `FigureSpec(...)` entry in that module's tuple, naming its
+section (a `fer_bench.outline` Section: the draw function writes to a `SectionOutput` placed there, so the spec
+alone says where the figure goes) and what it `Needs`. `render_figures` draws them in memory by `Stage`
+(FigureSpec.stage: PER_TASK, figures from the predictions, task by task; ONCE, those from stored histories and
+timings; PER_TASK_LOADED, task by task, those that need the images or the cells' maps; ONCE_LOADED, the ones
+drawn once from them), in registry order within a stage; within a section the markdown keeps that order; the
+figures left out for want of the images are named in one line at the end. The report writes the PNGs with its
+tables and places each section's markdown, under the section's intro (fer_bench.report.sections).
 """
 
 from __future__ import annotations
 
 import itertools
 
+from fer_bench import outline
 from fer_bench.figures import confusion, curves, gains, mosaics, saliency, timing, training
-from fer_bench.figures.data import FigureContext, FigureOutput, FigureSpec, task_results
-from fer_bench.settings import ECE_BINS
+from fer_bench.figures.data import FigureContext, FigureOutput, FigureSpec, Scope, task_results
+from fer_bench.outline import Section
 
 FIGURES: tuple[FigureSpec, ...] = (*curves.FIGURES, *confusion.FIGURES, *gains.FIGURES, *timing.FIGURES,
                                     *training.FIGURES, *mosaics.FIGURES, *saliency.FIGURES)
-
-#: the section holding the one line that names the figures left out for want of the images
-IMAGES_NOTE_SECTION = "saliency"
-#: text above a figure section's figures
-INTROS = {
-    "confusion": "Colour: share of the true class (rows sum to 1); numbers: images. In the difference matrices "
-                 "(CNN minus a baseline, percentage points of the true class), red on the diagonal is a class the "
-                 "CNN recognises more often; off the diagonal, blue is a confusion the CNN removes and red one it "
-                 "adds.",
-    "gain": "Recall intervals: 95% percentile bootstrap over the images. Gain intervals: paired bootstrap (the same "
-            "resampled images score both models), so an interval that excludes 0 is a clear per-class gain or "
-            "loss. Confusions are ranked by count, as in `confusions.csv`; the bars give the share of the true "
-            "class and the numbers the images. Face grids show the most confident mistakes, classes in turn, with "
-            "the true label and the wrong predictions above each face.",
-    "calibration": f"Accuracy against mean top-label confidence in {ECE_BINS} equal-width bins (the ECE of "
-                   "`metrics.csv`); "
-                   "the lower panel shows the share of images in each bin.",
-    "saliency": saliency.INTRO,
-}
 
 
 def render_figures(ctx: FigureContext, figures: tuple[FigureSpec, ...] = FIGURES) -> FigureOutput:
@@ -56,24 +40,24 @@ def render_figures(ctx: FigureContext, figures: tuple[FigureSpec, ...] = FIGURES
     ordered = sorted(figures, key=lambda spec: spec.stage)  # stable: registry order within a stage
     for _, run in itertools.groupby(ordered, key=lambda spec: spec.stage):
         run = list(run)
-        if run[0].scope == "task":
+        if run[0].scope is Scope.TASK:
             for tr in ctx.results:
                 for spec in run:
-                    spec.draw(output, ctx, tr)
+                    spec.draw(output.placed_in(spec.section), ctx, tr)
         else:
             for spec in run:
-                spec.draw(output, ctx)
+                spec.draw(output.placed_in(spec.section), ctx)
     if note := output.images_note():
-        output.note(IMAGES_NOTE_SECTION, note)
+        output.placed_in(outline.IMAGES_NOTE).note(note)
     return output
 
 
-def section_markdown(output: FigureOutput, section: str) -> str | None:
+def section_markdown(output: FigureOutput, section: Section) -> str | None:
     """A figure section's markdown: its intro and its figures, None when it has none."""
     parts = output.parts.get(section)
     if not parts:
         return None
-    return "\n\n".join(([INTROS[section]] if section in INTROS else []) + parts)
+    return "\n\n".join(([section.intro] if section.intro else []) + parts)
 
 
 __all__ = ["FIGURES", "FigureContext", "FigureOutput", "FigureSpec", "render_figures", "section_markdown",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from fer_bench.figures.data import FigureContext, FigureOutput, TaskResults, figure
+from fer_bench import outline
+from fer_bench.figures.data import FigureContext, FigureSpec, Needs, SectionOutput, TaskResults
 from fer_bench.figures.png import new_figure, pct
 from fer_bench.metrics import confusion, row_normalise
 
@@ -69,23 +70,24 @@ def confusion_difference_figure(tr: TaskResults, diffs: dict[str, np.ndarray]) -
     return fig
 
 
-def draw_confusion(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
+def draw_confusion(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     where = f"({ctx.settings.headline_split}, {tr.seeds_text()}, n={len(tr.labels)})"
-    output.figure("confusion", confusion_figure(tr, confusion_matrices(tr)), f"confusion_{tr.task}",
+    output.figure(confusion_figure(tr, confusion_matrices(tr)), f"confusion_{tr.task}",
                   f"{tr.task} confusion matrices", f"{tr.task}: confusion matrices of the models side by side {where}.")
 
 
-def draw_confusion_difference(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
+def draw_confusion_difference(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     if tr.reference and tr.baselines:
         where = f"({ctx.settings.headline_split}, {tr.seeds_text()}, n={len(tr.labels)})"
-        output.figure("confusion", confusion_difference_figure(tr, confusion_differences(tr)),
+        output.figure(confusion_difference_figure(tr, confusion_differences(tr)),
                       f"confusion_diff_{tr.task}", f"{tr.task} confusion difference",
                       f"{tr.task}: {tr.reference} minus each baseline, row-normalised confusion matrices in "
                       f"percentage points {where}.")
 
 
-CONFUSION = figure("confusion", "confusion", "predictions", draw_confusion)
-CONFUSION_DIFFERENCE = figure("confusion_diff", "confusion", "predictions", draw_confusion_difference)
+CONFUSION = FigureSpec("confusion", outline.CONFUSION_FIGURES, Needs.PREDICTIONS, draw_confusion)
+CONFUSION_DIFFERENCE = FigureSpec("confusion_diff", outline.CONFUSION_FIGURES, Needs.PREDICTIONS,
+                                  draw_confusion_difference)
 
 #: this module's figures, in the order their markdown appears within a section
 FIGURES = (CONFUSION, CONFUSION_DIFFERENCE,)

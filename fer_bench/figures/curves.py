@@ -9,7 +9,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
-from fer_bench.figures.data import FigureContext, FigureOutput, TaskResults, figure
+from fer_bench import outline
+from fer_bench.figures.data import FigureContext, FigureSpec, Needs, SectionOutput, TaskResults
 from fer_bench.figures.png import new_figure
 from fer_bench.metrics import expected_calibration_error, per_class_auc, reliability_curve, roc_auc
 
@@ -148,28 +149,28 @@ def _where(ctx: FigureContext, tr: TaskResults) -> str:
     return f"({ctx.settings.headline_split}, {tr.seeds_text()}, n={len(tr.labels)})"
 
 
-def draw_roc(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
+def draw_roc(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     kind = "ROC curve" if tr.n_classes == 2 else "macro one-vs-rest ROC curve"
-    output.figure("roc", roc_figure(tr, roc_curves(tr), ctx.colors), f"roc_{tr.task}", f"{tr.task} ROC",
+    output.figure(roc_figure(tr, roc_curves(tr), ctx.colors), f"roc_{tr.task}", f"{tr.task} ROC",
                   f"{tr.task}: {kind} of every model, AUC in the legend {_where(ctx, tr)}.")
 
 
-def draw_roc_per_class(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
+def draw_roc_per_class(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     if tr.n_classes > 2:
-        output.figure("roc", roc_per_class_figure(tr, per_class_roc_curves(tr), ctx.colors), f"roc_per_class_{tr.task}",
+        output.figure(roc_per_class_figure(tr, per_class_roc_curves(tr), ctx.colors), f"roc_per_class_{tr.task}",
                       f"{tr.task} ROC per class", f"{tr.task}: one-vs-rest ROC curve of each class, every model, "
                       f"per-class AUC in the legends {_where(ctx, tr)}.")
 
 
-def draw_reliability(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
-    output.figure("calibration", reliability_figure(tr, reliability_curves(tr, ctx.settings.ece_bins), ctx.colors),
+def draw_reliability(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
+    output.figure(reliability_figure(tr, reliability_curves(tr, ctx.settings.ece_bins), ctx.colors),
                   f"reliability_{tr.task}", f"{tr.task} reliability diagram",
                   f"{tr.task}: reliability diagram of every model, ECE in the legend {_where(ctx, tr)}.")
 
 
-ROC = figure("roc", "roc", "predictions", draw_roc)
-ROC_PER_CLASS = figure("roc_per_class", "roc", "predictions", draw_roc_per_class)
-RELIABILITY = figure("reliability", "calibration", "predictions", draw_reliability)
+ROC = FigureSpec("roc", outline.ROC_FIGURES, Needs.PREDICTIONS, draw_roc)
+ROC_PER_CLASS = FigureSpec("roc_per_class", outline.ROC_FIGURES, Needs.PREDICTIONS, draw_roc_per_class)
+RELIABILITY = FigureSpec("reliability", outline.CALIBRATION_FIGURES, Needs.PREDICTIONS, draw_reliability)
 
 #: this module's figures, in the order their markdown appears within a section
 FIGURES = (ROC, ROC_PER_CLASS, RELIABILITY,)

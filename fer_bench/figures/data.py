@@ -7,12 +7,15 @@
   data set's images and the cells' saliency maps (maps.npz, fer_bench.cell_maps; never the fitted models).
 * `FigureOutput`: collects the PNGs (in memory: the report writes them with the tables), each section's
   markdown, the sentences figures add to the findings and the figures left out for want of the images.
-* `FigureSpec`: one registered figure: the section it goes to, what it needs (predictions, history, images,
-  maps), whether it is drawn per task or once for the grid, and the function that draws it.
+* `SectionOutput`: what a draw function writes to: the output, placed in the figure's section.
+* `FigureSpec`: one registered figure: the section it goes to (a fer_bench.outline Section), what it `Needs`
+  (predictions, history, timings, images, maps), whether it is drawn per task or once for the grid, and the
+  function that draws it; its `Stage` (when it is drawn) follows from those.
 """
 
 from __future__ import annotations
 
+import enum
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from fer_bench.data.dataset import Dataset
 from fer_bench.data.reference import load_reference
 from fer_bench.errors import FerBenchError
 from fer_bench.figures.png import figure_png, model_colors
+from fer_bench.outline import Section
 from fer_bench.settings import REFERENCE_MODEL, Settings
 from fer_bench.storage import StoredCell
 
@@ -173,31 +177,14 @@ class FigureOutput:
 
     out: Path
     files: dict[str, bytes] = field(default_factory=dict)
-    parts: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    parts: dict[Section, list[str]] = field(default_factory=lambda: defaultdict(list))
     findings: list[str] = field(default_factory=list)
     #: figures not drawn for want of the images -> why; said in one line (images_note)
     without_images: dict[str, str] = field(default_factory=dict)
 
-    def figure(self, section: str, fig: Figure, name: str, alt: str, caption: str) -> None:
-        """`fig` as figures/<name>.png, embedded in `section` with `alt` text and a one-line caption below."""
-        self.files[f"{FIGURES_DIR}/{name}.png"] = figure_png(fig)
-        self.parts[section].append(f"![{alt}]({FIGURES_DIR}/{name}.png)\n*{caption}*")
-
-    def skipped(self, section: str, names: list[str], reason: str) -> None:
-        """One line saying why; PNGs of an earlier report are left in place and still linked."""
-        kept = [n for n in names if (Path(self.out) / FIGURES_DIR / f"{n}.png").is_file()]
-        line = f"*Skipped: {reason}.*"
-        if kept:
-            line += " PNGs from an earlier report, left in place:"
-            line += "".join(f"\n\n![{n} (earlier report)]({FIGURES_DIR}/{n}.png)" for n in kept)
-        self.parts[section].append(line)
-
-    def note(self, section: str, text: str) -> None:
-        self.parts[section].append(text)
-
-    def needs_images(self, names: list[str], reason: str) -> None:
-        """Figures left out because the images are not available, for the one line of images_note."""
-        self.without_images.update(dict.fromkeys(names, reason))
+    def placed_in(self, section: Section) -> SectionOutput:
+        """This output as a figure of `section` writes to it: what it adds goes into that section."""
+        return SectionOutput(self, section)
 
     def images_note(self) -> str | None:
         """One line naming every figure left out for want of the images (their earlier PNGs stay in place)."""
@@ -209,26 +196,89 @@ class FigureOutput:
 
 
 @dataclass(frozen=True)
+class SectionOutput:
+    """What a draw function writes to: the report's output, placed in its FigureSpec's section, so a draw
+    function never names a section (render_figures passes each figure its own)."""
+
+    output: FigureOutput
+    section: Section
+
+    @property
+    def findings(self) -> list[str]:
+        return self.output.findings
+
+    def figure(self, fig: Figure, name: str, alt: str, caption: str) -> None:
+        """`fig` as figures/<name>.png, embedded in the section with `alt` text and a one-line caption below."""
+        self.output.files[f"{FIGURES_DIR}/{name}.png"] = figure_png(fig)
+        self.note(f"![{alt}]({FIGURES_DIR}/{name}.png)\n*{caption}*")
+
+    def skipped(self, names: list[str], reason: str) -> None:
+        """One line saying why; PNGs of an earlier report are left in place and still linked."""
+        kept = [n for n in names if (Path(self.output.out) / FIGURES_DIR / f"{n}.png").is_file()]
+        line = f"*Skipped: {reason}.*"
+        if kept:
+            line += " PNGs from an earlier report, left in place:"
+            line += "".join(f"\n\n![{n} (earlier report)]({FIGURES_DIR}/{n}.png)" for n in kept)
+        self.note(line)
+
+    def note(self, text: str) -> None:
+        self.output.parts[self.section].append(text)
+
+    def needs_images(self, names: list[str], reason: str) -> None:
+        """Figures left out because the images are not available, for the one line of images_note."""
+        self.output.without_images.update(dict.fromkeys(names, reason))
+
+
+# --- the registry types ----------------------------------------------------------------------------------------
+
+class Needs(enum.Flag):
+    """What a figure is drawn from (combine with |)."""
+
+    PREDICTIONS = enum.auto()  # the cells' stored predictions
+    HISTORY = enum.auto()      # the per-epoch training history (params.json or the saved model's)
+    TIMINGS = enum.auto()      # the report's timing rows
+    IMAGES = enum.auto()       # the data set's images (the caller's, or re-loaded once per report)
+    MAPS = enum.auto()         # the cells' saliency maps (maps.npz)
+
+
+#: what is costly to load (once per report, when a figure first asks), so its figures are drawn last
+LOADED_ON_DEMAND = Needs.IMAGES | Needs.MAPS
+
+
+class Scope(enum.Enum):
+    """How often a figure is drawn."""
+
+    TASK = "task"  # once per task: draw(output, context, task_results)
+    GRID = "grid"  # once for the whole grid: draw(output, context)
+
+
+class Stage(enum.IntEnum):
+    """When a figure is drawn, in this order; registry order within a stage."""
+
+    PER_TASK = 0             # per task, from the stored predictions
+    ONCE = 1                 # once for the grid, from stored histories and timings
+    PER_TASK_LOADED = 2      # per task, with the images or maps (LOADED_ON_DEMAND)
+    ONCE_LOADED = 3          # once for the grid, with the images or maps
+
+
+@dataclass(frozen=True)
 class FigureSpec:
     """One registered figure (or group of figures drawn together).
 
-    draw(output, context, task_results) for scope "task" (called once per task), draw(output, context) for
-    scope "grid". `needs`: what it is drawn from, any of "predictions", "history", "timings", "images",
-    "maps"."""
+    draw(output, context, task_results) for Scope.TASK (called once per task), draw(output, context) for
+    Scope.GRID; `output` is a SectionOutput placed in `section`, which is what puts the figure in the report.
+    `needs`: what it is drawn from."""
 
     name: str
-    section: str
-    needs: frozenset[str]
+    section: Section
+    needs: Needs
     draw: Callable
-    scope: str = "task"
+    scope: Scope = Scope.TASK
 
     @property
-    def stage(self) -> int:
-        """When it is drawn: 0 per task from the predictions; 1 once, from stored histories and timings; 2 per
-        task with the images or maps; 3 once, with the images or maps (loaded at most once per report)."""
-        heavy = bool(self.needs & {"images", "maps"})
-        return (2 if heavy else 0) if self.scope == "task" else (3 if heavy else 1)
+    def stage(self) -> Stage:
+        loaded = bool(self.needs & LOADED_ON_DEMAND)
+        if self.scope is Scope.TASK:
+            return Stage.PER_TASK_LOADED if loaded else Stage.PER_TASK
+        return Stage.ONCE_LOADED if loaded else Stage.ONCE
 
-
-def figure(name: str, section: str, needs: str, draw: Callable, scope: str = "task") -> FigureSpec:
-    return FigureSpec(name, section, frozenset(needs.split()), draw, scope)

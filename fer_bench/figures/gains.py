@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 
-from fer_bench.figures.data import FigureContext, FigureOutput, TaskResults, figure
+from fer_bench import outline
+from fer_bench.figures.data import FigureContext, FigureSpec, Needs, SectionOutput, TaskResults
 from fer_bench.figures.png import new_figure
 from fer_bench.metrics import bootstrap_recall_intervals, paired_recall_gain, top_confusions
 from fer_bench.settings import Settings
@@ -115,36 +116,37 @@ def _where(ctx: FigureContext, tr: TaskResults) -> str:
     return f"({ctx.settings.headline_split}, {tr.seeds_text()}, n={len(tr.labels)})"
 
 
-def draw_recall(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
-    output.figure("gain", recall_figure(tr, per_class_recalls(tr, ctx.settings), ctx.colors), f"recall_{tr.task}",
+def draw_recall(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
+    output.figure(recall_figure(tr, per_class_recalls(tr, ctx.settings), ctx.colors), f"recall_{tr.task}",
                   f"{tr.task} per-class recall",
                   f"{tr.task}: per-class recall of each model, 95% bootstrap intervals {_where(ctx, tr)}.")
 
 
-def draw_recall_gain(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
+def draw_recall_gain(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     if tr.reference and tr.baselines:
-        output.figure("gain", gain_figure(tr, recall_gains(tr, ctx.settings), ctx.colors), f"recall_gain_{tr.task}",
+        output.figure(gain_figure(tr, recall_gains(tr, ctx.settings), ctx.colors), f"recall_gain_{tr.task}",
                       f"{tr.task} per-class recall gain", f"{tr.task}: per-class recall gain of {tr.reference} over "
                       f"each baseline, paired 95% bootstrap intervals {_where(ctx, tr)}.")
 
 
-def draw_confused_pairs(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
+def draw_confused_pairs(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     top = ctx.settings.top_confusions
-    output.figure("gain", confused_pairs_figure(tr, confused_pairs(tr, top), ctx.colors, top),
+    output.figure(confused_pairs_figure(tr, confused_pairs(tr, top), ctx.colors, top),
                   f"confused_pairs_{tr.task}", f"{tr.task} top confusions",
                   f"{tr.task}: each model's {top} most frequent confusions (true→predicted) {_where(ctx, tr)}.")
 
 
-def note_without_reference(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
+def note_without_reference(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     if not tr.reference:
-        output.note("gain", f"*{tr.task}: no {ctx.settings.reference_model or 'reference model'} cells, so no "
-                            "comparison with the CNN.*")
+        output.note(f"*{tr.task}: no {ctx.settings.reference_model or 'reference model'} cells, so no "
+                    "comparison with the CNN.*")
 
 
-RECALL = figure("recall", "gain", "predictions", draw_recall)
-RECALL_GAIN = figure("recall_gain", "gain", "predictions", draw_recall_gain)
-CONFUSED_PAIRS = figure("confused_pairs", "gain", "predictions", draw_confused_pairs)
-NO_REFERENCE_NOTE = figure("no_reference_note", "gain", "predictions", note_without_reference)
+RECALL = FigureSpec("recall", outline.GAIN_FIGURES, Needs.PREDICTIONS, draw_recall)
+RECALL_GAIN = FigureSpec("recall_gain", outline.GAIN_FIGURES, Needs.PREDICTIONS, draw_recall_gain)
+CONFUSED_PAIRS = FigureSpec("confused_pairs", outline.GAIN_FIGURES, Needs.PREDICTIONS, draw_confused_pairs)
+NO_REFERENCE_NOTE = FigureSpec("no_reference_note", outline.GAIN_FIGURES, Needs.PREDICTIONS,
+                               note_without_reference)
 
 #: this module's figures, in the order their markdown appears within a section
 FIGURES = (RECALL, RECALL_GAIN, CONFUSED_PAIRS, NO_REFERENCE_NOTE,)

@@ -14,8 +14,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from fer_bench import outline
 from fer_bench.cell_maps import pick
-from fer_bench.figures.data import FigureContext, FigureOutput, TaskResults, figure
+from fer_bench.figures.data import FigureContext, FigureSpec, Needs, SectionOutput, TaskResults
 from fer_bench.figures.png import DPI
 
 #: face grids: rows x columns of one group of faces
@@ -149,7 +150,7 @@ def face_grid_names(tr: TaskResults) -> list[str]:
     return [f"faces_{tr.task}_{b}" for b in tr.baselines] if tr.reference else []
 
 
-def draw_face_grids(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
+def draw_face_grids(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     if not (tr.reference and tr.baselines):
         return
     faces, why = ctx.faces(tr)
@@ -158,13 +159,13 @@ def draw_face_grids(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -
         return
     split = ctx.settings.headline_split
     for baseline, name in zip(tr.baselines, face_grid_names(tr), strict=True):
-        output.figure("gain", face_grid_figure(tr, baseline, faces, split), name,
+        output.figure(face_grid_figure(tr, baseline, faces, split), name,
                       f"{tr.task} faces, {tr.reference} vs {baseline}",
                       f"{tr.task}: {split} faces {tr.reference} gets right and {baseline} wrong, the reverse, and both "
                       f"wrong ({tr.seeds_text()}).")
 
 
-FACE_GRIDS = figure("face_grids", "gain", "images", draw_face_grids)
+FACE_GRIDS = FigureSpec("face_grids", outline.GAIN_FIGURES, Needs.IMAGES, draw_face_grids)
 
 #: this module's figures, in the order their markdown appears within a section
 FIGURES = (FACE_GRIDS,)

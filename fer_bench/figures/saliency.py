@@ -15,24 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 
-from fer_bench import saliency as saliency_maps
+from fer_bench import outline
 from fer_bench.cell_maps import EXAMPLE_FACES, SALIENCY_FACES_PER_CLASS, CellMaps, class_faces
-from fer_bench.figures.data import FigureContext, FigureOutput, TaskResults, figure
+from fer_bench.figures.data import FigureContext, FigureSpec, Needs, Scope, SectionOutput, TaskResults
 from fer_bench.figures.mosaics import MosaicBlock, colour_tile, gray_tile, heat_tile, mosaic_figure, to_tile
 from fer_bench.figures.png import new_figure, pct
 
 HOG_FIGURE = "hog_svm_hog"
 TEMPLATES_FIGURE = "logreg_templates"
-
-INTRO = (f"*Occlusion* (all models, through `predict_proba`): a gray {saliency_maps.OCCLUSION_PATCH}x"
-         f"{saliency_maps.OCCLUSION_PATCH} patch slides over the face in steps of {saliency_maps.OCCLUSION_STRIDE} "
-         "pixels; each pixel shows the mean drop of the true-class probability over the patches "
-         "covering it. Red: hiding the area lowers the probability (the model relies on it); blue: hiding it "
-         "raises it. One colour scale per row, so faces compare within a model. *Gradient* and *SmoothGrad* "
-         f"({saliency_maps.SMOOTHGRAD_SAMPLES} noisy copies, noise {saliency_maps.SMOOTHGRAD_NOISE:.0%} of the pixel "
-         "range): magnitude of the derivative of the CNN's logit "
-         "for the class w.r.t. each pixel, each map scaled to its own 99th percentile. *Grad-CAM*: the "
-         "CNN's last convolution block weighted by the logit's mean gradient, rectified and scaled to 0..1.")
 
 
 def examples_per_class(n_classes: int) -> int:
@@ -265,11 +255,11 @@ def saliency_names(tr: TaskResults) -> list[str]:
     return [f"saliency_{tr.task}", f"class_saliency_{tr.task}", f"saliency_errors_{tr.task}"]
 
 
-def draw_saliency(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> None:
+def draw_saliency(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     """The three saliency figures of a task, and (for the first task drawn) the lower-face finding."""
     maps, missing = usable_maps(tr, *ctx.task_maps(tr))
     if not maps:
-        output.skipped("saliency", saliency_names(tr), f"{tr.task} saliency: " + "; ".join(
+        output.skipped(saliency_names(tr), f"{tr.task} saliency: " + "; ".join(
             dict.fromkeys(missing.values())))
         return
     faces, why = ctx.faces(tr)
@@ -277,7 +267,7 @@ def draw_saliency(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> 
         output.needs_images(saliency_names(tr), why)
         return
     if missing:
-        output.note("saliency", f"*{tr.task}: no saliency maps of " + "; ".join(
+        output.note(f"*{tr.task}: no saliency maps of " + "; ".join(
             f"{m} ({reason})" for m, reason in missing.items()) + ".*")
     s = task_saliency(tr, maps)
     if not output.findings:  # the first task's maps (the headline task) are summarised in the findings
@@ -285,29 +275,29 @@ def draw_saliency(output: FigureOutput, ctx: FigureContext, tr: TaskResults) -> 
     _draw_task_saliency(output, tr, faces, s, ctx.settings.headline_split)
 
 
-def _draw_task_saliency(output: FigureOutput, tr: TaskResults, faces, s: TaskSaliency, split: str) -> None:
+def _draw_task_saliency(output: SectionOutput, tr: TaskResults, faces, s: TaskSaliency, split: str) -> None:
     saliency_name, class_name, errors_name = saliency_names(tr)
     t = tr.task
     cnn_text = "the CNN's vanilla gradient, SmoothGrad and Grad-CAM, then " if s.gradients else ""
     per_class = examples_per_class(tr.n_classes)
-    output.figure("saliency", saliency_figure(tr, faces[s.examples], s.maps_of(s.examples), s.gradients),
+    output.figure(saliency_figure(tr, faces[s.examples], s.maps_of(s.examples), s.gradients),
                   saliency_name, f"{t} saliency", f"{t}: up to {per_class} {split} "
                   f"{'face' if per_class == 1 else 'faces'} per class, among a few fixed faces of each class "
                   f"(ones every model gets right, where there are any): {cnn_text}each model's occlusion map, for "
                   "the true class.")
-    output.figure("saliency", class_saliency_figure(tr, faces[s.class_index], tr.labels[s.class_index],
+    output.figure(class_saliency_figure(tr, faces[s.class_index], tr.labels[s.class_index],
                                                     s.occlusion), class_name,
                   f"{t} class-average saliency", f"{t}: where each class is decided: each model's occlusion map "
                   f"averaged over up to {SALIENCY_FACES_PER_CLASS} {split} faces of the class (evenly spaced in "
                   "the data set), drawn on their mean face.")
-    output.figure("saliency", error_saliency_figure(tr, faces[s.errors], tr.labels[s.errors], s.error_predicted,
+    output.figure(error_saliency_figure(tr, faces[s.errors], tr.labels[s.errors], s.error_predicted,
                                                     s.reference, s.error_occlusion, s.error_cams), errors_name,
                   f"{t} saliency on mistakes", f"{t}: {s.reference}'s most confident {split} mistakes: "
                   + ("its Grad-CAM for the predicted and for the true class, " if s.error_cams else "")
                   + "its occlusion maps for the true and for the predicted class.")
 
 
-def draw_templates(output: FigureOutput, ctx: FigureContext) -> None:
+def draw_templates(output: SectionOutput, ctx: FigureContext) -> None:
     """Pixel templates (stored from learned_pictures()["templates"]) of the first model offering them, one row
     per task."""
     templates, reason = {}, None
@@ -319,14 +309,14 @@ def draw_templates(output: FigureOutput, ctx: FigureContext) -> None:
             elif maps.templates is not None:
                 templates.setdefault(tr.task, (tr.class_names, maps.templates.astype(np.float64)))
     if templates:
-        output.figure("saliency", logreg_templates_figure(templates), TEMPLATES_FIGURE,
+        output.figure(logreg_templates_figure(templates), TEMPLATES_FIGURE,
                       "logistic-regression templates", "Logistic regression: each class's pixel weights as a "
                       "48x48 image, one row per task (red: a brighter pixel raises the class score).")
     elif reason is not None:
-        output.skipped("saliency", [TEMPLATES_FIGURE], f"logistic-regression templates: {reason}")
+        output.skipped([TEMPLATES_FIGURE], f"logistic-regression templates: {reason}")
 
 
-def draw_hog(output: FigureOutput, ctx: FigureContext) -> None:
+def draw_hog(output: SectionOutput, ctx: FigureContext) -> None:
     """One face per class and its HOG picture, drawn with the stored settings of the first model offering them
     (learned_pictures()["hog_settings"]), on the first task with such a model."""
     reason = None
@@ -343,27 +333,27 @@ def draw_hog(output: FigureOutput, ctx: FigureContext) -> None:
                     _draw_hog(output, tr, faces, maps.hog_settings, ctx.settings)
                 return
     if reason is not None:
-        output.skipped("saliency", [HOG_FIGURE], f"HOG visualisation: {reason}")
+        output.skipped([HOG_FIGURE], f"HOG visualisation: {reason}")
 
 
-def _draw_hog(output: FigureOutput, tr: TaskResults, faces, settings: dict, report_settings) -> None:
+def _draw_hog(output: SectionOutput, tr: TaskResults, faces, settings: dict, report_settings) -> None:
     try:
         from fer_bench.hog import hog_visualisation
     except ImportError as exc:
-        output.skipped("saliency", [HOG_FIGURE], f"HOG visualisation: cannot import it ({exc})")
+        output.skipped([HOG_FIGURE], f"HOG visualisation: cannot import it ({exc})")
         return
     picked = class_faces(tr.labels, tr.n_classes, 1)
     visualisations = [np.asarray(hog_visualisation(face, **settings), dtype=float) for face in faces[picked]]
     cell = settings.get("cell_sizes", (None,))[0]
-    output.figure("saliency", hog_figure(faces[picked], [tr.class_names[tr.labels[i]] for i in picked],
+    output.figure(hog_figure(faces[picked], [tr.class_names[tr.labels[i]] for i in picked],
                                          visualisations), HOG_FIGURE, "HOG visualisation",
                   f"HOG+SVM: one {report_settings.headline_split} face per class ({tr.task}) and its HOG picture: the "
                   f"gradient orientations of each {f'{cell}x{cell} ' if cell else ''}cell, the features the SVM sees.")
 
 
-SALIENCY = figure("saliency", "saliency", "images maps", draw_saliency)
-TEMPLATES = figure("logreg_templates", "saliency", "maps", draw_templates, scope="grid")
-HOG = figure("hog", "saliency", "images maps", draw_hog, scope="grid")
+SALIENCY = FigureSpec("saliency", outline.SALIENCY_FIGURES, Needs.IMAGES | Needs.MAPS, draw_saliency)
+TEMPLATES = FigureSpec("logreg_templates", outline.SALIENCY_FIGURES, Needs.MAPS, draw_templates, scope=Scope.GRID)
+HOG = FigureSpec("hog", outline.SALIENCY_FIGURES, Needs.IMAGES | Needs.MAPS, draw_hog, scope=Scope.GRID)
 
 #: this module's figures, in the order their markdown appears within a section
 FIGURES = (SALIENCY, TEMPLATES, HOG,)

@@ -10,7 +10,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from fer_bench.figures.data import FigureContext, FigureOutput, figure
+from fer_bench import outline
+from fer_bench.figures.data import FigureContext, FigureSpec, Needs, Scope, SectionOutput
 from fer_bench.figures.png import model_colors, new_figure
 
 TIMING_FIGURE = "timing"
@@ -95,13 +96,13 @@ def timing_figure(rows: list[dict], split: str) -> Figure | None:
     return fig
 
 
-def draw_timing(output: FigureOutput, ctx: FigureContext) -> None:
+def draw_timing(output: SectionOutput, ctx: FigureContext) -> None:
     fig = timing_figure(ctx.timing_rows, ctx.settings.headline_split)
     if fig is not None:
-        output.figure("timing", fig, TIMING_FIGURE, CAPTION, CAPTION)
+        output.figure(fig, TIMING_FIGURE, CAPTION, CAPTION)
 
 
-TIMING = figure("timing", "timing", "timings", draw_timing, scope="grid")
+TIMING = FigureSpec("timing", outline.TIMING, Needs.TIMINGS, draw_timing, scope=Scope.GRID)
 
 #: this module's figures, in the order their markdown appears within a section
 FIGURES = (TIMING,)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from fer_bench.figures.data import FigureContext, FigureOutput
-from fer_bench.figures.data import figure as register
+from fer_bench import outline
+from fer_bench.figures.data import FigureContext, FigureSpec, Needs, Scope, SectionOutput
 from fer_bench.figures.png import new_figure
 from fer_bench.settings import REFERENCE_MODEL
 from fer_bench.storage import StoredCell
@@ -51,7 +51,7 @@ def training_curves_figure(histories: dict[str, list[dict]]) -> Figure:
     return fig
 
 
-def draw_training_curves(output: FigureOutput, ctx: FigureContext) -> None:
+def draw_training_curves(output: SectionOutput, ctx: FigureContext) -> None:
     histories, trained = {}, []
     for tr in ctx.results:  # per task, the first model (in report order) that stored a per-epoch history
         for model in tr.models:
@@ -61,16 +61,17 @@ def draw_training_curves(output: FigureOutput, ctx: FigureContext) -> None:
                 trained.append(model)
                 break
     if histories:
-        output.figure("training", training_curves_figure(histories), "cnn_training_curves", "CNN training curves",
+        output.figure(training_curves_figure(histories), "cnn_training_curves", "CNN training curves",
                       f"The {'/'.join(dict.fromkeys(trained))}'s accuracy after each epoch against cumulative training "
                       "minutes (epoch time includes the PublicTest evaluation); the red dot is the epoch whose weights "
                       "were kept. A point at minute m is not what an m-minute schedule would reach: the learning "
                       "rate follows the full schedule.")
     elif any(REFERENCE_MODEL in tr.cells for tr in ctx.results):
-        output.skipped("training", ["cnn_training_curves"], "CNN training curves: no per-epoch history stored")
+        output.skipped(["cnn_training_curves"], "CNN training curves: no per-epoch history stored")
 
 
-TRAINING_CURVES = register("training_curves", "training", "history", draw_training_curves, scope="grid")
+TRAINING_CURVES = FigureSpec("training_curves", outline.TRAINING_FIGURES, Needs.HISTORY, draw_training_curves,
+                             scope=Scope.GRID)
 
 #: this module's figures, in the order their markdown appears within a section
 FIGURES = (TRAINING_CURVES,)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fer_bench.report.markdown import mean_std, metric_rows_by_model
+from fer_bench.metrics import Metric, brief_metrics
+from fer_bench.report.markdown import confidence_text, joined, metric_rows_by_model, metric_text
 from fer_bench.report.seeds import several_seeds
 
 #: characters LaTeX treats as commands, in a user's data set, task or model name (hog_svm has one)
@@ -17,22 +18,36 @@ def latex_escape(text) -> str:
     return "".join(LATEX_SPECIAL.get(char, char) for char in str(text))
 
 
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def latex_cell(rows: list[dict], metric: Metric) -> str:
+    """A metric with an interval: the headline's text (interval, or mean ± std over seeds with their count);
+    without one, the narrow column holds the mean."""
+    if metric.interval:
+        return latex_escape(metric_text(rows, metric)).replace("±", r"$\pm$")
+    return metric.format(np.mean([r[metric.name] for r in rows]))
+
+
 def latex_headline(inputs, metric_rows: list[dict]) -> str:
     split = inputs.settings.headline_split
     private = metric_rows_by_model(metric_rows, split)
-    how = (r"95\% bootstrap CI for one seed or a seed ensemble (the average of the seeds' probabilities; fit: "
+    metrics = brief_metrics()
+    level = latex_escape(confidence_text(inputs.settings))
+    how = (rf"{level} bootstrap CI for one seed or a seed ensemble (the average of the seeds' probabilities; fit: "
            r"the seeds' fits together), mean $\pm$ std over several seeds" if several_seeds(inputs.cells)
-           else r"95\% bootstrap CI")
+           else rf"{level} bootstrap CI")
+    in_percent = joined(metric.label for metric in metrics if metric.percent)
     lines = [r"\begin{table}[t]", r"\centering",
              rf"\caption{{{latex_escape(inputs.cells[0].manifest.dataset.name)}: {split} results "
-             rf"(accuracy and macro-F1 in \%, {how}).}}",
-             r"\begin{tabular}{llrrrr}", r"\toprule",
-             r"Task & Model & Accuracy & Macro-F1 & AUC & Fit (s) \\", r"\midrule"]
+             rf"({latex_escape(in_percent)} in \%, {how}).}}",
+             rf"\begin{{tabular}}{{ll{'r' * (len(metrics) + 1)}}}", r"\toprule",
+             " & ".join(["Task", "Model", *(latex_escape(_capitalised(m.short_label)) for m in metrics), "Fit (s)"])
+             + r" \\", r"\midrule"]
     for (task, model), rows in private.items():
-        acc = mean_std(rows, "accuracy").replace("±", r"$\pm$")
-        f1 = mean_std(rows, "f1_macro").replace("±", r"$\pm$")
-        lines.append(f"{latex_escape(task)} & {latex_escape(model)} & {acc} & {f1} & "
-                     f"{np.mean([r['roc_auc_macro'] for r in rows]):.3f} & "
-                     f"{np.mean([r['fit_seconds'] for r in rows]):.1f} \\\\")
+        cells = [latex_escape(task), latex_escape(model), *(latex_cell(rows, metric) for metric in metrics),
+                 f"{np.mean([r['fit_seconds'] for r in rows]):.1f}"]
+        lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)

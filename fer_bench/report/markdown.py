@@ -12,9 +12,10 @@ import numpy as np
 
 from fer_bench import __version__
 from fer_bench.errors import FerBenchError
+from fer_bench.metrics import Metric, headline_metrics
 from fer_bench.models import model_description
 from fer_bench.report.inputs import cell_provenance
-from fer_bench.report.seeds import cells_by_model, is_ensemble, mean_and_std, several_seeds
+from fer_bench.report.seeds import cells_by_model, ensemble_of, is_ensemble, mean_and_std, several_seeds
 from fer_bench.settings import REFERENCE_MODEL
 
 
@@ -32,7 +33,7 @@ def _p_text(p: float) -> str:
 
 def metric_rows_by_model(metric_rows: list[dict], split: str, subset: str = "all") -> dict[tuple, list[dict]]:
     """metrics.csv rows of one split and subset by (task, model), seeds in a list (a seed ensemble is a model
-    of its own, "m (seed ensemble, n)", with one row)."""
+    of its own, "m (seed ensemble, n)", with one row marked by its ensemble_of field)."""
     grouped = defaultdict(list)
     for row in metric_rows:
         if row["split"] == split and row["subset"] == subset:
@@ -40,17 +41,28 @@ def metric_rows_by_model(metric_rows: list[dict], split: str, subset: str = "all
     return grouped
 
 
-def mean_std(rows: list[dict], key: str, with_count: bool = True) -> str:
-    """One seed: the value and its bootstrap interval; several: mean ± std over seeds (and "(n seeds)" unless
-    `with_count` is False, for tables with a seeds column)."""
-    values = np.array([r[key] for r in rows], dtype=float)
-    if len(values) == 1:
-        ci = (rows[0].get(f"{key}_ci_low"), rows[0].get(f"{key}_ci_high"))
-        if ci[0] is not None:
-            return f"{pct(values[0])} [{pct(ci[0])}, {pct(ci[1])}]"
-        return pct(values[0])
-    text = f"{pct(values.mean())} ± {pct(values.std(ddof=1))}"
-    return text + f" ({len(values)} seeds)" if with_count else text
+def confidence_text(settings) -> str:
+    """The intervals' confidence level as the tables print it: "95%"."""
+    return f"{100 * settings.confidence_level:g}%"
+
+
+def joined(words) -> str:
+    """"a", "a and b", "a, b and c"."""
+    words = list(words)
+    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def metric_text(rows: list[dict], metric: Metric, with_count: bool = True) -> str:
+    """One row (one seed, or a seed ensemble): the value, and its bootstrap interval in brackets when the metric
+    has one; several (one per seed): mean ± std over seeds (n - 1), and "(n seeds)" unless `with_count` is False
+    (for tables with a seeds column)."""
+    if len(rows) == 1:
+        text = metric.format(rows[0][metric.name])
+        low, high = rows[0].get(f"{metric.name}_ci_low"), rows[0].get(f"{metric.name}_ci_high")
+        return f"{text} [{metric.format(low)}, {metric.format(high)}]" if low is not None else text
+    mean, std = mean_and_std([r[metric.name] for r in rows])
+    text = f"{metric.format(mean)} ± {metric.format(std)}"
+    return text + f" ({len(rows)} seeds)" if with_count else text
 
 
 def spread(values, text=pct) -> str:
@@ -60,53 +72,61 @@ def spread(values, text=pct) -> str:
     return text(mean) if len(values) == 1 else f"{text(mean)} ± {text(std)}"
 
 
-def _three_decimals(x: float) -> str:
-    return f"{x:.3f}"
-
-
 def _one_decimal(x: float) -> str:
     return f"{x:.1f}"
 
 
 def _seeds_cell(rows: list[dict]) -> str:
     """The seeds column of a multi-seed table: how many seeds a row summarises, or averages (an ensemble)."""
-    if is_ensemble(rows[0]):
-        return f"{len(rows[0]['ensemble_seeds'])} averaged"
+    if ensemble := ensemble_of(rows[0]):
+        return f"{len(ensemble.seeds)} averaged"
     return str(len(rows))
 
 
 def _fit_text(rows: list[dict]) -> str:
     """Fit time: mean ± std over seeds; a seed ensemble's is the total of its seeds' fits."""
     values = [r["fit_seconds"] for r in rows]
-    if is_ensemble(rows[0]):
+    if ensemble := ensemble_of(rows[0]):
         total = rows[0]["fit_seconds"]
-        return "–" if total is None else f"{total:.1f} s ({len(rows[0]['ensemble_seeds'])} fits)"
+        return "–" if total is None else f"{total:.1f} s ({len(ensemble.seeds)} fits)"
     return f"{spread(values, _one_decimal)} s"
 
 
-def seeds_note(cells) -> str:
+def seeds_note(cells, settings) -> str:
     """The headline's sentence on the seeds: how many per (task, model), and what the spreads and ensembles are."""
     counts = sorted({len(group) for group in cells_by_model(cells).values()})
     seeds = ", ".join(str(seed) for seed in sorted({cell.seed for cell in cells}))
     how_many = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}–{counts[-1]} seeds (column seeds)"
+    with_interval = [metric.label for metric in headline_metrics() if metric.interval]
+    intervals = (f"one seed's and a seed ensemble's {joined(with_interval)} have their "
+                 f"{confidence_text(settings)} bootstrap interval in brackets. " if with_interval else "")
     return (f"**{how_many}** per task and model (seeds {seeds}). With several seeds a number is the mean ± "
-            "standard deviation over seeds (n − 1; each seed's bootstrap interval is in `metrics.csv`); one seed's "
-            "and a seed ensemble's accuracy and macro-F1 have their 95% bootstrap interval in brackets. A row "
-            "*model (seed ensemble, n)* scores the average of the n seeds' stored probabilities (nothing is "
-            "trained; its fit time is the n fits together); `metrics.csv` holds it with seed `ensemble`.")
+            "standard deviation over seeds (n − 1; each seed's bootstrap interval is in `metrics.csv`); "
+            f"{intervals}A row *model (seed ensemble, n)* scores the average of the n seeds' stored probabilities "
+            "(nothing is trained; its fit time is the n fits together); `metrics.csv` holds it with seed "
+            "`ensemble`.")
 
 
 def _headline_row(task: str, model: str, rows: list[dict], public_rows: list[dict], several: bool) -> str:
-    values = [mean_std(rows, "accuracy", with_count=False), mean_std(rows, "f1_macro", with_count=False),
-              spread((r["roc_auc_macro"] for r in rows), _three_decimals),
-              spread((r["log_loss"] for r in rows), _three_decimals), spread((r["ece"] for r in rows), _three_decimals),
+    values = [*(metric_text(rows, metric, with_count=False) for metric in headline_metrics()),
               spread(r["accuracy"] for r in public_rows), _fit_text(rows)]
     return "| " + " | ".join([task, model, *([_seeds_cell(rows)] if several else []), *values]) + " |"
 
 
+def _headline_header(settings, several: bool) -> list[str]:
+    """The headline table's heading lines: one column per headline metric (with "[95% CI]" where one seed's
+    interval is shown), then the selection split's accuracy and the fit time."""
+    interval = f" [{confidence_text(settings)} CI]"
+    metrics = [metric.header + (interval if metric.interval and not several else "")
+               for metric in headline_metrics()]
+    columns = ["task", "model", *(["seeds"] if several else []), *metrics,
+               f"{settings.selection_split} acc %", "fit time"]
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def _model_notes(models) -> list[str]:
     """Each headline model's note from register_model(..., description=...) (e.g. that it was pretrained
-    elsewhere); none for a seed ensemble or a model not registered in this process."""
+    elsewhere); none for a model not registered in this process."""
     notes = []
     for model in dict.fromkeys(models):
         try:
@@ -123,20 +143,15 @@ def headline_markdown(ctx) -> str:
     several = several_seeds(ctx.inputs.cells)
     private = metric_rows_by_model(ctx.tables.metric_rows, split)
     public = metric_rows_by_model(ctx.tables.metric_rows, ctx.inputs.settings.selection_split)
-    if several:
-        lines = [seeds_note(ctx.inputs.cells), "",
-                 "| task | model | seeds | accuracy % | macro-F1 % | ROC AUC (macro) | log loss | ECE | "
-                 "PublicTest acc % | fit time |", "|---|---|---|---|---|---|---|---|---|---|"]
-    else:
-        lines = ["| task | model | accuracy % [95% CI] | macro-F1 % [95% CI] | ROC AUC (macro) | log loss | ECE | "
-                 "PublicTest acc % | fit time |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [seeds_note(ctx.inputs.cells, ctx.inputs.settings), ""] if several else []
+    lines += _headline_header(ctx.inputs.settings, several)
     for (task, model), rows in private.items():
         lines.append(_headline_row(task, model, rows, public[(task, model)], several))
     floor_text = "; ".join(
         f"{r['task']}: majority ({r['majority_class']}) {pct(r['majority_accuracy'])}%, chance "
         f"{pct(r['chance_accuracy'])}%" for r in ctx.tables.floor_rows if r["split"] == split)
     lines += ["", f"Floors on {split}: {floor_text}."]
-    notes = _model_notes(model for _, model in private)
+    notes = _model_notes(model for (_, model), rows in private.items() if not is_ensemble(rows[0]))
     if notes:
         lines += ["", *notes]
     clean = metric_rows_by_model(ctx.tables.metric_rows, split, "clean")
@@ -230,8 +245,8 @@ def class_gains_markdown(ctx) -> str | None:
         return None
     lines = [f"The reference model's recall minus the other model's, per class, on {ctx.inputs.settings.headline_split}"
              ", in points: mean ± std over the seeds both models have, and each seed's value. A gain (or loss) "
-             "*holds in every seed* when each seed's paired bootstrap 95% interval (the same resampled images "
-             "score both models) excludes 0 on the same side.", "",
+             f"*holds in every seed* when each seed's paired bootstrap {confidence_text(ctx.inputs.settings)} "
+             "interval (the same resampled images score both models) excludes 0 on the same side.", "",
              "| task | comparison | class | seeds | recall gain (points) | per seed | holds in every seed |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -361,8 +376,8 @@ def _ensemble_sentences(rows_by_model: dict, accuracy) -> list[str]:
     """What averaging each model's seeds buys: the seed ensemble's accuracy against the mean of its seeds."""
     parts = defaultdict(list)
     for (task, _), rows in rows_by_model.items():
-        if is_ensemble(rows[0]):
-            model = rows[0]["ensemble_model"]
+        if ensemble := ensemble_of(rows[0]):
+            model = ensemble.model
             parts[task].append(f"{model} {pct(rows[0]['accuracy'])}% "
                                f"({_signed(100 * rows[0]['accuracy'] - accuracy(task, model))})")
     if not parts:
@@ -386,7 +401,7 @@ def _mean_recall_gains(ctx, task: str, ref: str, strongest: str) -> list[tuple[f
     return [(100 * (np.mean(recall[(ref, c)]) - np.mean(recall[(strongest, c)])), c) for c in classes]
 
 
-def _seed_gain_sentences(gain_rows: list[dict], task: str, ref: str, strongest: str) -> list[str]:
+def _seed_gain_sentences(gain_rows: list[dict], task: str, ref: str, strongest: str, level: str) -> list[str]:
     """Per-class gains over seeds: most and least (mean ± std), and those that hold in every seed."""
     ordered = sorted(gain_rows, key=lambda r: (r["gain_mean"], r["class"]), reverse=True)
     best = ", ".join(f"{r['class']} ({_gain_text(r)})" for r in ordered[:3])
@@ -396,7 +411,7 @@ def _seed_gain_sentences(gain_rows: list[dict], task: str, ref: str, strongest: 
     n = len(gain_rows[0]["seeds"])
     return [f"Where the {ref} gains ({task}, recall vs {strongest}, the strongest baseline, in points, mean ± std "
             f"over {n} seeds): most on {best}; least on {worst}.",
-            f"Per-class differences that hold in every seed (each of the {n} seeds' paired bootstrap 95% interval "
+            f"Per-class differences that hold in every seed (each of the {n} seeds' paired bootstrap {level} interval "
             f"excludes 0 on the same side): gains on {held['gain']}; losses on {held['loss']}."]
 
 
@@ -408,7 +423,7 @@ def _gain_sentences(ctx, task: str, ref: str, strongest: str) -> list[str]:
                  if r["task"] == task and r["model_a"] == ref and r["model_b"] == strongest]
     sentences = []
     if gain_rows:
-        sentences += _seed_gain_sentences(gain_rows, task, ref, strongest)
+        sentences += _seed_gain_sentences(gain_rows, task, ref, strongest, confidence_text(ctx.inputs.settings))
     elif (mean_gains := _mean_recall_gains(ctx, task, ref, strongest)) is not None:
         gains = sorted(mean_gains, reverse=True)
         best = ", ".join(f"{c} ({_signed(g)})" for g, c in gains[:3])

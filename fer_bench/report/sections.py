@@ -1,14 +1,21 @@
-"""The sections of summary.md, in order: this list is the one place that says what the summary holds and in which
-order. A section is a title and a function of the `SectionContext` returning its markdown (None: left out).
-Adding a section is one function and one `Section(...)` line here."""
+"""summary.md, section by section: what each section of the report's outline is built from.
+
+The sections and their order are `fer_bench.outline.SECTIONS`; here each table section maps to the function of
+the `SectionContext` returning its markdown (None: left out), and a section with no function here is a figure
+section: its intro and the figures whose FigureSpec names it. Adding a table section is one `Section` in the
+outline and one function entered in SECTION_MARKDOWN.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from types import MappingProxyType
 
+from fer_bench import outline
 from fer_bench.figures import FigureOutput, section_markdown
+from fer_bench.outline import Section
 from fer_bench.report import markdown
 from fer_bench.report.audit import audit_markdown
 from fer_bench.report.inputs import ReportInputs
@@ -26,12 +33,6 @@ class SectionContext:
 
 
 @dataclass(frozen=True)
-class Section:
-    title: Callable[[ReportInputs], str]
-    build: Callable[[SectionContext], str | None]
-
-
-@dataclass(frozen=True)
 class RenderedSection:
     """A section as summary.md holds it."""
 
@@ -39,50 +40,52 @@ class RenderedSection:
     markdown: str
 
 
-def _figures(section: str, ctx: SectionContext) -> str | None:
+def _figures(section: Section, ctx: SectionContext) -> str | None:
     return section_markdown(ctx.figures, section)
 
 
-def _title(template: str) -> Callable[[ReportInputs], str]:
-    """A title naming the settings' splits, {headline} and {selection}, and the {reference} model ("CNN" when
-    every task compares against it)."""
-    return lambda inputs: template.format(headline=inputs.settings.headline_split,
-                                          selection=inputs.settings.selection_split,
-                                          reference="CNN" if inputs.reference_is_default else "reference model")
+def _files(ctx: SectionContext) -> str:
+    return markdown.FILES_MARKDOWN
 
 
-SECTIONS: tuple[Section, ...] = (
-    Section(_title("Headline: {headline} ({selection} only used for model selection)"), markdown.headline_markdown),
-    Section(_title("Findings"), markdown.findings_markdown),
-    Section(_title("Provenance"), markdown.provenance_markdown),
-    Section(_title("Per-class recall and F1 ({headline})"), markdown.per_class_markdown),
-    Section(_title("Is the {reference}'s difference significant? ({headline})"), markdown.significance_markdown),
-    Section(_title("Per-class recall gains of the {reference} over seeds ({headline})"),
-            markdown.class_gains_markdown),
-    Section(_title("Top confusions ({headline})"), markdown.confusions_markdown),
-    Section(_title("What each model chose on {selection}"), markdown.selection_markdown),
-    Section(_title("Timing: speed, size and efficiency"), timing_section),
-    Section(_title("Figures: CNN training curves ({selection}: model selection only)"), partial(_figures, "training")),
-    Section(_title("Figures: ROC curves ({headline})"), partial(_figures, "roc")),
-    Section(_title("Figures: confusion matrices ({headline})"), partial(_figures, "confusion")),
-    Section(_title("Figures: where the {reference} gains ({headline})"), partial(_figures, "gain")),
-    Section(_title("Figures: calibration ({headline})"), partial(_figures, "calibration")),
-    Section(_title("Figures: what the models look at ({headline})"), partial(_figures, "saliency")),
-    Section(_title("Data audit"), audit_markdown),
-    Section(_title("Files"), lambda ctx: markdown.FILES_MARKDOWN),
-)
+#: the markdown of each table section; every other section of the outline shows its figures
+SECTION_MARKDOWN: Mapping[Section, Callable[[SectionContext], str | None]] = MappingProxyType({
+    outline.HEADLINE: markdown.headline_markdown,
+    outline.FINDINGS: markdown.findings_markdown,
+    outline.PROVENANCE: markdown.provenance_markdown,
+    outline.PER_CLASS: markdown.per_class_markdown,
+    outline.SIGNIFICANCE: markdown.significance_markdown,
+    outline.CLASS_GAINS: markdown.class_gains_markdown,
+    outline.CONFUSIONS: markdown.confusions_markdown,
+    outline.SELECTION: markdown.selection_markdown,
+    outline.TIMING: timing_section,  # the table, then the timing figure
+    outline.AUDIT: audit_markdown,
+    outline.FILES: _files,
+})
+
+
+def section_builder(section: Section) -> Callable[[SectionContext], str | None]:
+    """What `section`'s markdown is made from: its table function, else its figures."""
+    return SECTION_MARKDOWN.get(section, partial(_figures, section))
+
+
+def section_title(section: Section, inputs: ReportInputs) -> str:
+    """The section's heading with the settings' splits, and "CNN" as the reference when every task compares
+    against it."""
+    return section.heading(headline=inputs.settings.headline_split, selection=inputs.settings.selection_split,
+                           reference="CNN" if inputs.reference_is_default else "reference model")
 
 
 def summary_markdown(ctx: SectionContext,
-                     sections: tuple[Section, ...] = SECTIONS) -> tuple[str, list[RenderedSection]]:
+                     sections: tuple[Section, ...] = outline.SECTIONS) -> tuple[str, list[RenderedSection]]:
     """summary.md's text and the sections it holds."""
     body = [markdown.title_markdown(ctx)]
     rendered = []
     for section in sections:
-        text = section.build(ctx)
+        text = section_builder(section)(ctx)
         if text is None:
             continue
-        title = section.title(ctx.inputs)
+        title = section_title(section, ctx.inputs)
         rendered.append(RenderedSection(title, text))
         body += [f"## {title}", "", text.rstrip(), ""]
     return "\n".join(body), rendered

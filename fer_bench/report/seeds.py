@@ -1,9 +1,11 @@
 """Statistics across seeds, from the stored cells and the per-seed tables (fer_bench.report.tables).
 
 * Seed ensembles: per (task, model) with two or more seeds, the average of the seeds' stored probabilities,
-  scored like a cell (`ensemble_metric_rows`). Its metrics.csv rows have seed ENSEMBLE_SEED and the model name
-  `ensemble_name(model, n)`, e.g. "cnn (seed ensemble, 3)", so they cannot pass for a trained model and a CSV
-  reader drops them with `seed != "ensemble"`. Nothing is trained; they never enter significance or timing.
+  scored like a cell (`ensemble_metric_rows`). The report knows such a row by its field "ensemble_of" (a
+  `SeedEnsemble`: the model and seeds it averages; read with `ensemble_of(row)`), never by its text. In
+  metrics.csv its rows have seed ENSEMBLE_SEED and the model name `ensemble_name(model, n)`, e.g. "cnn (seed
+  ensemble, 3)", so they cannot pass for a trained model and a CSV reader drops them with `seed != "ensemble"`.
+  Nothing is trained; they never enter significance or timing.
 * The seed-level summary of the per-seed exact McNemar tests (`significance_summary`).
 * The reference model's per-class recall gain over each other model, per seed with its paired bootstrap
   interval, and its mean ± std over seeds (`class_gain_rows`).
@@ -14,6 +16,7 @@ A folder with one seed per cell has no ensembles and no seed-level rows, so its 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,8 +24,18 @@ from fer_bench.metrics import paired_recall_gain, summary_metrics
 from fer_bench.report.inputs import ReportInputs
 from fer_bench.storage import PREDICTION_SPLITS, StoredCell
 
-#: the seed column of a seed ensemble's metrics.csv rows
+#: the seed column of a seed ensemble's metrics.csv rows (written, never read back to recognise one)
 ENSEMBLE_SEED = "ensemble"
+#: the metric-row field that marks a seed ensemble's row (absent from metrics.csv)
+ENSEMBLE_FIELD = "ensemble_of"
+
+
+@dataclass(frozen=True)
+class SeedEnsemble:
+    """What a seed ensemble's metric row averages: the seeds of one model."""
+
+    model: str
+    seeds: tuple[int, ...]
 
 
 def ensemble_name(model: str, n_seeds: int) -> str:
@@ -30,8 +43,13 @@ def ensemble_name(model: str, n_seeds: int) -> str:
     return f"{model} (seed ensemble, {n_seeds})"
 
 
+def ensemble_of(row: dict) -> SeedEnsemble | None:
+    """The seeds a metric row averages when it is a seed ensemble's, else None (a trained cell's row)."""
+    return row.get(ENSEMBLE_FIELD)
+
+
 def is_ensemble(row: dict) -> bool:
-    return row.get("seed") == ENSEMBLE_SEED
+    return ensemble_of(row) is not None
 
 
 def mean_and_std(values) -> tuple[float, float]:
@@ -76,7 +94,7 @@ def ensemble_rows_of(inputs: ReportInputs, cells: list[StoredCell]) -> list[dict
     """metrics.csv rows of one (task, model)'s seed ensemble, per split and subset like metrics_table's.
     Its bootstrap is seeded with the smallest member seed, so the interval is reproducible."""
     first = cells[0]
-    seeds = [cell.seed for cell in cells]
+    ensemble = SeedEnsemble(first.model, tuple(cell.seed for cell in cells))
     rows = []
     for split in PREDICTION_SPLITS:
         ids, y, proba = averaged_split(cells, split)
@@ -84,16 +102,15 @@ def ensemble_rows_of(inputs: ReportInputs, cells: list[StoredCell]) -> list[dict
         if inputs.leaked_ids and split == inputs.settings.headline_split:
             subsets.append(("clean", ~np.isin(ids, list(inputs.leaked_ids))))
         for subset, mask in subsets:
-            m = summary_metrics(y[mask], proba[mask], len(first.class_names), seed=min(seeds),
-                                n_resamples=inputs.settings.bootstrap_resamples)
+            m = summary_metrics(y[mask], proba[mask], len(first.class_names), seed=min(ensemble.seeds),
+                                settings=inputs.settings)
             rows.append({"dataset": first.manifest.dataset.name, "task": first.task,
                          "model": ensemble_name(first.model, len(cells)), "seed": ENSEMBLE_SEED, "split": split,
                          "subset": subset, **m,
                          "fit_seconds": _summed([cell.timings.get("fit_seconds") for cell in cells]),
                          "predict_images_per_s": None,  # not measured: it would be one call per seed
                          "quick": first.manifest.quick,
-                         # not in metrics.csv: which model and seeds it averages
-                         "ensemble_model": first.model, "ensemble_seeds": seeds})
+                         ENSEMBLE_FIELD: ensemble})
     return rows
 
 
@@ -107,7 +124,7 @@ def with_ensembles(metric_rows: list[dict], ensemble_rows: list[dict]) -> list[d
     """The per-seed rows with each ensemble's rows right after the last seed row of its (task, model)."""
     pending = defaultdict(list)
     for row in ensemble_rows:
-        pending[(row["task"], row["ensemble_model"])].append(row)
+        pending[(row["task"], ensemble_of(row).model)].append(row)
     last = {(row["task"], row["model"]): k for k, row in enumerate(metric_rows)}
     merged = []
     for k, row in enumerate(metric_rows):

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fer_bench.metrics import (
-    METRIC_COLUMNS,
     floors,
     mcnemar_exact,
+    metric_columns,
     per_class_metrics,
     summary_metrics,
     top_confusions,
@@ -74,8 +74,7 @@ def metrics_table(inputs: ReportInputs) -> list[dict]:
             if inputs.leaked_ids and split == inputs.settings.headline_split:
                 subsets.append(("clean", ~np.isin(ids, list(inputs.leaked_ids))))
             for subset, mask in subsets:
-                m = summary_metrics(y[mask], proba[mask], n_classes, seed=cell.seed,
-                                    n_resamples=inputs.settings.bootstrap_resamples)
+                m = summary_metrics(y[mask], proba[mask], n_classes, seed=cell.seed, settings=inputs.settings)
                 rows.append({"dataset": cell.manifest.dataset.name, "task": cell.task, "model": cell.model,
                              "seed": cell.seed, "split": split, "subset": subset, **m,
                              "fit_seconds": cell.timings.get("fit_seconds"),
@@ -84,8 +83,11 @@ def metrics_table(inputs: ReportInputs) -> list[dict]:
     return rows
 
 
-METRICS_HEADER = ["dataset", "task", "model", "seed", "split", "subset", *METRIC_COLUMNS,
-                  "fit_seconds", "predict_images_per_s", "quick"]
+def metrics_header() -> list[str]:
+    """metrics.csv's header: the registered metrics' columns (read when the report is written, so a metric
+    registered by then has its column) between the cell's and its timings'."""
+    return ["dataset", "task", "model", "seed", "split", "subset", *metric_columns(),
+            "fit_seconds", "predict_images_per_s", "quick"]
 
 
 def per_class_table(inputs: ReportInputs) -> list[dict]:
@@ -173,7 +175,7 @@ def compute_tables(inputs: ReportInputs) -> Tables:
                     significance_table(inputs), floors_table(inputs))
     tables.significance_summary_rows = significance_summary(tables.significance_rows)
     tables.class_gain_rows = class_gain_rows(inputs)
-    tables.files["metrics.csv"] = csv_text(METRICS_HEADER, tables.metric_rows)
+    tables.files["metrics.csv"] = csv_text(metrics_header(), tables.metric_rows)
     tables.files["per_class.csv"] = csv_text(PER_CLASS_HEADER, tables.per_class_rows)
     tables.files["confusions.csv"] = csv_text(CONFUSIONS_HEADER, tables.confusion_rows)
     # Significant digits, not fmt's fixed decimals: FER-2013's p-values go far below 1e-6.

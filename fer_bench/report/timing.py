@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from fer_bench import outline
 from fer_bench.figures.timing import grouped_rows, mean_of
 from fer_bench.provenance import machine_label
 from fer_bench.report.seeds import mean_and_std
@@ -234,4 +235,5 @@ def timing_section(ctx) -> str | None:
     """The timing section of summary.md (None when no cell was timed)."""
     if not ctx.tables.timing_rows:
         return None
-    return timing_markdown(ctx.tables.timing_rows, ctx.inputs.settings.headline_split, ctx.figures.parts.get("timing"))
+    return timing_markdown(ctx.tables.timing_rows, ctx.inputs.settings.headline_split,
+                           ctx.figures.parts.get(outline.TIMING))

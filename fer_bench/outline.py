@@ -1,0 +1,88 @@
+"""The outline of summary.md (and index.html): every `##` section as one `Section` object, in order.
+
+`SECTIONS` is the one list of the report's sections and their order. Figures (fer_bench.figures: a
+`FigureSpec.section`) and the report (fer_bench.report.sections: the markdown each section is built from) refer
+to a section by its object, never by a name typed again, so a section cannot be misspelt into a new one. This
+module sits low in the import graph (it imports neither figures nor report) so that both can import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fer_bench import saliency as saliency_maps
+from fer_bench.settings import ECE_BINS
+
+
+@dataclass(frozen=True)
+class Section:
+    """One `##` section of the report.
+
+    id: a stable short key (not shown). title: the heading, a template naming the settings' splits, {headline}
+    and {selection}, and the {reference} model. intro: text above a figure section's figures (None: none)."""
+
+    id: str
+    title: str
+    intro: str | None = None
+
+    @property
+    def order(self) -> int:
+        """Its place in the report: its position in SECTIONS (ValueError for a section not registered there)."""
+        return SECTIONS.index(self)
+
+    def heading(self, *, headline: str, selection: str, reference: str) -> str:
+        return self.title.format(headline=headline, selection=selection, reference=reference)
+
+
+HEADLINE = Section("headline", "Headline: {headline} ({selection} only used for model selection)")
+FINDINGS = Section("findings", "Findings")
+PROVENANCE = Section("provenance", "Provenance")
+PER_CLASS = Section("per_class", "Per-class recall and F1 ({headline})")
+SIGNIFICANCE = Section("significance", "Is the {reference}'s difference significant? ({headline})")
+CLASS_GAINS = Section("class_gains", "Per-class recall gains of the {reference} over seeds ({headline})")
+CONFUSIONS = Section("confusions", "Top confusions ({headline})")
+SELECTION = Section("selection", "What each model chose on {selection}")
+#: a table section that also holds the timing figure, below its table
+TIMING = Section("timing", "Timing: speed, size and efficiency")
+TRAINING_FIGURES = Section("training", "Figures: CNN training curves ({selection}: model selection only)")
+ROC_FIGURES = Section("roc", "Figures: ROC curves ({headline})")
+CONFUSION_FIGURES = Section(
+    "confusion", "Figures: confusion matrices ({headline})",
+    intro="Colour: share of the true class (rows sum to 1); numbers: images. In the difference matrices (CNN minus "
+          "a baseline, percentage points of the true class), red on the diagonal is a class the CNN recognises "
+          "more often; off the diagonal, blue is a confusion the CNN removes and red one it adds.")
+GAIN_FIGURES = Section(
+    "gain", "Figures: where the {reference} gains ({headline})",
+    intro="Recall intervals: 95% percentile bootstrap over the images. Gain intervals: paired bootstrap (the same "
+          "resampled images score both models), so an interval that excludes 0 is a clear per-class gain or "
+          "loss. Confusions are ranked by count, as in `confusions.csv`; the bars give the share of the true "
+          "class and the numbers the images. Face grids show the most confident mistakes, classes in turn, with "
+          "the true label and the wrong predictions above each face.")
+CALIBRATION_FIGURES = Section(
+    "calibration", "Figures: calibration ({headline})",
+    intro=f"Accuracy against mean top-label confidence in {ECE_BINS} equal-width bins (the ECE of `metrics.csv`); "
+          "the lower panel shows the share of images in each bin.")
+SALIENCY_FIGURES = Section(
+    "saliency", "Figures: what the models look at ({headline})",
+    intro=f"*Occlusion* (all models, through `predict_proba`): a gray {saliency_maps.OCCLUSION_PATCH}x"
+          f"{saliency_maps.OCCLUSION_PATCH} patch slides over the face in steps of {saliency_maps.OCCLUSION_STRIDE} "
+          "pixels; each pixel shows the mean drop of the true-class probability over the patches covering it. "
+          "Red: hiding the area lowers the probability (the model relies on it); blue: hiding it raises it. One "
+          "colour scale per row, so faces compare within a model. *Gradient* and *SmoothGrad* "
+          f"({saliency_maps.SMOOTHGRAD_SAMPLES} noisy copies, noise {saliency_maps.SMOOTHGRAD_NOISE:.0%} of the pixel "
+          "range): magnitude of the derivative of the CNN's logit for the class w.r.t. each pixel, each map scaled "
+          "to its own 99th percentile. *Grad-CAM*: the CNN's last convolution block weighted by the logit's mean "
+          "gradient, rectified and scaled to 0..1.")
+AUDIT = Section("audit", "Data audit")
+FILES = Section("files", "Files")
+
+#: every section of the report, in the order summary.md and index.html show them
+SECTIONS: tuple[Section, ...] = (
+    HEADLINE, FINDINGS, PROVENANCE, PER_CLASS, SIGNIFICANCE, CLASS_GAINS, CONFUSIONS, SELECTION, TIMING,
+    TRAINING_FIGURES, ROC_FIGURES, CONFUSION_FIGURES, GAIN_FIGURES, CALIBRATION_FIGURES, SALIENCY_FIGURES,
+    AUDIT, FILES,
+)
+#: the section holding the one line that names the figures left out for want of the images
+IMAGES_NOTE = SALIENCY_FIGURES
+
+__all__ = ["SECTIONS", "Section"]
