@@ -33,7 +33,7 @@ from pathlib import Path
 
 from fer_bench.data.reference import DatasetReference
 from fer_bench.errors import FerBenchError, Interrupted
-from fer_bench.storage import atomic_write, cell_dir, staged_dir
+from fer_bench.storage import MANIFEST_FILE, atomic_write, cell_dir, staged_dir
 
 #: computes one cell's files into a folder that does not exist yet:
 #: compute(dataset, task, model, seed, directory, *, quick, command, reference, peaks, checkpoints, execution);
@@ -199,7 +199,7 @@ def store_cell_files(out: Path, cell: Cell, files: dict[str, bytes]) -> Path:
     manifest is complete)."""
     final = cell_dir(out, cell.task, cell.model, cell.seed)
     with staged_dir(final) as staging:
-        for relative in sorted(files, key=lambda name: name == "manifest.json"):
+        for relative in sorted(files, key=lambda name: name == MANIFEST_FILE):
             target = staging / relative
             if target.resolve().parent != staging.resolve() and staging.resolve() not in target.resolve().parents:
                 raise CellFailed(f"{cell.label}: a worker sent a file outside the cell folder: {relative}")
