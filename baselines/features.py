@@ -18,19 +18,18 @@ from collections.abc import Sequence
 
 import numpy as np
 from joblib import Parallel, delayed
-from skimage.feature import hog
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from fer_bench.models.base import check_images
-
-# Default HOG settings (chosen on PublicTest with an RBF SVM, see hog_svm): 6, 8 and 12 pixel cells (eyes
-# and mouth corners, facial parts, face layout), 9 unsigned orientations, 2x2-cell L2-Hys blocks, and
-# square-root gamma compression, which evens out lighting and added ~1 point of accuracy.
-ORIENTATIONS = 9
-CELL_SIZES = (6, 8, 12)
-CELLS_PER_BLOCK = 2
-TRANSFORM_SQRT = True
+from fer_bench.data.dataset import check_images
+from fer_bench.hog import (  # noqa: F401  (hog_visualisation: the baseline's HOG picture, importable from here too)
+    CELL_SIZES,
+    CELLS_PER_BLOCK,
+    ORIENTATIONS,
+    TRANSFORM_SQRT,
+    check_hog_settings,
+    hog_visualisation,
+)
 
 #: skimage's default epsilon in block normalisation
 _BLOCK_NORM_EPS = 1e-5
@@ -39,17 +38,6 @@ _L2_HYS_CLIP = 0.2
 #: inputs larger than this show a progress bar (when verbose)
 PROGRESS_MIN_IMAGES = 5000
 DEFAULT_CHUNK_SIZE = 128
-
-
-def _check_settings(orientations: int, cell_sizes: Sequence[int], cells_per_block: int, shape) -> None:
-    if int(orientations) < 1:
-        raise ValueError(f"orientations must be >= 1, got {orientations}")
-    if not len(cell_sizes):
-        raise ValueError("cell_sizes must name at least one cell size")
-    for cell in cell_sizes:
-        if int(cell) < 1 or min(shape) // int(cell) < int(cells_per_block) or int(cells_per_block) < 1:
-            raise ValueError(f"cell size {cell} with {cells_per_block} cells per block does not fit "
-                             f"{shape[0]}x{shape[1]} images")
 
 
 def hog_feature_length(image_shape=(48, 48), *, orientations: int = ORIENTATIONS,
@@ -142,7 +130,7 @@ def hog_features(images, *, orientations: int = ORIENTATIONS, cell_sizes: Sequen
     """
     images = check_images(images)
     cell_sizes = tuple(int(c) for c in cell_sizes)
-    _check_settings(orientations, cell_sizes, cells_per_block, images.shape[1:])
+    check_hog_settings(orientations, cell_sizes, cells_per_block, images.shape[1:])
     n_features = hog_feature_length(images.shape[1:], orientations=orientations, cell_sizes=cell_sizes,
                                     cells_per_block=cells_per_block)
     if len(images) == 0:
@@ -160,25 +148,6 @@ def hog_features(images, *, orientations: int = ORIENTATIONS, cell_sizes: Sequen
             features[start:start + len(chunk)] = chunk
             bar.update(len(chunk))
     return features
-
-
-def hog_visualisation(image, *, orientations: int = ORIENTATIONS, cell_sizes: Sequence[int] = CELL_SIZES,
-                      cells_per_block: int = CELLS_PER_BLOCK, transform_sqrt: bool = TRANSFORM_SQRT,
-                      scale: int = 0) -> np.ndarray:
-    """skimage's HOG picture (2-D float array, same shape as the image) for one image.
-
-    Takes the same settings as hog_features; `scale` picks which of cell_sizes to draw (default the finest
-    first one), since skimage draws one cell grid at a time."""
-    image = np.asarray(image)
-    if image.ndim != 2:
-        raise ValueError(f"expected one 2-D image, got shape {image.shape}")
-    cell_sizes = tuple(int(c) for c in cell_sizes)
-    _check_settings(orientations, cell_sizes, cells_per_block, image.shape)
-    cell = cell_sizes[scale]
-    _, picture = hog(image, orientations=orientations, pixels_per_cell=(cell, cell),
-                     cells_per_block=(cells_per_block, cells_per_block), block_norm="L2-Hys",
-                     visualize=True, transform_sqrt=transform_sqrt)
-    return picture
 
 
 def check_labels_and_weights(X: np.ndarray, y, sample_weight):

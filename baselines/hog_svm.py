@@ -36,7 +36,8 @@ from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from fer_bench.models.base import SklearnImageClassifier, check_images
+from fer_bench.data.dataset import check_images
+from fer_bench.models.base import SklearnImageClassifier
 
 from .features import (
     CELL_SIZES,

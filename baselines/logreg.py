@@ -21,7 +21,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from fer_bench.models.base import SklearnImageClassifier, check_images
+from fer_bench.data.dataset import check_images
+from fer_bench.models.base import SklearnImageClassifier
 
 from .features import check_labels_and_weights, pixel_matrix, split_validation
 

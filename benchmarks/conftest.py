@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fer_bench.cell import tell_task
 from fer_bench.data import load_path, write_csv
 from fer_bench.data.dataset import Dataset
 from fer_bench.measure import MatmulPeaks, thread_info
@@ -51,8 +52,7 @@ from fer_bench.models import (
 )
 from fer_bench.models.contract import check_probabilities
 from fer_bench.plugins import load_plugin
-from fer_bench.run import TaskData, prepare_task_data, tell_task  # task preparation: the library's own
-from fer_bench.tasks import get_task
+from fer_bench.tasks import TaskData, get_task, prepare_task_data  # task preparation: the library's own
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIZE_VARIABLE = "FER_BENCH_BENCH_SIZE"
@@ -283,7 +283,7 @@ class FittedModels:
             model = self.new_model(name, callbacks=[timer])
         else:
             model = self.new_model(name)
-        tell_task(model, get_task(task))  # as run_cell does: a pretrained model maps its outputs onto the task
+        tell_task(model, get_task(task))  # as compute_cell does: a pretrained model maps its outputs onto the task
         start = time.perf_counter()
         (fit_function or _plain_fit)(model, X, y, weights, validation)
         fit_seconds = time.perf_counter() - start

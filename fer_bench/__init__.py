@@ -1,8 +1,9 @@
 """fer-bench: a reproducible FER-2013 benchmark of a Keras CNN against classic baselines.
 
 Data flow: data (fer_bench.data) -> task (fer_bench.tasks) -> model (fer_bench.models, fer_bench.baselines)
--> run (fer_bench.run, fer_bench.measure) -> predictions (fer_bench.storage) -> metrics (fer_bench.metrics)
--> tables and figures (fer_bench.report, fer_bench.figures), with fer_bench.settings read by the last two.
+-> run (fer_bench.run, fer_bench.cell, fer_bench.measure) -> predictions (fer_bench.storage)
+-> metrics (fer_bench.metrics) -> tables and figures (fer_bench.report, fer_bench.figures), with
+fer_bench.settings read by the last two.
 """
 
 __version__ = "0.1.0"

@@ -50,8 +50,9 @@ from threadpoolctl import threadpool_limits
 
 from fer_bench import CLASS_NAMES, IMAGE_SIZE, USAGES, __version__
 from fer_bench.data.dataset import Dataset
+from fer_bench.data.reference import DatasetReference
 from fer_bench.errors import FerBenchError
-from fer_bench.storage import atomic_write, check_results_folder
+from fer_bench.storage import atomic_write, check_results_folder, default_results_folder
 
 #: minimum correlation of the 16x16 thumbnails for a near duplicate (see NEAR_THRESHOLD_WHY)
 NEAR_CORRELATION = 0.95
@@ -366,9 +367,10 @@ def run_audit(data=None, out=None, rgb_to_gray: bool = False, dataset: Dataset |
         from fer_bench.data import load_dataset
 
         dataset = load_dataset(data, rgb_to_gray=rgb_to_gray)
-    out = Path(out) if out else Path("results") / dataset.name
+    out = Path(out) if out else default_results_folder(dataset.name)
     # Before the work: a folder holding results for other data is refused up front.
-    check_results_folder(out, dataset=dataset.name, fingerprint=dataset.fingerprint, create=True)
+    check_results_folder(out, dataset=dataset.name, fingerprint=dataset.fingerprint,
+                         reference=DatasetReference.of(dataset, rgb_to_gray=rgb_to_gray).to_json(), create=True)
     result = find_groups(dataset)
     try:
         atomic_write(out / "audit.csv", audit_csv(result))

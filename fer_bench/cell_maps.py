@@ -218,9 +218,10 @@ def store_maps(out: Path, *, force: bool = False, dataset=None) -> tuple[list[Pa
     """Write maps.npz for every finished cell of `out` without one (every cell with `force`) from its local
     fitted model (`<cell>/model/`) and the data set (`dataset`, else the one the manifests name, re-loaded and
     checked). Returns (cells written, cells without a local model)."""
+    from fer_bench.data.reference import loaded_or_reloaded
     from fer_bench.models.base import load_model
     from fer_bench.plugins import load_recorded_plugins
-    from fer_bench.storage import check_results_folder, list_cells, read_json
+    from fer_bench.storage import MANIFEST_FILE, check_results_folder, list_cells, read_manifest
 
     check_results_folder(out)
     load_recorded_plugins(out)  # a plugin model's saved class needs its module
@@ -231,9 +232,12 @@ def store_maps(out: Path, *, force: bool = False, dataset=None) -> tuple[list[Pa
         if not (cell / "model" / "estimator.json").is_file():
             without_model.append(cell)
             continue
-        manifest = read_json(cell / "manifest.json")
-        dataset = _checked_dataset(dataset, manifest["dataset"])
-        write_cell_maps(load_model(cell / "model"), {HEADLINE_SPLIT: task_split(dataset, manifest["task"])}, cell)
+        manifest = read_manifest(cell / MANIFEST_FILE)
+        try:
+            dataset = loaded_or_reloaded(dataset, manifest.dataset)
+        except FerBenchError as exc:
+            raise FerBenchError(f"maps need the data set's faces: {exc}") from None
+        write_cell_maps(load_model(cell / "model"), {HEADLINE_SPLIT: task_split(dataset, manifest.task)}, cell)
         written.append(cell)
     return written, without_model
 
@@ -244,18 +248,6 @@ def task_split(dataset, task_name: str, split: str = HEADLINE_SPLIT) -> tuple:
 
     part = dataset.split(split)
     return get_task(task_name).select(part.images, part.labels, part.ids)
-
-
-def _checked_dataset(dataset, info: dict):
-    """`dataset` when it is the one the manifest names, else that one re-loaded (FerBenchError: not found)."""
-    if dataset is not None and dataset.fingerprint == info.get("fingerprint"):
-        return dataset
-    from fer_bench.figures.data import load_results_dataset
-
-    loaded, why = load_results_dataset(info)
-    if loaded is None:
-        raise FerBenchError(f"maps need the data set's faces: {why}")
-    return loaded
 
 
 def store_maps_command(out: Path, *, force: bool = False, data: str | None = None) -> None:

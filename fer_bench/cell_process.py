@@ -6,12 +6,14 @@ A worker (a Dask worker, local or remote) runs each cell in a child process of i
   imported, and Dask sets them to 1 in its workers;
 - a cell that crashes (out of memory, killed) fails that cell only, not the worker.
 
-The job file says which cell, how to load the data set and where to write the cell's files; on a user error
-(bad data, fingerprint mismatch) the child writes error.json and exits with 2.
+The job file says which cell, which function computes it (the executor's CellFunction, by module and name), the
+data set's reference (loaded with fer_bench.data.reference.load_reference) and where to write the cell's files;
+on a user error (bad data, fingerprint mismatch) the child writes error.json and exits with 2.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -37,26 +39,6 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def load_job_dataset(data: dict, *, worker: str):
-    """The data set the client named, loaded here: the synthetic data (generated identically everywhere), or
-    FER-2013 from $FER2013_DIR on this machine, else from the client's path. Refused when its fingerprint is not
-    the client's."""
-    if data["name"] == "synthetic":
-        from fer_bench.data.synthetic import make_synthetic
-
-        dataset = make_synthetic(seed=0)
-    else:
-        from fer_bench.data import load_path
-
-        path = os.environ.get("FER2013_DIR") or data["source"]
-        dataset = load_path(path, rgb_to_gray=data.get("rgb_to_gray", False))
-    if dataset.fingerprint != data["fingerprint"]:
-        raise FerBenchError(f"worker {worker}: its data set {dataset.source} has fingerprint {dataset.fingerprint}, "
-                            f"the client's has {data['fingerprint']}; point FER2013_DIR on that worker at the same "
-                            "FER-2013 copy")
-    return dataset
-
-
 def _import_plugins(plugins: list[dict]) -> None:
     """The client's --plugin files travel as text (no shared filesystem needed); modules are imported by name."""
     from fer_bench.plugins import load_plugin
@@ -71,13 +53,22 @@ def _import_plugins(plugins: list[dict]) -> None:
             load_plugin(str(path))
 
 
+def _function(reference: str):
+    """The module-level function a "module:qualname" reference names."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def run_job(job: dict) -> None:
-    from fer_bench.run import compute_cell
+    from fer_bench.data.reference import DatasetReference, load_reference
 
     _import_plugins(job.get("plugins", []))
-    dataset = load_job_dataset(job["data"], worker=job["execution"]["worker"])
-    compute_cell(dataset, job["task"], job["model"], job["seed"], Path(job["directory"]), quick=job["quick"],
-                 command=job["command"], checkpoints=Path(job["checkpoints"]), execution=job["execution"])
+    reference = DatasetReference.from_json(job["data"])
+    dataset = load_reference(reference, worker=job["execution"]["worker"])
+    compute = _function(job["compute"])
+    compute(dataset, job["task"], job["model"], job["seed"], Path(job["directory"]), quick=job["quick"],
+            command=job["command"], reference=reference, checkpoints=Path(job["checkpoints"]),
+            execution=job["execution"])
 
 
 def main(argv: list[str]) -> int:

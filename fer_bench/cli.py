@@ -94,9 +94,9 @@ def cmd_report(args) -> int:
 
 def cmd_maps(args) -> int:
     from fer_bench.cell_maps import store_maps_command
-    from fer_bench.report.inputs import default_out
+    from fer_bench.storage import default_results_folder
 
-    store_maps_command(args.out or default_out(), force=args.force, data=args.data)
+    store_maps_command(args.out or default_results_folder(), force=args.force, data=args.data)
     return 0
 
 

@@ -1,9 +1,11 @@
 """Where the grid's cells run: in this process one after another (the default), on local worker processes
 (`--workers N`, a Dask LocalCluster) or on a running Dask distributed cluster (`--scheduler tcp://HOST:PORT`).
 
-Every mode stores a cell the same way: the cell is computed whole (in a worker, by a child process, see
-fer_bench.cell_process), its files travel back to this process, which writes them into a staging folder and
-renames it into place. So no shared filesystem is needed, a killed worker loses only the cell it was computing,
+Executors are handed the function that computes a cell's files into a folder (`CellFunction`, fer-bench's is
+fer_bench.cell.compute_cell) and know nothing else of what a cell is. Every mode stores a cell the same way: the
+cell is computed whole (in this process, or in a worker by a child process, see fer_bench.cell_process), and its
+folder is written as a staging folder renamed into place (storage.staged_dir); a worker's files travel back to
+this process first. So no shared filesystem is needed, a killed worker loses only the cell it was computing,
 and the same command run again computes only what is missing.
 
 A cell of a model that needs TensorFlow takes a whole worker: it asks for the Dask worker resource
@@ -25,11 +27,18 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fer_bench.data.reference import DatasetReference
 from fer_bench.errors import FerBenchError, Interrupted
-from fer_bench.storage import atomic_write, cell_dir, fresh_staging_dir, replace_dir
+from fer_bench.storage import MANIFEST_FILE, atomic_write, cell_dir, staged_dir
+
+#: computes one cell's files into a folder that does not exist yet:
+#: compute(dataset, task, model, seed, directory, *, quick, command, reference, peaks, checkpoints, execution);
+#: a worker's child process imports it by its module and name, so it must be a module-level function
+CellFunction = Callable[..., Path]
 
 #: the Dask worker resource a TensorFlow cell asks for (one per worker that may run one)
 WHOLE_WORKER = "whole_worker"
@@ -60,7 +69,7 @@ class CellJob:
     cell: Cell
     quick: bool
     command: str
-    data: dict  # name, fingerprint, source, rgb_to_gray of the client's data set
+    data: DatasetReference  # the client's data set, which the worker loads (fer_bench.data.reference)
     plugins: tuple[dict, ...] = ()  # {"spec": ..., "source": file text or None for a module}
     threads: int | None = None  # per cell; None: the worker's cores divided by its thread count
 
@@ -87,11 +96,6 @@ def needs_whole_worker(model_name: str) -> bool:
     from fer_bench.models import requirements
 
     return "tensorflow" in requirements(model_name)
-
-
-def job_data(dataset, *, rgb_to_gray: bool = False) -> dict:
-    return {"name": dataset.name, "fingerprint": dataset.fingerprint, "source": dataset.source,
-            "rgb_to_gray": rgb_to_gray}
 
 
 def job_plugins(specs) -> tuple[dict, ...]:
@@ -125,8 +129,14 @@ def _task_cancelled(worker, key) -> bool:
     return worker is not None and key is not None and (state is None or state.state in ("cancelled", "released"))
 
 
-def run_cell_in_child(job: CellJob) -> CellOutcome:
-    """Compute one cell in a child process with explicit thread settings and return its files."""
+def function_reference(function: Callable) -> str:
+    """"module:qualname" of a module-level function, for a child process to import it by."""
+    return f"{function.__module__}:{function.__qualname__}"
+
+
+def run_cell_in_child(job: CellJob, compute: str) -> CellOutcome:
+    """Compute one cell in a child process with explicit thread settings and return its files. `compute`: the
+    CellFunction's function_reference."""
     worker = _current_worker()
     key = worker.get_current_task() if worker is not None else None
     name = f"{worker.address} ({platform.node()})" if worker is not None else platform.node()
@@ -137,14 +147,14 @@ def run_cell_in_child(job: CellJob) -> CellOutcome:
         worker.log_event(START_TOPIC, {"cell": job.cell.label, "worker": name})
     scratch = Path(tempfile.mkdtemp(prefix="fer-bench-cell-"))
     # kept across attempts on this machine so a retried CNN cell resumes from its last epoch
-    checkpoints = (Path(tempfile.gettempdir()) / "fer-bench-checkpoints" / job.data["fingerprint"] / job.cell.task
+    checkpoints = (Path(tempfile.gettempdir()) / "fer-bench-checkpoints" / job.data.fingerprint / job.cell.task
                    / job.cell.model / f"seed{job.cell.seed}")
     started = time.perf_counter()
     try:
         job_file = scratch / "job.json"
         job_file.write_text(json.dumps({
             "task": job.cell.task, "model": job.cell.model, "seed": job.cell.seed, "quick": job.quick,
-            "command": job.command, "data": job.data, "plugins": list(job.plugins),
+            "command": job.command, "data": job.data.to_json(), "plugins": list(job.plugins), "compute": compute,
             "directory": str(scratch / "cell"), "checkpoints": str(checkpoints), "parent_pid": os.getpid(),
             "execution": {"executor": "dask" if worker is not None else "child process", "worker": name,
                           "threads": threads},
@@ -188,13 +198,12 @@ def store_cell_files(out: Path, cell: Cell, files: dict[str, bytes]) -> Path:
     """Write a cell's files into a staging folder and rename it into place (manifest.json last: a cell with a
     manifest is complete)."""
     final = cell_dir(out, cell.task, cell.model, cell.seed)
-    staging = fresh_staging_dir(final)
-    for relative in sorted(files, key=lambda name: name == "manifest.json"):
-        target = staging / relative
-        if target.resolve().parent != staging.resolve() and staging.resolve() not in target.resolve().parents:
-            raise CellFailed(f"{cell.label}: a worker sent a file outside the cell folder: {relative}")
-        atomic_write(target, files[relative])
-    replace_dir(staging, final)
+    with staged_dir(final) as staging:
+        for relative in sorted(files, key=lambda name: name == MANIFEST_FILE):
+            target = staging / relative
+            if target.resolve().parent != staging.resolve() and staging.resolve() not in target.resolve().parents:
+                raise CellFailed(f"{cell.label}: a worker sent a file outside the cell folder: {relative}")
+            atomic_write(target, files[relative])
     return final
 
 
@@ -205,17 +214,22 @@ class SerialExecutor:
     threads_per_cell = None  # the libraries' defaults, recorded in each manifest
     where = "in-process"
 
-    def run(self, jobs: list[CellJob], dataset, out: Path, progress) -> GridReport:
+    def run(self, jobs: list[CellJob], compute: CellFunction, dataset, out: Path, progress) -> GridReport:
         from fer_bench.measure import MatmulPeaks
-        from fer_bench.run import run_cell
 
         report = GridReport()
         peaks = MatmulPeaks()  # measured once for the grid, by the first cell of a Keras model
         for job in jobs:
             progress.started(job.cell, self.where)
             started = time.perf_counter()
-            run_cell(dataset, job.cell.task, job.cell.model, job.cell.seed, out, quick=job.quick,
-                     command=job.command, peaks=peaks, execution={"executor": self.where})
+            cell = job.cell
+            # beside the results, so that a killed CNN training resumes from its last epoch
+            checkpoints = Path(out) / "checkpoints" / cell.task / cell.model / f"seed{cell.seed}"
+            with staged_dir(cell_dir(out, cell.task, cell.model, cell.seed)) as staging:
+                compute(dataset, cell.task, cell.model, cell.seed, staging, quick=job.quick, command=job.command,
+                        reference=job.data, peaks=peaks, checkpoints=checkpoints,
+                        execution={"executor": self.where})
+            shutil.rmtree(checkpoints, ignore_errors=True)
             report.finished.append(job.cell)
             progress.finished(job.cell, time.perf_counter() - started)
         return report
@@ -280,7 +294,7 @@ class DaskExecutor:
                     raise FerBenchError(f"worker {address} cannot load the data set: "
                                         f"{type(answer).__name__}: {answer}")
 
-    def run(self, jobs: list[CellJob], dataset, out: Path, progress) -> GridReport:
+    def run(self, jobs: list[CellJob], compute: CellFunction, dataset, out: Path, progress) -> GridReport:
         distributed = _import_distributed()
         self.check_cluster(jobs)
         started_events: queue.Queue = queue.Queue()
@@ -289,7 +303,8 @@ class DaskExecutor:
         futures = {}
         for job in jobs:
             resources = {WHOLE_WORKER: 1} if needs_whole_worker(job.cell.model) else None
-            future = self.client.submit(run_cell_in_child, job, key=f"fer-bench-{job.cell.label}-{uuid.uuid4().hex}",
+            future = self.client.submit(run_cell_in_child, job, function_reference(compute),
+                                        key=f"fer-bench-{job.cell.label}-{uuid.uuid4().hex}",
                                         resources=resources, retries=1, pure=False)
             futures[future] = job.cell
         report, pending = GridReport(), set(futures)
@@ -336,12 +351,12 @@ class DaskExecutor:
             self.cluster.close()
 
 
-def _worker_fingerprint(data: dict, dask_worker=None) -> str:
+def _worker_fingerprint(data: DatasetReference, dask_worker=None) -> str:
     """Run on every worker by check_cluster (Client.run passes the worker as dask_worker)."""
-    from fer_bench.cell_process import load_job_dataset
+    from fer_bench.data.reference import load_reference
 
     name = f"{dask_worker.address} ({platform.node()})" if dask_worker is not None else platform.node()
-    return load_job_dataset(data, worker=name).fingerprint
+    return load_reference(data, worker=name).fingerprint
 
 
 def _import_distributed():
@@ -365,10 +380,10 @@ def make_executor(*, workers: int | None = None, scheduler: str | None = None):
     return SerialExecutor()
 
 
-def run_jobs(executor, jobs: list[CellJob], dataset, out: Path, progress) -> GridReport:
-    """Run the jobs; Ctrl-C cancels them and names the cells that finished."""
+def run_jobs(executor, jobs: list[CellJob], compute: CellFunction, dataset, out: Path, progress) -> GridReport:
+    """Run the jobs, each computed by `compute`; Ctrl-C cancels them and names the cells that finished."""
     try:
-        report = executor.run(jobs, dataset, out, progress)
+        report = executor.run(jobs, compute, dataset, out, progress)
     except KeyboardInterrupt:
         done = ", ".join(progress.finished_labels) if progress.finished_labels else "none"
         raise Interrupted(f"interrupted; cells finished in this run: {done}; "

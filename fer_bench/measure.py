@@ -22,7 +22,6 @@ import os
 import resource
 import sys
 import time
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 
 from fer_bench.errors import FerBenchError
 from fer_bench.models.capabilities import offered
+from fer_bench.models.parameters import sklearn_support_vectors
 from fer_bench.provenance import thread_settings
 
 #: matrix size of the matmul peak measurement (large enough to be compute-bound, small enough to take ~0.1 s)
@@ -39,11 +39,6 @@ MATMUL_WARMUP_CALLS = 3
 #: backward pass ~ 2x the forward arithmetic (gradients w.r.t. inputs and weights), so training ~ 3x forward
 TRAINING_FLOPS_PER_FORWARD = 3
 PEAK_RSS_NOTE = "ru_maxrss of the process: its peak resident memory so far, including data and earlier cells"
-
-#: fitted scikit-learn arrays (and scalars) that a model predicts with
-_LEARNED_ATTRIBUTES = ("coef_", "intercept_", "mean_", "scale_", "components_", "coefs_", "intercepts_",
-                       "a_", "b_", "X_thresholds_", "y_thresholds_")
-_SVM_ATTRIBUTES = ("support_vectors_", "dual_coef_", "intercept_", "probA_", "probB_")
 
 MATMUL_DTYPES = ("float32", "bfloat16")
 
@@ -77,75 +72,6 @@ def keras_network(model):
     return offered(model, "keras_network")
 
 
-def _is_sklearn_object(value) -> bool:
-    """scikit-learn classes and their subclasses (estimators, fer-bench's model wrappers, calibrators)."""
-    return any(cls.__module__.startswith("sklearn.") for cls in type(value).__mro__)
-
-
-def _size(value) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, list | tuple):
-        return sum(_size(v) for v in value)
-    return int(np.size(value))
-
-
-def _sklearn_parameter_counts(obj, seen: set[int]) -> tuple[int, int]:
-    """(learned numbers, support vectors) of a fitted scikit-learn object and every scikit-learn object it holds
-    (pipelines, calibrated classifiers, sub-estimators); each object is counted once."""
-    if id(obj) in seen:
-        return 0, 0
-    seen.add(id(obj))
-    n_parameters = n_support = 0
-    if _is_sklearn_object(obj):
-        support = getattr(obj, "support_vectors_", None)
-        # An SVM predicts with its support vectors and dual coefficients; its coef_ (linear kernel only) is derived
-        # from them, so it is not counted twice.
-        names = _SVM_ATTRIBUTES if support is not None else _LEARNED_ATTRIBUTES
-        for name in names:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FutureWarning)  # deprecated but still used (SVC probA_)
-                    n_parameters += _size(getattr(obj, name, None))
-            except (AttributeError, ValueError, TypeError):
-                continue  # a property that does not apply to this estimator's configuration
-        if support is not None:
-            n_support += len(support)
-    for value in _children(obj):
-        params, support = _sklearn_parameter_counts(value, seen)
-        n_parameters += params
-        n_support += support
-    return n_parameters, n_support
-
-
-def _children(obj):
-    """scikit-learn objects held in obj's attributes, also inside lists, tuples and dicts (e.g. Pipeline steps)."""
-    try:
-        values = list(vars(obj).values())
-    except TypeError:
-        return
-    stack = values
-    while stack:
-        value = stack.pop()
-        if isinstance(value, np.ndarray | str | bytes | int | float) or value is None:
-            continue
-        if isinstance(value, list | tuple):
-            stack.extend(value)
-        elif isinstance(value, dict):
-            stack.extend(value.values())
-        elif _is_sklearn_object(value):
-            yield value
-
-
-def sklearn_parameter_count(model) -> dict:
-    """{"n_parameters": ..., "n_support_vectors": ... or None} of a fitted scikit-learn-based model: sizes of the
-    fitted coefficients, intercepts, scaler statistics, PCA components, calibration parameters, and for SVMs the
-    support vectors with their dual coefficients, in the model and every scikit-learn object it holds. Models
-    built on scikit-learn offer it as their parameter_count()."""
-    n_parameters, n_support = _sklearn_parameter_counts(model, set())
-    return {"n_parameters": n_parameters, "n_support_vectors": n_support or None}
-
-
 def count_parameters(model) -> dict:
     """{"n_parameters": ..., "n_support_vectors": ... or None}: learned numbers the fitted model predicts with, as
     the model offers them (parameter_count()), else a Keras network's count_params(); None when unknown (unknown
@@ -154,7 +80,7 @@ def count_parameters(model) -> dict:
     network = keras_network(model)
     if n_parameters is None and network is not None:
         n_parameters = int(network.count_params())
-    n_support = _sklearn_parameter_counts(model, set())[1] if network is None else 0
+    n_support = sklearn_support_vectors(model) if network is None else 0
     return {"n_parameters": None if n_parameters is None else int(n_parameters), "n_support_vectors": n_support or None}
 
 
@@ -364,7 +290,7 @@ def timing_measurements(model, X_test, model_dir, *, train_images_per_s: float |
                         n_latency: int = 100, warmup: int = 10, peaks: MatmulPeaks | None = None) -> dict:
     """Extra timings.json keys for a fitted cell: latency on X_test (PrivateTest), size, peak memory, threads and,
     for a Keras model, FLOPs per image, the matmul peak and (given train_images_per_s) the achieved training
-    GFLOP/s and fraction of the peak. Batch throughput is not re-measured (run_cell times predict_proba itself).
+    GFLOP/s and fraction of the peak. Batch throughput is not re-measured (compute_cell times predict_proba itself).
 
     Costs ~n_latency+warmup single-image predictions, plus ~3 s once per `peaks` object for the matmul peak."""
     result = measure_inference(model, X_test, n_latency=n_latency, warmup=warmup, model_dir=model_dir, batch=False)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fer_bench.models.base import check_images
+from fer_bench.data.dataset import check_images
 
 #: occlusion defaults: 8x8 patch moved by 4 pixels (11 x 11 positions on a 48x48 face), mid-gray fill
 OCCLUSION_PATCH = 8

@@ -19,50 +19,22 @@ import io
 import json
 import os
 import shutil
-import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fer_bench.atomic import atomic_file, atomic_write  # noqa: F401  (the results folder writes through them)
 from fer_bench.errors import FerBenchError
+from fer_bench.manifest import Manifest
 
 #: bumped whenever the layout or a file's schema changes incompatibly
 RESULTS_FORMAT = 1
 PREDICTION_SPLITS = ("PublicTest", "PrivateTest")
-
-
-def _umask_mode() -> int:
-    """Permissions a plain open() would give (mkstemp's temporary files are owner-only)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-@contextmanager
-def atomic_file(path: Path):
-    """A binary file handle on a temporary file beside `path`, renamed onto `path` when the block ends without
-    an error (after fsync), deleted otherwise: readers see the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write(path: Path, content: str | bytes) -> None:
-    """Write text (UTF-8, newlines as given) or bytes to `path` atomically (see atomic_file)."""
-    with atomic_file(path) as fh:
-        fh.write(content.encode("utf-8") if isinstance(content, str) else content)
+MANIFEST_FILE = "manifest.json"
+RESULTS_ROOT = Path("results")
 
 
 def dumps_json(obj) -> str:
@@ -90,9 +62,23 @@ def cell_dir(out: Path, task: str, model: str, seed: int) -> Path:
     return Path(out) / "runs" / task / model / f"seed{seed}"
 
 
+def default_results_folder(dataset_name: str | None = None, *, quick: bool = False) -> Path:
+    """Where a command writes or reads when --out is not given: results/<dataset> (results/<dataset>-quick for
+    --quick) for a data set; with no data set named (report, maps), the first of results/fer2013 and
+    results/synthetic that is a results folder."""
+    if dataset_name is not None:
+        return RESULTS_ROOT / (f"{dataset_name}-quick" if quick else dataset_name)
+    for name in ("fer2013", "synthetic"):
+        if (RESULTS_ROOT / name / "fer-bench.json").exists():
+            return RESULTS_ROOT / name
+    raise FerBenchError("no results folder found (results/fer2013 or results/synthetic); "
+                        "run `fer-bench run` first or pass --out")
+
+
 def check_results_folder(out: Path, *, dataset: str | None = None, fingerprint: str | None = None,
-                         create: bool = False) -> dict:
-    """Refuse a results folder written by an incompatible version or for other data; create its marker if asked."""
+                         reference: dict | None = None, create: bool = False) -> dict:
+    """Refuse a results folder written by an incompatible version or for other data; create its marker if asked,
+    with `reference` (DatasetReference.to_json() of the data set: how to load it again) when given."""
     out = Path(out)
     marker = out / "fer-bench.json"
     if marker.exists():
@@ -108,7 +94,8 @@ def check_results_folder(out: Path, *, dataset: str | None = None, fingerprint: 
         raise FerBenchError(f"{out} has runs/ but no fer-bench.json: not a fer-bench results folder")
     if not create:
         raise FerBenchError(f"{out} is not a fer-bench results folder (no fer-bench.json); run `fer-bench run` first")
-    info = {"format": RESULTS_FORMAT, "dataset": dataset, "fingerprint": fingerprint}
+    info = {"format": RESULTS_FORMAT, "dataset": dataset, "fingerprint": fingerprint,
+            **({"reference": reference} if reference is not None else {})}
     try:
         atomic_write(marker, dumps_json(info))
     except OSError as exc:
@@ -131,7 +118,7 @@ class StoredCell:
     """A finished cell read back from disk."""
 
     path: Path
-    manifest: dict
+    manifest: Manifest
     params: dict
     timings: dict
     splits: np.ndarray
@@ -141,24 +128,32 @@ class StoredCell:
 
     @property
     def task(self) -> str:
-        return self.manifest["task"]
+        return self.manifest.task
 
     @property
     def model(self) -> str:
-        return self.manifest["model"]
+        return self.manifest.model
 
     @property
     def seed(self) -> int:
-        return int(self.manifest["seed"])
+        return self.manifest.seed
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.manifest["class_names"])
+        return list(self.manifest.class_names)
 
     def split(self, name: str):
         """(image_ids, labels, proba) of one split."""
         mask = self.splits == name
         return self.image_ids[mask], self.labels[mask], self.proba[mask]
+
+    def check_same_images(self, other: StoredCell, split: str) -> None:
+        """FerBenchError unless `other` scored the same `split` images, in the same order, with the same labels:
+        what every comparison of two cells' predictions (paired tests, seed ensembles, figures) relies on."""
+        ids, labels, _ = self.split(split)
+        other_ids, other_labels, _ = other.split(split)
+        if not (np.array_equal(ids, other_ids) and np.array_equal(labels, other_labels)):
+            raise FerBenchError(f"{other.path} and {self.path} hold predictions for different {split} images")
 
 
 def read_predictions(pred_file: Path, class_names: list[str] | None = None):
@@ -183,10 +178,23 @@ def read_predictions(pred_file: Path, class_names: list[str] | None = None):
     return np.array([r[0] for r in body]), np.array([r[1] for r in body]), labels, proba
 
 
+def read_manifest(path: Path) -> Manifest:
+    """A cell's manifest.json (`path`: the file) as a Manifest; FerBenchError when it cannot be read."""
+    try:
+        return Manifest.from_json(read_json(path))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FerBenchError(f"{path}: not a cell manifest ({type(exc).__name__}: {exc})") from None
+
+
+def manifest_json(manifest: Manifest) -> str:
+    """manifest.json's text: the one way a manifest is written."""
+    return dumps_json(manifest.to_json())
+
+
 def read_cell(path: Path) -> StoredCell:
     path = Path(path)
-    manifest = read_json(path / "manifest.json")
-    splits, image_ids, labels, proba = read_predictions(path / "predictions.csv", manifest["class_names"])
+    manifest = read_manifest(path / MANIFEST_FILE)
+    splits, image_ids, labels, proba = read_predictions(path / "predictions.csv", list(manifest.class_names))
     return StoredCell(
         path=path, manifest=manifest, params=read_json(path / "params.json"),
         timings=read_json(path / "timings.json"),
@@ -197,6 +205,16 @@ def list_cells(out: Path) -> list[Path]:
     """Finished cells (those with a manifest), in sorted order."""
     runs = Path(out) / "runs"
     return sorted(p.parent for p in runs.glob("*/*/seed*/manifest.json"))
+
+
+@contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """A cell folder written whole or not at all: the block writes into the (not yet created) staging folder it
+    is given, which is renamed onto `final` when the block ends without an error. After an error the staging
+    folder stays until the next attempt's fresh_staging_dir removes it; `final` is untouched."""
+    staging = fresh_staging_dir(final)
+    yield staging
+    replace_dir(staging, final)
 
 
 def fresh_staging_dir(final: Path) -> Path:

@@ -2,7 +2,8 @@
 
 A task maps the 7 canonical labels to its own classes (labels it does not use are dropped) and names a
 default balancing strategy. Balancing only ever touches the training data; PublicTest and PrivateTest are
-evaluated exactly as they are.
+evaluated exactly as they are. `prepare_task_data` gives a task's view of a data set: what a cell fits and
+predicts.
 
 Register your own task::
 
@@ -19,7 +20,9 @@ import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
 from fer_bench import CLASS_NAMES
+from fer_bench.data.dataset import Dataset
 from fer_bench.errors import FerBenchError
+from fer_bench.storage import PREDICTION_SPLITS
 
 BALANCING_STRATEGIES = ("none", "class_weight", "undersample", "oversample")
 
@@ -138,3 +141,32 @@ def balance(images: np.ndarray, labels: np.ndarray, strategy: str, *, n_classes:
     ]).astype(np.int64)
     index = np.concatenate([np.arange(len(labels)), extra])
     return images[index], labels[index], None
+
+
+@dataclass
+class TaskData:
+    """A task's view of the data set: balanced training set and the untouched test splits."""
+
+    task: Task
+    X_train: np.ndarray
+    y_train: np.ndarray
+    sample_weight: np.ndarray | None
+    n_train_before_balancing: int
+    train_class_counts: list[int]  # before balancing; the report's majority-class floor uses it
+    tests: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # split -> (images, labels, ids)
+
+
+def prepare_task_data(dataset: Dataset, task: Task, *, seed: int, balancing: str | None = None) -> TaskData:
+    train = dataset.split("Training")
+    X, y, _ = task.select(train.images, train.labels, train.ids)
+    if len(X) == 0:
+        raise FerBenchError(f"task {task.name}: no Training images with its labels in {dataset.source}")
+    X_bal, y_bal, weights = balance(X, y, balancing or task.balancing, n_classes=task.n_classes, seed=seed)
+    tests = {}
+    for split in PREDICTION_SPLITS:
+        part = dataset.split(split)
+        tests[split] = task.select(part.images, part.labels, part.ids)
+        if len(tests[split][0]) == 0:
+            raise FerBenchError(f"task {task.name}: no {split} images with its labels in {dataset.source}")
+    counts = np.bincount(y, minlength=task.n_classes).tolist()
+    return TaskData(task, X_bal, y_bal, weights, len(X), counts, tests)

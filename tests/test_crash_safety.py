@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import copy_grid
 
-from fer_bench import run as run_module
+from fer_bench import cell as cell_module
 from fer_bench.cli import main
 from fer_bench.storage import read_cell
 
@@ -168,8 +168,8 @@ def use_small_synthetic(monkeypatch, small_synthetic):
 
 
 def test_ctrl_c_inside_a_models_fit_names_the_finished_cells(tmp_path, capsys, monkeypatch, use_small_synthetic):
-    real_make_model = run_module.make_model
-    monkeypatch.setattr(run_module, "make_model", lambda name, **kw: (
+    real_make_model = cell_module.make_model
+    monkeypatch.setattr(cell_module, "make_model", lambda name, **kw: (
         _InterruptedFit() if name == "hog_svm" else real_make_model(name, **kw)))
     out = tmp_path / "results"
     code = main(["run", "--quick", "--tasks", "binary", "--models", "logreg,hog_svm", "--out", str(out)])

@@ -62,7 +62,11 @@ def test_manifest_holds_what_reproduces_the_cell(tmp_path, small_synthetic, monk
 
     assert (manifest["task"], manifest["model"], manifest["seed"], manifest["quick"]) == ("binary", "logreg", 3, True)
     assert manifest["dataset"] == {"name": "synthetic", "fingerprint": small_synthetic.fingerprint,
-                                   "source": small_synthetic.source}
+                                   "source": small_synthetic.source, "rgb_to_gray": False,
+                                   "synthetic": {"seed": 0, "n_train": 700, "n_public": 210, "n_private": 210,
+                                                 "artifacts": True}}
+    assert manifest["version"] == 2
+    assert json.loads((out / "fer-bench.json").read_text())["reference"] == manifest["dataset"]
     assert manifest["command"] == shlex.join(["fer-bench", *argv])
     assert re.fullmatch(r"[0-9a-f]{40}|unknown", manifest["code"]["commit"])
     assert "dirty" in manifest["code"]

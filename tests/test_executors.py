@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from fer_bench.cell_process import load_job_dataset
 from fer_bench.cli import build_parser
+from fer_bench.data.reference import DatasetReference, load_reference
 from fer_bench.errors import FerBenchError
 from fer_bench.executors import WHOLE_WORKER, Cell, store_cell_files
 from fer_bench.progress import GridProgress
@@ -269,8 +269,7 @@ def test_ctrl_c_cancels_the_cluster_work_and_leaves_no_cell_process(tmp_path):
 def test_a_worker_with_another_data_set_is_refused_naming_it(make_fer_folder, tmp_path):
     folder = make_fer_folder(tmp_path / "fer")
     with pytest.raises(FerBenchError, match="worker tcp://10.0.0.7:1234: its data set .* has fingerprint"):
-        load_job_dataset({"name": "fer2013", "source": str(folder), "fingerprint": "0" * 16},
-                         worker="tcp://10.0.0.7:1234")
+        load_reference(DatasetReference("fer2013", "0" * 16, str(folder)), worker="tcp://10.0.0.7:1234")
 
 
 def test_a_worker_file_outside_the_cell_folder_is_refused(tmp_path):

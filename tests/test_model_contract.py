@@ -22,8 +22,8 @@ from fer_bench.models import available_models, missing_requirements, register_mo
 from fer_bench.models.base import ImageClassifier
 from fer_bench.models.contract import ContractError, check_model, contract_data
 from fer_bench.plugins import load_plugin
-from fer_bench.run import prepare_task_data, run_grid
-from fer_bench.tasks import get_task
+from fer_bench.run import run_grid
+from fer_bench.tasks import get_task, prepare_task_data
 
 for _plugin in filter(None, os.environ.get("FER_BENCH_PLUGINS", "").split(",")):
     load_plugin(_plugin.strip())

@@ -18,7 +18,9 @@ from fer_bench.errors import FerBenchError
 from fer_bench.figures import FigureContext, render_figures
 from fer_bench.figures import timing as timing_figure
 from fer_bench.figures.png import MAX_PNG_BYTES
+from fer_bench.manifest import Manifest
 from fer_bench.models.base import ImageClassifier
+from fer_bench.models.parameters import sklearn_parameter_count
 from fer_bench.report import timing
 from fer_bench.report.inputs import ReportInputs
 from fer_bench.report.sections import SectionContext
@@ -194,7 +196,7 @@ def test_sklearn_parameter_count_sums_the_fitted_arrays():
     model = PixelModel().fit(IMAGES, LABELS)
     expected = (model.scaler_.mean_.size + model.scaler_.scale_.size + model.model_.coef_.size
                 + model.model_.intercept_.size)
-    assert measure.sklearn_parameter_count(model) == {"n_parameters": expected, "n_support_vectors": None}
+    assert sklearn_parameter_count(model) == {"n_parameters": expected, "n_support_vectors": None}
 
 
 def test_svm_parameter_count_is_support_vectors_and_dual_coefficients():
@@ -202,7 +204,7 @@ def test_svm_parameter_count_is_support_vectors_and_dual_coefficients():
     svc = model.model_
     expected = (2 * model.scaler_.mean_.size + svc.support_vectors_.size + svc.dual_coef_.size
                 + svc.intercept_.size)
-    assert measure.sklearn_parameter_count(model) == {"n_parameters": expected,
+    assert sklearn_parameter_count(model) == {"n_parameters": expected,
                                               "n_support_vectors": len(svc.support_vectors_)}
 
 
@@ -223,7 +225,7 @@ def test_timing_measurements_of_a_classic_model(tmp_path):
     assert result["model_bytes"] == (tmp_path / "model" / "model.joblib").stat().st_size
     assert result["n_parameters"] == measure.count_parameters(model)["n_parameters"]
     assert result["threads"]["usable_cores"] >= 1
-    assert "batch_images" not in result  # run_cell times the batch prediction itself
+    assert "batch_images" not in result  # compute_cell times the batch prediction itself
     assert not {"matmul_peak_gflops", "train_gflops"} & result.keys()
 
 
@@ -251,8 +253,8 @@ def _cell(task, model, seed, timings):
     manifest = {"task": task, "model": model, "seed": seed, "class_names": ["a", "b"], "n_train": 100,
                 "threads": {"OMP_NUM_THREADS": None}}
     empty = np.array([])
-    return StoredCell(path=None, manifest=manifest, params={}, timings=timings, splits=empty, image_ids=empty,
-                      labels=empty.astype(int), proba=np.zeros((0, 2)))
+    return StoredCell(path=None, manifest=Manifest.from_json(manifest), params={}, timings=timings, splits=empty,
+                      image_ids=empty, labels=empty.astype(int), proba=np.zeros((0, 2)))
 
 
 CNN_TIMINGS = {"fit_seconds": 120.5, "n_train": 3000, "train_images_per_s": 250.0,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_bench.atomic import atomic_file
 from fer_bench.data.dataset import Dataset
-from fer_bench.storage import atomic_file
 
 # Bump when the decoding or ordering changes, so caches written by an older loader are never read.
 LOADER_VERSION = 1

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from fer_bench import CLASS_NAMES, IMAGE_SIZE, USAGES
+from fer_bench.atomic import atomic_file
 from fer_bench.data import cache
 from fer_bench.data.dataset import Dataset
 from fer_bench.errors import FerBenchError
-from fer_bench.storage import atomic_file
 
 COLUMNS = ("emotion", "pixels", "Usage")
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE

@@ -1,4 +1,4 @@
-"""The in-memory Dataset every loader returns."""
+"""The in-memory Dataset every loader returns, and the check every model applies to the images it is given."""
 
 from __future__ import annotations
 
@@ -8,6 +8,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fer_bench import CLASS_NAMES, IMAGE_SIZE, USAGES
+
+
+@dataclass(frozen=True)
+class SyntheticRecipe:
+    """The arguments of fer_bench.data.synthetic.make_synthetic that made a data set: enough to make it again,
+    pixel for pixel, on any machine."""
+
+    seed: int = 0
+    n_train: int = 2800
+    n_public: int = 700
+    n_private: int = 700
+    artifacts: bool = True
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,8 @@ class Dataset:
     usage: np.ndarray
     ids: np.ndarray
     source: str = ""
+    #: how the built-in generator made it (None: loaded from files)
+    synthetic: SyntheticRecipe | None = None
     _fingerprint: list = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self):
@@ -64,6 +78,7 @@ class Dataset:
             usage=self.usage[index],
             ids=self.ids[index],
             source=self.source,
+            synthetic=self.synthetic,
         )
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -73,3 +88,11 @@ class Dataset:
             labels = self.labels[self.usage == usage]
             out[usage] = {c: int((labels == i).sum()) for i, c in enumerate(CLASS_NAMES)}
         return out
+
+
+def check_images(X) -> np.ndarray:
+    """Validate model input: uint8-compatible array of shape (N, 48, 48)."""
+    X = np.asarray(X)
+    if X.ndim != 3 or X.shape[1:] != (48, 48):
+        raise ValueError(f"expected images of shape (N, 48, 48), got {X.shape}")
+    return X

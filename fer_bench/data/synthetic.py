@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from fer_bench import CLASS_NAMES, IMAGE_SIZE, USAGES
-from fer_bench.data.dataset import Dataset
+from fer_bench.data.dataset import Dataset, SyntheticRecipe
 from fer_bench.errors import FerBenchError
 
 # Share of each class in every split (canonical order), FER-2013-like: happy > neutral > sad > angry = fear
@@ -118,7 +118,8 @@ def make_synthetic(n_train: int = 2800, n_public: int = 700, n_private: int = 70
     if artifacts:
         _plant_artifacts(images, labels, usage, np.random.default_rng([seed, len(USAGES)]))
     return Dataset(name="synthetic", images=images, labels=labels.astype(np.int64), usage=usage, ids=ids,
-                   source=f"built-in synthetic generator (seed={seed})")
+                   source=f"built-in synthetic generator (seed={seed})",
+                   synthetic=SyntheticRecipe(int(seed), int(n_train), int(n_public), int(n_private), bool(artifacts)))
 
 
 def _class_counts(n: int) -> np.ndarray:

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import enum
-import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fer_bench.data.dataset import Dataset
+from fer_bench.data.reference import load_reference
 from fer_bench.errors import FerBenchError
 from fer_bench.figures.png import figure_png, model_colors
 from fer_bench.outline import Section
@@ -86,45 +86,14 @@ def task_results(cells: list[StoredCell], settings: Settings,
         ids, labels, _ = first.split(split)
         proba = {}
         for model, cell in by_model.items():
-            cell_ids, cell_labels, cell_proba = cell.split(split)
-            if not (np.array_equal(cell_ids, ids) and np.array_equal(cell_labels, labels)):
-                raise FerBenchError(f"{cell.path} and {first.path} hold predictions for different {split} images")
-            proba[model] = cell_proba
+            first.check_same_images(cell, split)
+            proba[model] = cell.split(split)[2]
         reference = (references or {}).get(task, settings.reference_model or REFERENCE_MODEL)
         results.append(TaskResults(task, first.class_names, dict(by_model), ids, labels, proba, reference))
     return results
 
 
 # --- images and maps: loaded on demand, once per report ----------------------------------------------------------
-
-def _synthetic_seed(source: str) -> int:
-    match = re.search(r"seed=(\d+)", source or "")
-    return int(match.group(1)) if match else 0
-
-
-def load_results_dataset(info: dict) -> tuple[Dataset | None, str]:
-    """The data set a cell's manifest names, re-loaded and checked against its fingerprint, or (None, why not)."""
-    fingerprint = info.get("fingerprint")
-    name, source = info.get("name"), info.get("source") or ""
-    try:
-        if name == "synthetic":
-            from fer_bench.data.synthetic import make_synthetic
-
-            dataset = make_synthetic(seed=_synthetic_seed(source))
-        else:
-            if not source or not Path(source).exists():
-                return None, f"images not available: the data set {source or '(no source recorded)'} is not found"
-            from fer_bench.data import load_path
-
-            dataset = load_path(source)
-    except (FerBenchError, OSError) as exc:
-        return None, f"images not available: cannot re-load {source or name} ({exc})"
-    if dataset.fingerprint != fingerprint:
-        where = "the default synthetic data" if name == "synthetic" else source
-        return None, (f"images not available: {where} has fingerprint {dataset.fingerprint}, the results were "
-                      f"computed on {fingerprint}")
-    return dataset, ""
-
 
 def load_maps(cell: StoredCell, split: str):
     """(CellMaps, "") from `<cell>/maps.npz`, or (None, why not)."""
@@ -171,14 +140,15 @@ class FigureContext:
 
     def faces(self, tr: TaskResults) -> tuple[np.ndarray | None, str]:
         """The headline-split faces of a task in the order of its predictions, or (None, why not)."""
-        fingerprint = next(iter(tr.cells.values())).manifest["dataset"].get("fingerprint")
-        if self.dataset is None or self.dataset.fingerprint != fingerprint:
+        reference = next(iter(tr.cells.values())).manifest.dataset
+        if self.dataset is None or self.dataset.fingerprint != reference.fingerprint:
             if self._dataset_reason is not None:
                 return None, self._dataset_reason
-            self.dataset, reason = load_results_dataset(next(iter(tr.cells.values())).manifest["dataset"])
-            if self.dataset is None:
-                self._dataset_reason = reason
-                return None, reason
+            try:
+                self.dataset = load_reference(reference)
+            except FerBenchError as exc:
+                self._dataset_reason = f"images not available: {exc}"
+                return None, self._dataset_reason
         return face_images(self.dataset, tr.ids, self.settings.headline_split), ""
 
     def maps(self, cell: StoredCell):

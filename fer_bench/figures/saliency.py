@@ -338,7 +338,7 @@ def draw_hog(output: SectionOutput, ctx: FigureContext) -> None:
 
 def _draw_hog(output: SectionOutput, tr: TaskResults, faces, settings: dict, report_settings) -> None:
     try:
-        from fer_bench.baselines.features import hog_visualisation
+        from fer_bench.hog import hog_visualisation
     except ImportError as exc:
         output.skipped([HOG_FIGURE], f"HOG visualisation: cannot import it ({exc})")
         return

@@ -42,13 +42,9 @@ import joblib
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-
-def check_images(X) -> np.ndarray:
-    """Validate model input: uint8-compatible array of shape (N, 48, 48)."""
-    X = np.asarray(X)
-    if X.ndim != 3 or X.shape[1:] != (48, 48):
-        raise ValueError(f"expected images of shape (N, 48, 48), got {X.shape}")
-    return X
+# the input check lives with the data; importable from here too, for models written against the interface
+from fer_bench.data.dataset import check_images  # noqa: F401
+from fer_bench.models.parameters import sklearn_parameter_count
 
 
 class ImageClassifier(ClassifierMixin, BaseEstimator):
@@ -115,8 +111,6 @@ class SklearnImageClassifier(ImageClassifier):
         return (getattr(self, "selected_params_", None) or {}).get("validation_accuracy")
 
     def parameter_count(self) -> int | None:
-        from fer_bench.measure import sklearn_parameter_count
-
         return sklearn_parameter_count(self)["n_parameters"] or None
 
 

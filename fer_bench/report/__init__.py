@@ -19,13 +19,13 @@ from fer_bench.figures import FigureContext, render_figures, task_results
 from fer_bench.plugins import load_recorded_plugins
 from fer_bench.report.audit import leaked_ids, read_audit_rows
 from fer_bench.report.html import index_html
-from fer_bench.report.inputs import ReportInputs, choose_references, default_out, load_cells
+from fer_bench.report.inputs import ReportInputs, choose_references, load_cells
 from fer_bench.report.latex import latex_escape, latex_headline
 from fer_bench.report.sections import RenderedSection, SectionContext, summary_markdown
 from fer_bench.report.tables import Tables, compute_tables
 from fer_bench.report.timing import timing_csv, timing_rows
 from fer_bench.settings import Settings
-from fer_bench.storage import atomic_write, check_results_folder
+from fer_bench.storage import atomic_write, check_results_folder, default_results_folder
 
 
 @dataclass
@@ -73,7 +73,7 @@ def build_report(out, *, dataset: Dataset | None = None, settings: Settings | No
 
 
 def write_report(out=None, *, dataset: Dataset | None = None, settings: Settings | None = None) -> Path:
-    out = Path(out) if out else default_out()
+    out = Path(out) if out else default_results_folder()
     report = build_report(out, dataset=dataset, settings=settings)
     try:
         for name, content in sorted(report.files.items()):
@@ -86,4 +86,4 @@ def write_report(out=None, *, dataset: Dataset | None = None, settings: Settings
     return out
 
 
-__all__ = ["Report", "ReportInputs", "build_report", "default_out", "latex_escape", "write_report"]
+__all__ = ["Report", "ReportInputs", "build_report", "latex_escape", "write_report"]

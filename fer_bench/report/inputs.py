@@ -46,14 +46,14 @@ def cell_provenance(cells: list[StoredCell]) -> dict:
     """Where the cells come from, from their manifests, for summary.md and index.html alike: the data set (name,
     fingerprint), the sorted (commit prefix, dirty) pairs, the sorted machine labels, the first and last
     `finished` time and whether any cell is a --quick one."""
-    finished = sorted(c.manifest["finished"] for c in cells)
+    finished = sorted(c.manifest.finished for c in cells)
+    dataset = cells[0].manifest.dataset
     return {
-        "dataset": cells[0].manifest["dataset"],
-        "commits": sorted({(c.manifest["code"]["commit"][:10], bool(c.manifest["code"].get("dirty")))
-                           for c in cells}),
-        "machines": sorted({machine_label(c.manifest["machine"]) for c in cells}),
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint},
+        "commits": sorted({(c.manifest.code["commit"][:10], bool(c.manifest.code.get("dirty"))) for c in cells}),
+        "machines": sorted({machine_label(c.manifest.machine) for c in cells}),
         "finished": (finished[0], finished[-1]),
-        "quick": any(c.manifest.get("quick") for c in cells),
+        "quick": any(c.manifest.quick for c in cells),
     }
 
 
@@ -74,14 +74,6 @@ def choose_references(cells: list[StoredCell], settings: Settings) -> dict[str, 
     return {task: REFERENCE_MODEL if REFERENCE_MODEL in models else
             max(models, key=lambda m: (np.nanmean(models[m]), -list(models).index(m)))
             for task, models in by_task.items()}
-
-
-def default_out() -> Path:
-    for name in ("fer2013", "synthetic"):
-        if (Path("results") / name / "fer-bench.json").exists():
-            return Path("results") / name
-    raise FerBenchError("no results folder found (results/fer2013 or results/synthetic); "
-                        "run `fer-bench run` first or pass --out")
 
 
 def _order_key(cell: StoredCell):

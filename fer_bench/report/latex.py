@@ -40,7 +40,7 @@ def latex_headline(inputs, metric_rows: list[dict]) -> str:
            else rf"{level} bootstrap CI")
     in_percent = joined(metric.label for metric in metrics if metric.percent)
     lines = [r"\begin{table}[t]", r"\centering",
-             rf"\caption{{{latex_escape(inputs.cells[0].manifest['dataset']['name'])}: {split} results "
+             rf"\caption{{{latex_escape(inputs.cells[0].manifest.dataset.name)}: {split} results "
              rf"({latex_escape(in_percent)} in \%, {how}).}}",
              rf"\begin{{tabular}}{{ll{'r' * (len(metrics) + 1)}}}", r"\toprule",
              " & ".join(["Task", "Model", *(latex_escape(_capitalised(m.short_label)) for m in metrics), "Fit (s)"])

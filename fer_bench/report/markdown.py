@@ -516,7 +516,7 @@ def provenance_markdown(ctx) -> str:
 
 
 def title_markdown(ctx) -> str:
-    dataset = ctx.inputs.cells[0].manifest["dataset"]["name"]
+    dataset = ctx.inputs.cells[0].manifest.dataset.name
     title = f"# fer-bench results: {dataset}\n"
     if dataset == "synthetic":
         title += ("\n> **Synthetic data.** These numbers come from fer-bench's built-in procedural faces, not from "

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fer_bench.errors import FerBenchError
 from fer_bench.metrics import paired_recall_gain, summary_metrics
 from fer_bench.report.inputs import ReportInputs
 from fer_bench.storage import PREDICTION_SPLITS, StoredCell
@@ -81,10 +80,8 @@ def averaged_split(cells: list[StoredCell], split: str) -> tuple[np.ndarray, np.
     ids, labels, first = cells[0].split(split)
     probas = [first]
     for cell in cells[1:]:
-        cell_ids, cell_labels, proba = cell.split(split)
-        if not (np.array_equal(cell_ids, ids) and np.array_equal(cell_labels, labels)):
-            raise FerBenchError(f"{cell.path} and {cells[0].path} hold predictions for different {split} images")
-        probas.append(proba)
+        cells[0].check_same_images(cell, split)
+        probas.append(cell.split(split)[2])
     return ids, labels, np.mean(probas, axis=0)
 
 
@@ -107,12 +104,12 @@ def ensemble_rows_of(inputs: ReportInputs, cells: list[StoredCell]) -> list[dict
         for subset, mask in subsets:
             m = summary_metrics(y[mask], proba[mask], len(first.class_names), seed=min(ensemble.seeds),
                                 settings=inputs.settings)
-            rows.append({"dataset": first.manifest["dataset"]["name"], "task": first.task,
+            rows.append({"dataset": first.manifest.dataset.name, "task": first.task,
                          "model": ensemble_name(first.model, len(cells)), "seed": ENSEMBLE_SEED, "split": split,
                          "subset": subset, **m,
                          "fit_seconds": _summed([cell.timings.get("fit_seconds") for cell in cells]),
                          "predict_images_per_s": None,  # not measured: it would be one call per seed
-                         "quick": first.manifest.get("quick", False),
+                         "quick": first.manifest.quick,
                          ENSEMBLE_FIELD: ensemble})
     return rows
 
@@ -183,11 +180,9 @@ def _pair_gains(inputs: ReportInputs, refs: dict[int, StoredCell], others: dict[
     split, settings = inputs.settings.headline_split, inputs.settings
     gains, intervals = [], []
     for seed in seeds:
-        ids_a, labels, proba_a = refs[seed].split(split)
-        ids_b, _, proba_b = others[seed].split(split)
-        if not np.array_equal(ids_a, ids_b):
-            raise FerBenchError(f"{refs[seed].path} and {others[seed].path} hold predictions for different "
-                                f"{split} images")
+        refs[seed].check_same_images(others[seed], split)
+        _, labels, proba_a = refs[seed].split(split)
+        proba_b = others[seed].split(split)[2]
         gain, interval = paired_recall_gain(labels, proba_a.argmax(1), proba_b.argmax(1), proba_a.shape[1],
                                             seed=seed, n_resamples=settings.bootstrap_resamples,
                                             level=settings.confidence_level)

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fer_bench.errors import FerBenchError
 from fer_bench.metrics import (
     floors,
     mcnemar_exact,
@@ -76,11 +75,11 @@ def metrics_table(inputs: ReportInputs) -> list[dict]:
                 subsets.append(("clean", ~np.isin(ids, list(inputs.leaked_ids))))
             for subset, mask in subsets:
                 m = summary_metrics(y[mask], proba[mask], n_classes, seed=cell.seed, settings=inputs.settings)
-                rows.append({"dataset": cell.manifest["dataset"]["name"], "task": cell.task, "model": cell.model,
+                rows.append({"dataset": cell.manifest.dataset.name, "task": cell.task, "model": cell.model,
                              "seed": cell.seed, "split": split, "subset": subset, **m,
                              "fit_seconds": cell.timings.get("fit_seconds"),
                              "predict_images_per_s": cell.timings.get(f"predict_images_per_s_{split}"),
-                             "quick": cell.manifest.get("quick", False)})
+                             "quick": cell.manifest.quick})
     return rows
 
 
@@ -134,10 +133,9 @@ def significance_table(inputs: ReportInputs) -> list[dict]:
             if task_b != task or seed_b != seed or other == model:
                 continue
             for split in PREDICTION_SPLITS:
-                ids_a, y_a, p_a = ref.split(split)
-                ids_b, y_b, p_b = cell.split(split)
-                if not np.array_equal(ids_a, ids_b):
-                    raise FerBenchError(f"{ref.path} and {cell.path} hold predictions for different {split} images")
+                ref.check_same_images(cell, split)
+                _, y_a, p_a = ref.split(split)
+                _, y_b, p_b = cell.split(split)
                 test = mcnemar_exact(p_a.argmax(1) == y_a, p_b.argmax(1) == y_b)
                 rows.append({"task": task, "seed": seed, "split": split, "model_a": model, "model_b": other,
                              "n": len(y_a), "accuracy_a": float(np.mean(p_a.argmax(1) == y_a)),
@@ -156,7 +154,7 @@ def floors_table(inputs: ReportInputs) -> list[dict]:
         if cell.task in seen:
             continue
         seen.add(cell.task)
-        counts = np.asarray(cell.manifest["train_class_counts"])
+        counts = np.asarray(cell.manifest.train_class_counts)
         train_labels = np.repeat(np.arange(len(counts)), counts)
         for split in PREDICTION_SPLITS:
             _, y, _ = cell.split(split)

@@ -96,7 +96,7 @@ def timing_rows(inputs, metric_rows: list[dict]) -> list[dict]:
         peak = _number(t.get("matmul_peak_gflops"))
         rows.append({
             "task": cell.task, "model": cell.model, "seed": cell.seed,
-            "n_train": t.get("n_train", cell.manifest.get("n_train")),
+            "n_train": t.get("n_train", cell.manifest.n_train),
             "fit_seconds": _number(t.get("fit_seconds")), "train_images_per_s": train_rate,
             "predict_images_per_s": _number(t.get(f"predict_images_per_s_{split}")),
             "views": t.get("prediction_views"),
@@ -107,9 +107,9 @@ def timing_rows(inputs, metric_rows: list[dict]) -> list[dict]:
             "matmul_peak_gflops": peak,
             "matmul_dtype": t.get("matmul_dtype") if peak is not None else None,
             "fraction_of_peak": train_gflops / peak if train_gflops is not None and peak else None,
-            "threads": _threads_text(t.get("threads", cell.manifest.get("threads"))),
+            "threads": _threads_text(t.get("threads", cell.manifest.threads)),
             "accuracy": _number(accuracy.get((cell.task, cell.model, cell.seed))),
-            "machine": machine_label(cell.manifest["machine"]) if "machine" in cell.manifest else None,
+            "machine": machine_label(cell.manifest.machine) if cell.manifest.machine is not None else None,
         })
     return rows
 

@@ -1,0 +1,141 @@
+"""One cell of the grid: fit a model on a task's Training images with one seed, predict PublicTest and PrivateTest,
+time it, compute its saliency maps and write its files (predictions.csv, params.json, timings.json, model/,
+maps.npz, manifest.json last) into a folder.
+
+This module knows nothing of where a cell runs: the executors (fer_bench.executors) are handed `compute_cell`
+and run it in this process or in a worker's child process (fer_bench.cell_process), and store the folder it
+wrote atomically.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from fer_bench.cell_maps import write_cell_maps
+from fer_bench.data.dataset import Dataset
+from fer_bench.data.reference import DatasetReference
+from fer_bench.manifest import MANIFEST_VERSION, Manifest
+from fer_bench.measure import MatmulPeaks, timing_measurements
+from fer_bench.models import make_model
+from fer_bench.models.base import save_model
+from fer_bench.models.capabilities import offered
+from fer_bench.provenance import environment_info
+from fer_bench.storage import (
+    MANIFEST_FILE,
+    PREDICTION_SPLITS,
+    atomic_write,
+    dumps_json,
+    manifest_json,
+    predictions_csv,
+)
+from fer_bench.tasks import get_task, prepare_task_data
+
+
+def _predict_timed(model, X, method: str = "predict_proba"):
+    start = time.perf_counter()
+    proba = np.asarray(getattr(model, method)(X), dtype=np.float64)
+    seconds = time.perf_counter() - start
+    proba = np.clip(proba, 0, None)
+    return proba / proba.sum(axis=1, keepdims=True), seconds
+
+
+def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, directory: Path, *,
+                 quick: bool = False, command: str = "", reference: DatasetReference | None = None,
+                 peaks: MatmulPeaks | None = None, checkpoints: Path | None = None,
+                 execution: dict | None = None) -> Path:
+    """Fit and evaluate one cell, writing its files (predictions.csv, params.json, timings.json, model/, maps.npz,
+    manifest.json last) into `directory`, which must not exist yet. `reference`: the data set as the manifest
+    records it (default: `dataset` as loaded, without rgb_to_gray); `checkpoints`: where a CNN keeps its
+    per-epoch checkpoints, so an interrupted training resumes; `execution`: how and where the cell ran
+    (executor, worker), for the manifest."""
+    task = get_task(task_name)
+    data = prepare_task_data(dataset, task, seed=seed)
+    directory = Path(directory)
+    directory.mkdir(parents=True)
+
+    model = make_model(model_name, seed=seed, quick=quick)
+    tell_task(model, task)
+    if checkpoints is not None and "checkpoint_dir" in model.get_params():
+        # a parameter, so it is part of the interface, not a probe
+        model.set_params(checkpoint_dir=str(checkpoints))
+    started = datetime.now(timezone.utc)
+    fit_start = time.perf_counter()
+    model.fit(data.X_train, data.y_train, sample_weight=data.sample_weight,
+              validation_data=data.tests["PublicTest"][:2])
+    fit_seconds = time.perf_counter() - fit_start
+
+    splits, ids, labels, probas, timings = [], [], [], [], {"fit_seconds": fit_seconds}
+    for split in PREDICTION_SPLITS:
+        X, y, image_ids = data.tests[split]
+        proba, seconds = _predict_timed(model, X)
+        if proba.shape != (len(X), task.n_classes):
+            raise RuntimeError(f"{model_name}.predict_proba returned shape {proba.shape}, "
+                               f"expected {(len(X), task.n_classes)}")
+        splits += [split] * len(X)
+        ids.append(image_ids)
+        labels.append(y)
+        probas.append(proba)
+        timings[f"predict_seconds_{split}"] = seconds
+        timings[f"predict_images_per_s_{split}"] = len(X) / seconds if seconds > 0 else None
+    timings.update(_single_view_timing(model, data.tests["PrivateTest"][0]))
+    timings["n_train"] = len(data.X_train)
+    passes = offered(model, "training_passes")
+    passes = 1 if passes is None else int(passes)  # a model from outside the interface: one pass
+    timings["train_images_per_s"] = len(data.X_train) * passes / fit_seconds if fit_seconds > 0 and passes else None
+
+    atomic_write(directory / "predictions.csv", predictions_csv(
+        splits, np.concatenate(ids), np.concatenate(labels), np.concatenate(probas), task.class_names))
+    atomic_write(directory / "params.json", dumps_json(stored_params(model)))
+    save_model(model, directory / "model")
+    # Serving cost (single-image latency, size on disk, memory) and, for Keras, FLOP/s against the matmul peak.
+    timings.update(timing_measurements(model, data.tests["PrivateTest"][0], directory / "model",
+                                       train_images_per_s=timings["train_images_per_s"], peaks=peaks))
+    atomic_write(directory / "timings.json", dumps_json(timings))
+    write_cell_maps(model, data.tests, directory)  # the report's saliency figures, drawn without the model
+    manifest = Manifest(
+        task=task_name, model=model_name, seed=seed, quick=quick, class_names=tuple(task.class_names),
+        balancing=task.balancing, n_train_before_balancing=data.n_train_before_balancing,
+        n_train=len(data.X_train), train_class_counts=tuple(data.train_class_counts),
+        dataset=reference or DatasetReference.of(dataset), command=command,
+        started=started.isoformat(timespec="seconds"),
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **environment_info(), execution=execution or None, version=MANIFEST_VERSION)
+    atomic_write(directory / MANIFEST_FILE, manifest_json(manifest))  # last: a cell with a manifest is complete
+    return directory
+
+
+def tell_task(model, task) -> None:
+    """model.set_task(task) before fit (fer_bench.models.base); a model written without fer-bench's base class
+    may not have the hook and learns the task from y."""
+    set_task = getattr(model, "set_task", None)
+    if callable(set_task):
+        set_task(task)
+
+
+def _single_view_timing(model, X) -> dict:
+    """Test-time views per image of the model as it predicts and, when more than one, the throughput of one view
+    on the same images: the timing table shows the chosen configuration's cost beside the single view's."""
+    views = offered(model, "prediction_views") or 1
+    timing = {"prediction_views": int(views)}
+    if views > 1 and callable(getattr(model, "predict_proba_single_view", None)):
+        _, seconds = _predict_timed(model, X, "predict_proba_single_view")
+        timing["predict_images_per_s_single_view"] = len(X) / seconds if seconds > 0 else None
+    return timing
+
+
+def stored_params(model) -> dict:
+    """params.json: the model's parameters, what it chose on PublicTest, its PublicTest accuracy as it predicts
+    and its per-epoch history, each as the model offers them (absent when it does not)."""
+    stored = {"params": {k: v for k, v in model.get_params().items() if k != "checkpoint_dir"},
+              "selected": offered(model, "selected_on_validation") or getattr(model, "selected_params_", {})}
+    accuracy = offered(model, "validation_accuracy")
+    if accuracy is not None:
+        stored["validation_accuracy"] = float(accuracy)
+    history = offered(model, "training_history")  # the report's training-curve figure
+    if history:
+        stored["history"] = history
+    return stored
