@@ -22,7 +22,7 @@ from fer_bench.manifest import MANIFEST_VERSION, Manifest
 from fer_bench.measure import MatmulPeaks, timing_measurements
 from fer_bench.models import make_model
 from fer_bench.models.base import save_model
-from fer_bench.models.capabilities import offered
+from fer_bench.models.capabilities import Capability, Hook, interface_method, offered
 from fer_bench.provenance import environment_info
 from fer_bench.storage import (
     MANIFEST_FILE,
@@ -35,9 +35,9 @@ from fer_bench.storage import (
 from fer_bench.tasks import get_task, prepare_task_data
 
 
-def _predict_timed(model, X, method: str = "predict_proba"):
+def _predict_timed(predict_proba, X):
     start = time.perf_counter()
-    proba = np.asarray(getattr(model, method)(X), dtype=np.float64)
+    proba = np.asarray(predict_proba(X), dtype=np.float64)
     seconds = time.perf_counter() - start
     proba = np.clip(proba, 0, None)
     return proba / proba.sum(axis=1, keepdims=True), seconds
@@ -71,7 +71,7 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
     splits, ids, labels, probas, timings = [], [], [], [], {"fit_seconds": fit_seconds}
     for split in PREDICTION_SPLITS:
         X, y, image_ids = data.tests[split]
-        proba, seconds = _predict_timed(model, X)
+        proba, seconds = _predict_timed(model.predict_proba, X)
         if proba.shape != (len(X), task.n_classes):
             raise RuntimeError(f"{model_name}.predict_proba returned shape {proba.shape}, "
                                f"expected {(len(X), task.n_classes)}")
@@ -83,7 +83,7 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
         timings[f"predict_images_per_s_{split}"] = len(X) / seconds if seconds > 0 else None
     timings.update(_single_view_timing(model, data.tests["PrivateTest"][0]))
     timings["n_train"] = len(data.X_train)
-    passes = offered(model, "training_passes")
+    passes = offered(model, Capability.TRAINING_PASSES)
     passes = 1 if passes is None else int(passes)  # a model from outside the interface: one pass
     timings["train_images_per_s"] = len(data.X_train) * passes / fit_seconds if fit_seconds > 0 and passes else None
 
@@ -111,18 +111,19 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
 def tell_task(model, task) -> None:
     """model.set_task(task) before fit (fer_bench.models.base); a model written without fer-bench's base class
     may not have the hook and learns the task from y."""
-    set_task = getattr(model, "set_task", None)
-    if callable(set_task):
+    set_task = interface_method(model, Hook.SET_TASK)
+    if set_task is not None:
         set_task(task)
 
 
 def _single_view_timing(model, X) -> dict:
     """Test-time views per image of the model as it predicts and, when more than one, the throughput of one view
     on the same images: the timing table shows the chosen configuration's cost beside the single view's."""
-    views = offered(model, "prediction_views") or 1
+    views = offered(model, Capability.PREDICTION_VIEWS) or 1
     timing = {"prediction_views": int(views)}
-    if views > 1 and callable(getattr(model, "predict_proba_single_view", None)):
-        _, seconds = _predict_timed(model, X, "predict_proba_single_view")
+    single_view = interface_method(model, Capability.PREDICT_PROBA_SINGLE_VIEW)
+    if views > 1 and single_view is not None:
+        _, seconds = _predict_timed(single_view, X)
         timing["predict_images_per_s_single_view"] = len(X) / seconds if seconds > 0 else None
     return timing
 
@@ -130,12 +131,12 @@ def _single_view_timing(model, X) -> dict:
 def stored_params(model) -> dict:
     """params.json: the model's parameters, what it chose on PublicTest, its PublicTest accuracy as it predicts
     and its per-epoch history, each as the model offers them (absent when it does not)."""
-    stored = {"params": {k: v for k, v in model.get_params().items() if k != "checkpoint_dir"},
-              "selected": offered(model, "selected_on_validation") or getattr(model, "selected_params_", {})}
-    accuracy = offered(model, "validation_accuracy")
+    selected = offered(model, Capability.SELECTED_ON_VALIDATION) or getattr(model, "selected_params_", {})
+    stored = {"params": {k: v for k, v in model.get_params().items() if k != "checkpoint_dir"}, "selected": selected}
+    accuracy = offered(model, Capability.VALIDATION_ACCURACY)
     if accuracy is not None:
         stored["validation_accuracy"] = float(accuracy)
-    history = offered(model, "training_history")  # the report's training-curve figure
+    history = offered(model, Capability.TRAINING_HISTORY)  # the report's training-curve figure
     if history:
         stored["history"] = history
     return stored

@@ -29,7 +29,7 @@ import numpy as np
 
 from fer_bench import saliency
 from fer_bench.errors import FerBenchError
-from fer_bench.models.capabilities import offered
+from fer_bench.models.capabilities import Capability, offered
 from fer_bench.settings import HEADLINE_SPLIT
 from fer_bench.storage import atomic_write, read_predictions
 
@@ -133,11 +133,11 @@ def compute_cell_maps(model, images: np.ndarray, labels: np.ndarray, ids: np.nda
     ids = np.asarray(ids).astype(str)
     maps = CellMaps(split, ids[chosen], occlusion[:n], ids[candidates], ids[errors], predicted.astype(np.int64),
                     occlusion[n:n + e], occlusion[n + e:])
-    network = offered(model, "saliency_network")
+    network = offered(model, Capability.SALIENCY_NETWORK)
     if network is not None:
         _add_network_maps(maps, network, images[candidates], labels[candidates], error_faces, labels[errors],
                           predicted)
-    pictures = offered(model, "learned_pictures") or {}
+    pictures = offered(model, Capability.LEARNED_PICTURES) or {}
     if "templates" in pictures:
         maps.templates = np.asarray(pictures["templates"], dtype=np.float32)
     if "hog_settings" in pictures:

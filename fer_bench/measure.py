@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_bench.errors import FerBenchError
-from fer_bench.models.capabilities import offered
+from fer_bench.models.capabilities import Capability, offered
 from fer_bench.models.parameters import sklearn_support_vectors
 from fer_bench.provenance import thread_settings
 
@@ -69,14 +69,14 @@ def keras_network(model):
     else None."""
     if "keras" in sys.modules and isinstance(model, sys.modules["keras"].Model):
         return model
-    return offered(model, "keras_network")
+    return offered(model, Capability.KERAS_NETWORK)
 
 
 def count_parameters(model) -> dict:
     """{"n_parameters": ..., "n_support_vectors": ... or None}: learned numbers the fitted model predicts with, as
     the model offers them (parameter_count()), else a Keras network's count_params(); None when unknown (unknown
     is not zero). Support vectors: counted for scikit-learn-based models."""
-    n_parameters = offered(model, "parameter_count")
+    n_parameters = offered(model, Capability.PARAMETER_COUNT)
     network = keras_network(model)
     if n_parameters is None and network is not None:
         n_parameters = int(network.count_params())

@@ -15,9 +15,14 @@ are FER-2013's seven emotions uses it to map them onto the task's classes.
 `validation_data` is PublicTest: models may use it to choose hyper-parameters, epochs or checkpoints and
 must record what they chose in `selected_params_`. They never see PrivateTest.
 
-Capabilities: the harness asks a fitted model what it offers through the methods below instead of probing
-attribute names. Each defaults to "not offered" (None), so a model from outside fer-bench implements only the
-ones it has; the tables then show "–" for the rest, never 0.
+`model.check_parameters()` (a hook; default: nothing to check) raises ValueError or TypeError when a variant's
+parameters (`--set MODEL.PARAM=VALUE`) make no sense together, before any grid starts.
+
+Capabilities: the harness asks a fitted model what it offers through the methods below, each named by a member
+of fer_bench.models.capabilities.Capability (`offered(model, Capability.SALIENCY_NETWORK)`), instead of probing
+attribute names. Each defaults to "not offered" (None), so a model declares what it offers by overriding them,
+and a model from outside fer-bench implements only the ones it has; the tables then show "–" for the rest,
+never 0.
 
     model.selected_on_validation()  -> dict of what fit chose on PublicTest (default: selected_params_)
     model.validation_accuracy()     -> PublicTest accuracy of the model as it predicts (chosen weights, views)
@@ -68,6 +73,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def set_task(self, task) -> None:
         """The task about to be fitted (see the module docstring); most models learn it from y."""
+
+    def check_parameters(self) -> None:
+        """Raise ValueError or TypeError when the parameters make no sense together (see the module docstring)."""
 
     # --- capabilities: "not offered" unless a model overrides them ----------------------------------------
 
