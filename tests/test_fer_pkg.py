@@ -10,9 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from fer_bench import models as model_registry
 from fer_bench.errors import FerBenchError
-from fer_bench.models import make_model, missing_requirements, model_description, register_model
+from fer_bench.models import make_model, missing_requirements, model_description, registered_model
 from fer_bench.models.base import load_model, save_model
 from fer_bench.models.contract import check_model, contract_data
 from fer_bench.models.fer_pkg import FerPackageModel, make_fer_pkg
@@ -44,13 +43,11 @@ def fake_model_file(tmp_path_factory):
 
 
 @pytest.fixture
-def fake_registered(fake_model_file, monkeypatch):
+def fake_registered(fake_model_file):
     """`fer_pkg_fake`: the registered fer_pkg with the stand-in network (registration undone after the test)."""
-    monkeypatch.setattr(model_registry, "_MODELS", dict(model_registry._MODELS))
-    monkeypatch.setattr(model_registry, "_REQUIRES", dict(model_registry._REQUIRES))
-    register_model("fer_pkg_fake", lambda seed=0, quick=False, **params: make_fer_pkg(
-        seed=seed, quick=quick, **{"model_file": str(fake_model_file), **params}))
-    return "fer_pkg_fake"
+    with registered_model("fer_pkg_fake", lambda seed=0, quick=False, **params: make_fer_pkg(
+            seed=seed, quick=quick, **{"model_file": str(fake_model_file), **params})) as spec:
+        yield spec.name
 
 
 def faces(n: int = 12, seed: int = 0) -> np.ndarray:

@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 from fer_bench.baselines.logreg import PixelLogisticRegression
 
-from fer_bench import models as model_registry
 from fer_bench.data.synthetic import make_synthetic
-from fer_bench.models import available_models, missing_requirements, register_model
+from fer_bench.models import available_models, missing_requirements, registered_model, registry_snapshot
 from fer_bench.models.base import ImageClassifier
 from fer_bench.models.contract import ContractError, check_model, contract_data
 from fer_bench.plugins import load_plugin
@@ -88,12 +87,11 @@ PLUGIN_MODEL = textwrap.dedent("""\
 """)
 
 
-def test_a_plugin_model_keeps_the_contract(tmp_path, data, monkeypatch):
-    monkeypatch.setattr(model_registry, "_MODELS", dict(model_registry._MODELS))
-    monkeypatch.setattr(model_registry, "_REQUIRES", dict(model_registry._REQUIRES))
+def test_a_plugin_model_keeps_the_contract(tmp_path, data):
     (tmp_path / "my_nearest_mean.py").write_text(PLUGIN_MODEL)
-    load_plugin(str(tmp_path / "my_nearest_mean.py"))
-    check_model("nearest_mean", data=data)
+    with registry_snapshot():  # the plugin's registration stays inside this test
+        load_plugin(str(tmp_path / "my_nearest_mean.py"))
+        check_model("nearest_mean", data=data)
 
 
 class IgnoresWeights(PixelLogisticRegression):
@@ -111,12 +109,10 @@ class StoresDerivedState(PixelLogisticRegression):
 
 @pytest.mark.parametrize("model_class, rule", [(IgnoresWeights, "sample_weight"),
                                                (StoresDerivedState, "parameters")])
-def test_the_contract_catches_a_broken_model(model_class, rule, data, monkeypatch):
-    monkeypatch.setattr(model_registry, "_MODELS", dict(model_registry._MODELS))
-    monkeypatch.setattr(model_registry, "_REQUIRES", dict(model_registry._REQUIRES))
-    register_model("broken", lambda seed=0, quick=False, **p: model_class(Cs=(1e-3,), max_iter=50,
-                                                                          random_state=seed))
-    with pytest.raises(ContractError, match=f"^{rule}:"):
+def test_the_contract_catches_a_broken_model(model_class, rule, data):
+    broken = registered_model("broken", lambda seed=0, quick=False, **p: model_class(Cs=(1e-3,), max_iter=50,
+                                                                                     random_state=seed))
+    with broken, pytest.raises(ContractError, match=f"^{rule}:"):
         check_model("broken", checks=(rule,), data=data)
 
 
@@ -148,13 +144,11 @@ class Spy(ImageClassifier):
 
 
 def test_fit_sees_training_and_publictest_and_privatetest_only_reaches_predict(tmp_path, monkeypatch):
-    monkeypatch.setattr(model_registry, "_MODELS", dict(model_registry._MODELS))
-    monkeypatch.setattr(model_registry, "_REQUIRES", dict(model_registry._REQUIRES))
     monkeypatch.setattr(Spy, "calls", [])
-    register_model("spy", lambda seed=0, quick=False: Spy(seed=seed))
     dataset = make_synthetic(n_train=420, n_public=140, n_private=140, seed=0)
-    run_grid(dataset=dataset, tasks=["binary", "7class"], models=["spy"], quick=True, out=tmp_path / "r",
-             report=False)
+    with registered_model("spy", lambda seed=0, quick=False: Spy(seed=seed)):
+        run_grid(dataset=dataset, tasks=["binary", "7class"], models=["spy"], quick=True, out=tmp_path / "r",
+                 report=False)
     fits = [call for call in Spy.calls if call[0] == "fit"]
     assert len(fits) == 2  # one cell per task
     # PrivateTest images with no copy in Training or PublicTest (the synthetic data plants a few copies)

@@ -114,11 +114,10 @@ def test_an_installed_package_registers_models_through_entry_points(tmp_path, mo
     (dist / "entry_points.txt").write_text("[fer_bench.models]\nep_logreg = my_fer_models:make_my_logreg\n"
                                            "logreg = my_fer_models:make_my_logreg\n")
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(models, "_MODELS", dict(models._MODELS))
-    monkeypatch.setattr(models, "_REQUIRES", dict(models._REQUIRES))
-    assert models.register_entry_points() == ["ep_logreg"]  # "logreg" is built in: left alone
-    assert models.get_factory_spec("ep_logreg") == "my_fer_models:make_my_logreg"
-    model = models.make_model("ep_logreg", seed=0, quick=True)
+    with models.registry_snapshot():  # the registrations stay inside this test
+        assert models.register_entry_points() == ["ep_logreg"]  # "logreg" is built in: left alone
+        assert models.model_spec("ep_logreg").factory == "my_fer_models:make_my_logreg"
+        model = models.make_model("ep_logreg", seed=0, quick=True)
     assert type(model).__name__ == "PixelLogisticRegression" and model.random_state == 0
 
 

@@ -1,4 +1,5 @@
-"""Model registry: a name -> a factory, so the harness and users treat every model alike.
+"""Model registry: one record (ModelSpec: factory, requirements, description) per model name, so the harness
+and users treat every model alike.
 
 Add your own model in one file::
 
@@ -20,63 +21,131 @@ They are registered, lazily like the built-in ones, when this module is imported
 `requires=("module", ...)` names modules a model needs (checked with importlib.util.find_spec, never imported):
 the default grid skips the model when one is missing and make_model says how to install it.
 `description="..."` is a note the report shows beside the model's results (e.g. that it was pretrained
-elsewhere); model_description(name) returns it ("" when none).
+elsewhere); model_description(name) returns it ("" when none). register_model returns the record;
+model_spec(name) looks it up.
+
+`with registered_model("my_model", factory): ...` registers a model for one block only (tests, notebooks) and
+restores the registry on exit; `with registry_snapshot(): ...` undoes whatever the block registers (a plugin
+file, entry points).
+
+What a model offers beyond predictions is not registered here: the model declares it through the interface's
+capability methods (fer_bench.models.capabilities.Capability).
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import importlib.metadata
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from fer_bench.errors import FerBenchError
+from fer_bench.models.capabilities import Hook, interface_method
 
-_MODELS: dict[str, Callable | str] = {}
-#: modules a model needs at run time; used to skip a model cleanly when its dependency is missing
-_REQUIRES: dict[str, tuple[str, ...]] = {}
-#: notes the report shows beside a model's results; only models registered with a description have one
-_DESCRIPTIONS: dict[str, str] = {}
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered model: its name, its factory (a callable, or "module:attr" imported when the model is
+    made), the modules it needs at run time (the default grid skips the model when one is missing) and the note
+    the report shows beside its results ("" when none). What a model offers (saliency maps, FLOPs, training
+    curves, ...) is declared by the model itself, through the interface's capability methods
+    (fer_bench.models.capabilities.Capability)."""
+
+    name: str
+    factory: Callable | str
+    requires: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "requires", tuple(self.requires))
+
+    def load_factory(self) -> Callable:
+        """The factory itself, its module imported when it is registered as "module:attr"."""
+        if isinstance(self.factory, str):
+            module, _, attr = self.factory.partition(":")
+            return getattr(importlib.import_module(module), attr)
+        return self.factory
+
+    def missing_requirements(self) -> list[str]:
+        """Modules the model needs that are not importable here (checked with find_spec, never imported)."""
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+
+#: every registered model by name, in registration order
+_REGISTRY: dict[str, ModelSpec] = {}
 #: how to install a required module, when it is not `pip install <module>`
 INSTALL_HINTS = MappingProxyType({"tensorflow": "pip install 'fer-bench[cnn]'", "fer": "pip install --no-deps fer"})
 
 
 def register_model(name: str, factory: Callable | str, *, requires: tuple[str, ...] = (), description: str = "",
-                   overwrite: bool = False) -> None:
-    if name in _MODELS and not overwrite:
+                   overwrite: bool = False) -> ModelSpec:
+    """Register a model (see the module docstring); returns its record. A name already registered is an error
+    unless `overwrite`, which replaces the whole record (an overwritten model keeps nothing of the old one)."""
+    if name in _REGISTRY and not overwrite:
         raise ValueError(f"model {name!r} is already registered")
-    _MODELS[name] = factory
-    _REQUIRES[name] = tuple(requires)
-    _DESCRIPTIONS.pop(name, None)  # an overwritten model does not keep the old one's note
-    if description:
-        _DESCRIPTIONS[name] = description
+    spec = ModelSpec(name, factory, requires=tuple(requires), description=description)
+    _REGISTRY[name] = spec
+    return spec
+
+
+@contextlib.contextmanager
+def registered_model(name: str, factory: Callable | str, *, requires: tuple[str, ...] = (),
+                     description: str = "") -> Iterator[ModelSpec]:
+    """A model registered for the `with` block only (tests, notebooks); yields its record. On exit the name is
+    unregistered again, or given back the record it had before the block."""
+    previous = _REGISTRY.get(name)
+    spec = register_model(name, factory, requires=requires, description=description, overwrite=True)
+    try:
+        yield spec
+    finally:
+        if previous is None:
+            _REGISTRY.pop(name, None)
+        else:
+            _REGISTRY[name] = previous
+
+
+@contextlib.contextmanager
+def registry_snapshot() -> Iterator[None]:
+    """The registry as it is now, put back on exit: every model registered inside the `with` block (by a plugin
+    file, by entry points, ...) is unregistered again and every record it replaced is restored."""
+    saved = dict(_REGISTRY)
+    try:
+        yield
+    finally:
+        _REGISTRY.clear()
+        _REGISTRY.update(saved)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The record of a registered model (a variant's base model's: "cnn[test_views=2]" -> cnn's)."""
+    base, _ = parse_variant(name)
+    try:
+        return _REGISTRY[base]
+    except KeyError:
+        raise FerBenchError(f"unknown model {base!r}; available: {', '.join(_REGISTRY)}") from None
 
 
 def model_description(name: str) -> str:
     """The note registered with a model (a variant's base model's), "" when it has none."""
-    base, _ = parse_variant(name)
-    get_factory_spec(base)
-    return _DESCRIPTIONS.get(base, "")
+    return model_spec(name).description
 
 
 def available_models() -> list[str]:
-    return list(_MODELS)
+    return list(_REGISTRY)
 
 
 def requirements(name: str) -> tuple[str, ...]:
     """Modules the model (or a variant's base model) needs at run time, as registered."""
-    base, _ = parse_variant(name)
-    get_factory_spec(base)
-    return _REQUIRES[base]
+    return model_spec(name).requires
 
 
 def missing_requirements(name: str) -> list[str]:
     """Modules the model needs that are not importable here (e.g. tensorflow in the classic env)."""
-    base, _ = parse_variant(name)
-    get_factory_spec(base)
-    return [m for m in _REQUIRES[base] if importlib.util.find_spec(m) is None]
+    return model_spec(name).missing_requirements()
 
 
 def install_hint(modules) -> str:
@@ -86,19 +155,11 @@ def install_hint(modules) -> str:
 
 def get_factory_spec(name: str):
     """The registered factory of a model name (a variant's base model: "cnn[test_views=2]" -> cnn's)."""
-    base, _ = parse_variant(name)
-    try:
-        return _MODELS[base]
-    except KeyError:
-        raise FerBenchError(f"unknown model {base!r}; available: {', '.join(_MODELS)}") from None
+    return model_spec(name).factory
 
 
 def _factory(name: str) -> Callable:
-    factory = get_factory_spec(name)
-    if isinstance(factory, str):
-        module, _, attr = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-    return factory
+    return model_spec(name).load_factory()
 
 
 def make_model(name: str, *, seed: int = 0, quick: bool = False, **params):
@@ -205,8 +266,8 @@ def model_variant(base: str, assignments: dict[str, str]) -> str:
                                 f"{', '.join(sorted(p for p in defaults if p != 'seed'))}")
         params[param] = _typed(base, param, text, defaults[param])
     model = _factory(base)(seed=0, quick=False, **params)
-    check = getattr(model, "check_parameters", None)
-    if callable(check):
+    check = interface_method(model, Hook.CHECK_PARAMETERS)
+    if check is not None:
         try:
             check()
         except (ValueError, TypeError) as exc:
@@ -233,7 +294,7 @@ def register_entry_points() -> list[str]:
     warning on stderr. Returns the names registered."""
     registered = []
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if entry_point.name in _MODELS:
+        if entry_point.name in _REGISTRY:
             print(f"fer-bench: the entry point {entry_point.name} = {entry_point.value} is ignored: a model of that "
                   "name is already registered", file=sys.stderr)
             continue
