@@ -17,6 +17,7 @@ import pytest
 
 from fer_bench.measure import cnn_training_gflops, compute_dtype, count_parameters, forward_flops
 from fer_bench.models import make_model, parse_variant
+from fer_bench.models.capabilities import Capability, offered
 from fer_bench.models.contract import check_probabilities
 from fer_bench.tasks import get_task
 
@@ -80,7 +81,7 @@ def test_fit(benchmark, bench_data, fitted_models, request, task, model_name):
 
     fitted = fitted_models.fit(task, model_name, fit_function=timed_fit)
     model = fitted.model
-    passes = int(getattr(model, "selected_params_", {}).get("epochs_run", 1) or 1)
+    passes = int(offered(model, Capability.TRAINING_PASSES) or 1)  # epochs; 1 for a model that trains nothing
     info = bench_data.info(
         task=task, model=model_name, n_train=fitted.n_train,
         n_validation=bench_data.size.n_validation, accuracy=round(fitted.accuracy, 4),
