@@ -216,6 +216,17 @@ def cell_failure_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
+def _remove_failed_cell(final: Path) -> None:
+    """What a failed cell computed in this process left: its staging folder, and <task>/<model>/ when it held
+    only that."""
+    shutil.rmtree(fresh_staging_dir(final), ignore_errors=True)
+    for folder in (final.parent, final.parent.parent):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
 class SerialExecutor:
     """Cells in this process, one after another (the default). Like the Dask executors, a cell that fails is
     reported in one line and the other cells go on; run_jobs then names the failed ones (exit code 2)."""
@@ -245,12 +256,9 @@ class SerialExecutor:
                 raise
             except Exception as exc:  # noqa: BLE001 - like a worker's cell: one line, the other cells go on
                 # the staging folder of the failed cell goes (the checkpoints stay: a CNN resumes from them)
-                shutil.rmtree(fresh_staging_dir(final), ignore_errors=True)
-                for folder in (final.parent, final.parent.parent):  # <task>/<model>/ when it held only that
-                    try:
-                        folder.rmdir()
-                    except OSError:
-                        break
+                _remove_failed_cell(final)
+                if isinstance(exc, OSError):
+                    raise  # the results folder cannot be written (disk full...): the next cells could not either
                 message = cell_failure_message(exc)
                 report.failed[cell] = message
                 progress.failed(cell, message)
