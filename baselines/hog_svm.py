@@ -144,8 +144,8 @@ class HogSVMClassifier(SklearnImageClassifier):
         check_values("cells_per_block", self.cells_per_block, low=1, integer=True)
         check_values("gamma_scales", self.gamma_scales, low=0, low_open=True)
         check_values("grid_subsample", self.grid_subsample, low=2, integer=True, allow_none=True)
-        check_values("calibration_fraction", self.calibration_fraction, low=0, high=0.5, low_open=True)
-        check_values("validation_fraction", self.validation_fraction, low=0, high=0.5, low_open=True)
+        check_values("calibration_fraction", self.calibration_fraction, low=0, high=1, low_open=True, high_open=True)
+        check_values("validation_fraction", self.validation_fraction, low=0, high=1, low_open=True, high_open=True)
         check_values("Cs", self.Cs, low=0, low_open=True)
         check_estimator_parameters(
             PCA(self.n_components, svd_solver="randomized", random_state=self.random_state),

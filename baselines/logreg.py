@@ -64,7 +64,7 @@ class PixelLogisticRegression(SklearnImageClassifier):
         """ValueError (scikit-learn's InvalidParameterError for the LogisticRegression it fits) for a parameter
         fit would refuse, so `--set` is checked before any cell starts (fer_bench.run.check_model_parameters)."""
         check_values("Cs", self.Cs, low=0, low_open=True)
-        check_values("validation_fraction", self.validation_fraction, low=0, high=0.5, low_open=True)
+        check_values("validation_fraction", self.validation_fraction, low=0, high=1, low_open=True, high_open=True)
         check_values("n_threads", self.n_threads, low=1, integer=True, allow_none=True)
         check_estimator_parameters(*(LogisticRegression(C=float(C), max_iter=self.max_iter, tol=self.tol,
                                                         random_state=self.random_state) for C in self.Cs))

@@ -118,20 +118,23 @@ def check_estimator_parameters(*estimators) -> None:
 
 
 def check_values(name: str, values, *, low: float, high: float | None = None, integer: bool = False,
-                 low_open: bool = False, allow_none: bool = False) -> None:
-    """ValueError unless `values` (one value or a sequence) are numbers in [low, high] ((low, high] with
-    low_open), integers when `integer`; None passes with allow_none."""
+                 low_open: bool = False, high_open: bool = False, allow_none: bool = False) -> None:
+    """ValueError unless `values` (one value or a sequence) are numbers in [low, high] (open at low with
+    low_open, at high with high_open), integers when `integer`; None passes with allow_none."""
     if values is None and allow_none:
         return
     many = isinstance(values, list | tuple | np.ndarray)
     for value in (values if many else [values]):
         ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
         ok = ok and (not integer or float(value).is_integer()) and np.isfinite(value)
-        ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
+        ok = ok and (value > low if low_open else value >= low)
+        ok = ok and (high is None or (value < high if high_open else value <= high))
         if not ok:
-            interval = f"{'(' if low_open else '['}{low:g}, {'inf)' if high is None else f'{high:g}]'}"
-            kind = "integers" if integer else "numbers"
-            raise ValueError(f"{name} must be {'a sequence of ' if many else ''}{kind} in {interval}"
+            upper = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
+            interval = f"{'(' if low_open else '['}{low:g}, {upper}"
+            kind = ("a sequence of integers" if integer else "a sequence of numbers") if many else (
+                "an integer" if integer else "a number")
+            raise ValueError(f"{name} must be {kind} in {interval}"
                              f"{' or None' if allow_none else ''}, got {values!r}")
     if many and not len(values):
         raise ValueError(f"{name} must hold at least one value, got {values!r}")
