@@ -38,6 +38,7 @@ from threadpoolctl import threadpool_limits
 
 from fer_bench.data.dataset import check_images
 from fer_bench.models.base import SklearnImageClassifier
+from fer_bench.validation import check_estimator_parameters, check_values
 
 from .features import (
     CELL_SIZES,
@@ -133,6 +134,22 @@ class HogSVMClassifier(SklearnImageClassifier):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
+
+    def check_parameters(self) -> None:
+        """ValueError (scikit-learn's InvalidParameterError for the estimators it builds) for a parameter fit
+        would refuse, so `--set` is checked before any cell starts (fer_bench.run.check_model_parameters)."""
+        check_values("orientations", self.orientations, low=1, integer=True)
+        check_values("cell_sizes", tuple(self.cell_sizes) if isinstance(self.cell_sizes, list | tuple)
+                     else self.cell_sizes, low=1, high=48, integer=True)
+        check_values("cells_per_block", self.cells_per_block, low=1, integer=True)
+        check_values("gamma_scales", self.gamma_scales, low=0, low_open=True)
+        check_values("grid_subsample", self.grid_subsample, low=2, integer=True, allow_none=True)
+        check_values("calibration_fraction", self.calibration_fraction, low=0, high=1, low_open=True, high_open=True)
+        check_values("validation_fraction", self.validation_fraction, low=0, high=1, low_open=True, high_open=True)
+        check_values("Cs", self.Cs, low=0, low_open=True)
+        check_estimator_parameters(
+            PCA(self.n_components, svd_solver="randomized", random_state=self.random_state),
+            *(SVC(C=float(C), cache_size=self.cache_size) for C in self.Cs))
 
     # -- features -------------------------------------------------------------------------------------
     def hog_settings(self) -> dict:

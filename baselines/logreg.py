@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from fer_bench.data.dataset import check_images
 from fer_bench.models.base import SklearnImageClassifier
+from fer_bench.validation import check_estimator_parameters, check_values
 
 from .features import check_labels_and_weights, pixel_matrix, split_validation
 
@@ -58,6 +59,15 @@ class PixelLogisticRegression(SklearnImageClassifier):
         self.validation_fraction = validation_fraction
         self.n_threads = n_threads
         self.random_state = random_state
+
+    def check_parameters(self) -> None:
+        """ValueError (scikit-learn's InvalidParameterError for the LogisticRegression it fits) for a parameter
+        fit would refuse, so `--set` is checked before any cell starts (fer_bench.run.check_model_parameters)."""
+        check_values("Cs", self.Cs, low=0, low_open=True)
+        check_values("validation_fraction", self.validation_fraction, low=0, high=1, low_open=True, high_open=True)
+        check_values("n_threads", self.n_threads, low=1, integer=True, allow_none=True)
+        check_estimator_parameters(*(LogisticRegression(C=float(C), max_iter=self.max_iter, tol=self.tol,
+                                                        random_state=self.random_state) for C in self.Cs))
 
     def fit(self, X, y, sample_weight=None, validation_data=None):
         with threadpool_limits(self.n_threads):

@@ -33,14 +33,22 @@ from fer_bench.storage import (
     predictions_csv,
 )
 from fer_bench.tasks import get_task, prepare_task_data
+from fer_bench.validation import COMPUTED_SUM_TOLERANCE, check_predictions, check_probabilities
 
 
 def _predict_timed(predict_proba, X):
+    """(the model's output as it returned it, seconds)."""
     start = time.perf_counter()
-    proba = np.asarray(predict_proba(X), dtype=np.float64)
+    proba = predict_proba(X)
     seconds = time.perf_counter() - start
-    proba = np.clip(proba, 0, None)
-    return proba / proba.sum(axis=1, keepdims=True), seconds
+    return proba, seconds
+
+
+def _checked_probabilities(proba, n_images: int, n_classes: int, where: str) -> np.ndarray:
+    """A model's output checked by fer_bench.validation (FerBenchError naming `where` and the rule broken), its
+    rows renormalised to sum to 1 exactly."""
+    proba = check_probabilities(proba, n_images, n_classes, where=where, tolerance=COMPUTED_SUM_TOLERANCE)
+    return proba / proba.sum(axis=1, keepdims=True)
 
 
 def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, directory: Path, *,
@@ -72,9 +80,8 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
     for split in PREDICTION_SPLITS:
         X, y, image_ids = data.tests[split]
         proba, seconds = _predict_timed(model.predict_proba, X)
-        if proba.shape != (len(X), task.n_classes):
-            raise RuntimeError(f"{model_name}.predict_proba returned shape {proba.shape}, "
-                               f"expected {(len(X), task.n_classes)}")
+        proba = _checked_probabilities(proba, len(X), task.n_classes,
+                                       f"model {model_name} ({task_name}/seed{seed}), {split} predict_proba")
         splits += [split] * len(X)
         ids.append(image_ids)
         labels.append(y)
@@ -87,8 +94,11 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
     passes = 1 if passes is None else int(passes)  # a model from outside the interface: one pass
     timings["train_images_per_s"] = len(data.X_train) * passes / fit_seconds if fit_seconds > 0 and passes else None
 
-    atomic_write(directory / "predictions.csv", predictions_csv(
-        splits, np.concatenate(ids), np.concatenate(labels), np.concatenate(probas), task.class_names))
+    ids, labels, probas = np.concatenate(ids), np.concatenate(labels), np.concatenate(probas)
+    # the rules a stored cell is read back with (labels, every split's rows), before anything is written
+    check_predictions(np.asarray(splits), labels, probas, task.n_classes, PREDICTION_SPLITS,
+                      where=f"model {model_name} ({task_name}/seed{seed})", tolerance=COMPUTED_SUM_TOLERANCE)
+    atomic_write(directory / "predictions.csv", predictions_csv(splits, ids, labels, probas, task.class_names))
     atomic_write(directory / "params.json", dumps_json(stored_params(model)))
     save_model(model, directory / "model")
     # Serving cost (single-image latency, size on disk, memory) and, for Keras, FLOP/s against the matmul peak.

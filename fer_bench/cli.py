@@ -67,14 +67,17 @@ def _models_with_settings(models: list[str] | None, settings: list[str]) -> list
     ("cnn[test_views=2]"); without --models, the default grid's models (those whose requirements are installed)."""
     from fer_bench.models import available_models, missing_requirements, model_variant
 
-    if not settings:
-        return models
+    if not settings or models == []:
+        return models  # an empty --models is refused by run_grid with the other selections
     assignments: dict[str, dict[str, str]] = {}
     for setting in settings:
         target, sep, value = setting.partition("=")
         model, dot, param = target.partition(".")
         if not (sep and dot and model and param):
             raise FerBenchError(f"--set {setting}: expected MODEL.PARAM=VALUE, e.g. cnn.test_views=2")
+        if param in assignments.get(model, {}):
+            raise FerBenchError(f"--set {model}.{param} given twice ({assignments[model][param]} and {value}); "
+                                "set each parameter once (list variants in --models to run several values)")
         assignments.setdefault(model, {})[param] = value
     names = models if models is not None else [m for m in available_models() if not missing_requirements(m)
                                                or m in assignments]

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from fer_bench.data.reference import DatasetReference
 from fer_bench.errors import FerBenchError, Interrupted
-from fer_bench.storage import MANIFEST_FILE, atomic_write, cell_dir, staged_dir
+from fer_bench.storage import MANIFEST_FILE, atomic_write, cell_dir, fresh_staging_dir, staged_dir
 
 #: computes one cell's files into a folder that does not exist yet:
 #: compute(dataset, task, model, seed, directory, *, quick, command, reference, peaks, checkpoints, execution);
@@ -207,8 +207,29 @@ def store_cell_files(out: Path, cell: Cell, files: dict[str, bytes]) -> Path:
     return final
 
 
+def cell_failure_message(exc: BaseException) -> str:
+    """One line for a cell that raised `exc`: a FerBenchError's message, else the exception's type and first
+    line (as fer_bench.cell_process reports a worker's cell)."""
+    if isinstance(exc, FerBenchError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def _remove_failed_cell(final: Path) -> None:
+    """What a failed cell computed in this process left: its staging folder, and <task>/<model>/ when it held
+    only that."""
+    shutil.rmtree(fresh_staging_dir(final), ignore_errors=True)
+    for folder in (final.parent, final.parent.parent):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
 class SerialExecutor:
-    """Cells in this process, one after another (the default)."""
+    """Cells in this process, one after another (the default). Like the Dask executors, a cell that fails is
+    reported in one line and the other cells go on; run_jobs then names the failed ones (exit code 2)."""
 
     slots = 1
     threads_per_cell = None  # the libraries' defaults, recorded in each manifest
@@ -225,10 +246,23 @@ class SerialExecutor:
             cell = job.cell
             # beside the results, so that a killed CNN training resumes from its last epoch
             checkpoints = Path(out) / "checkpoints" / cell.task / cell.model / f"seed{cell.seed}"
-            with staged_dir(cell_dir(out, cell.task, cell.model, cell.seed)) as staging:
-                compute(dataset, cell.task, cell.model, cell.seed, staging, quick=job.quick, command=job.command,
-                        reference=job.data, peaks=peaks, checkpoints=checkpoints,
-                        execution={"executor": self.where})
+            final = cell_dir(out, cell.task, cell.model, cell.seed)
+            try:
+                with staged_dir(final) as staging:
+                    compute(dataset, cell.task, cell.model, cell.seed, staging, quick=job.quick,
+                            command=job.command, reference=job.data, peaks=peaks, checkpoints=checkpoints,
+                            execution={"executor": self.where})
+            except Interrupted:
+                raise
+            except Exception as exc:  # noqa: BLE001 - like a worker's cell: one line, the other cells go on
+                # the staging folder of the failed cell goes (the checkpoints stay: a CNN resumes from them)
+                _remove_failed_cell(final)
+                if isinstance(exc, OSError):
+                    raise  # the results folder cannot be written (disk full...): the next cells could not either
+                message = cell_failure_message(exc)
+                report.failed[cell] = message
+                progress.failed(cell, message)
+                continue
             shutil.rmtree(checkpoints, ignore_errors=True)
             report.finished.append(job.cell)
             progress.finished(job.cell, time.perf_counter() - started)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import glob
 import itertools
+import re
 import shlex
+import socket
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -21,8 +23,15 @@ from fer_bench.cell import compute_cell
 from fer_bench.data.dataset import Dataset
 from fer_bench.data.reference import DatasetReference
 from fer_bench.errors import FerBenchError
-from fer_bench.executors import Cell, CellJob, job_plugins, make_executor, run_jobs
-from fer_bench.models import available_models, get_factory_spec, missing_requirements
+from fer_bench.executors import DASK_MISSING, Cell, CellJob, job_plugins, make_executor, run_jobs
+from fer_bench.models import (
+    available_models,
+    get_factory_spec,
+    make_model,
+    missing_requirements,
+    parse_variant,
+)
+from fer_bench.models.capabilities import Hook, interface_method
 from fer_bench.plugins import record_plugins
 from fer_bench.progress import GridProgress
 from fer_bench.storage import (
@@ -58,7 +67,12 @@ def _stored_cell_seconds(out: Path, model_name: str, quick: bool) -> list[float]
 
 
 def resolve_names(requested, available, kind: str, getter) -> list[str]:
-    names = list(requested) if requested else list(available)
+    """The names asked for (None: every available one), each known and listed once; an empty list is refused
+    (`--tasks ""` is a mistake, not "all")."""
+    names = list(requested) if requested is not None else list(available)
+    if not names:
+        raise FerBenchError(f"no {kind} selected (an empty --{kind}s); name one or more of: "
+                            f"{', '.join(available)}, or leave --{kind}s out for all")
     for name in names:
         getter(name)  # raises FerBenchError naming the unknown task/model
     if len(set(names)) != len(names):
@@ -75,6 +89,55 @@ def _check_seeds(seeds) -> list[int]:
     if len(set(seeds)) != len(seeds):
         raise FerBenchError(f"seed listed twice: {','.join(map(str, seeds))}")
     return seeds
+
+
+#: a Dask scheduler's address as --scheduler takes it
+SCHEDULER_ADDRESS = re.compile(r"tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})")
+
+
+def check_executor_arguments(workers: int | None, scheduler: str | None, *, timeout_s: float = 5) -> None:
+    """Refuse, before anything is written, --workers below 1, both options at once, a --scheduler that is not
+    tcp://HOST:PORT or that nothing answers on, and either option without Dask distributed installed."""
+    if workers is not None and scheduler is not None:
+        raise FerBenchError("--workers and --scheduler exclude each other: --workers starts local workers, "
+                            "--scheduler uses a running cluster's")
+    if workers is not None and (isinstance(workers, bool) or workers < 1):
+        raise FerBenchError(f"--workers must be 1 or more, got {workers}")
+    if scheduler is not None:
+        match = SCHEDULER_ADDRESS.fullmatch(scheduler)
+        if match is None or not 0 < int(match["port"]) < 65536:
+            raise FerBenchError(f"--scheduler {scheduler}: expected tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786 "
+                                "(what `dask scheduler` prints)")
+        host, port = match["host"].strip("[]"), int(match["port"])
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+        except OSError as exc:
+            raise FerBenchError(f"--scheduler {scheduler}: cannot connect "
+                                f"({exc.strerror or type(exc).__name__}); is `dask scheduler` running there?") from None
+    if workers is not None or scheduler is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("distributed") is None:
+            raise FerBenchError(DASK_MISSING)
+
+
+def check_model_parameters(model_names: list[str], *, quick: bool) -> None:
+    """Build every variant of the grid ("hog_svm[n_components=-3]", from --set or --models) with its parameters
+    once and run the model's own check (check_parameters(), scikit-learn's parameter validation for the
+    baselines): a bad value is one line before any cell starts, not a traceback from inside a cell."""
+    for name in model_names:
+        if not parse_variant(name)[1]:
+            continue  # a registered model with its own defaults
+        try:
+            model = make_model(name, seed=0, quick=quick)
+            check = interface_method(model, Hook.CHECK_PARAMETERS)
+            if check is not None:
+                check()
+        except FerBenchError:
+            raise
+        except (TypeError, ValueError) as exc:
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise FerBenchError(f"model {name}: {text}") from None
 
 
 def _runnable_models(models, model_names: list[str]) -> tuple[list[str], dict]:
@@ -117,6 +180,7 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
     model_names = resolve_names(models, available_models(), "model", get_factory_spec)
     seeds = _check_seeds(seeds)
     model_names, skipped_models = _runnable_models(models, model_names)
+    check_executor_arguments(workers, scheduler)
     if dataset is None:
         from fer_bench.data import load_dataset
 
@@ -134,6 +198,7 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
             out.glob(f"runs/*/{glob.escape(reference)}/seed*/{MANIFEST_FILE}")):
         raise FerBenchError(f"--reference {reference}: not a model of this grid ({', '.join(model_names)}) "
                             f"and no cells of it in {out}")
+    check_model_parameters(model_names, quick=quick)
     data_reference = DatasetReference.of(dataset, rgb_to_gray=rgb_to_gray)
     check_results_folder(out, dataset=dataset.name, fingerprint=dataset.fingerprint,
                          reference=data_reference.to_json(), create=True)

@@ -29,6 +29,7 @@ import numpy as np
 from fer_bench.atomic import atomic_file, atomic_write  # noqa: F401  (the results folder writes through them)
 from fer_bench.errors import FerBenchError
 from fer_bench.manifest import Manifest
+from fer_bench.validation import check_predictions, stored_sum_tolerance
 
 #: bumped whenever the layout or a file's schema changes incompatibly
 RESULTS_FORMAT = 1
@@ -157,25 +158,40 @@ class StoredCell:
 
 
 def read_predictions(pred_file: Path, class_names: list[str] | None = None):
-    """(splits, image_ids, labels, proba) of a predictions.csv; `class_names`: the header it must have."""
+    """(splits, image_ids, labels, proba) of a predictions.csv; `class_names`: the header it must have. Every row
+    is checked by fer_bench.validation (its rules, with stored_sum_tolerance for the 6-decimal probabilities);
+    a damaged file is one FerBenchError naming the file, the line and the rule."""
     try:
         with open(pred_file, encoding="utf-8", newline="") as fh:
             rows = list(csv.reader(fh))
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise FerBenchError(f"cannot read {pred_file}: {exc}") from None
+    if not rows:
+        raise FerBenchError(f"{pred_file}: empty file (no header, no rows)")
     header, body = rows[0], rows[1:]
     if class_names is not None:
         expected = ["split", "image_id", "label", *[f"prob_{c}" for c in class_names]]
         if header != expected:
             raise FerBenchError(f"{pred_file}: unexpected header {header[:4]}...; expected {expected[:4]}...")
+    n_classes = len(header) - 3
+    if n_classes < 1 or header[:3] != ["split", "image_id", "label"]:
+        raise FerBenchError(f"{pred_file}: unexpected header {header[:4]}...; expected split, image_id, label, "
+                            "prob_<class>...")
+    for number, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise FerBenchError(f"{pred_file}: line {number} has {len(row)} fields, expected {len(header)} "
+                                f"({', '.join(header[:3])} and {n_classes} probabilities)")
     try:
-        proba = np.array([[float(x) for x in r[3:]] for r in body], dtype=float).reshape(len(body), -1)
+        proba = np.array([[float(x) for x in r[3:]] for r in body], dtype=float).reshape(len(body), n_classes)
         labels = np.array([int(r[2]) for r in body], dtype=np.int64)
     except ValueError as exc:
         raise FerBenchError(f"{pred_file}: malformed row ({exc})") from None
+    splits = np.array([r[0] for r in body])
+    proba = check_predictions(splits, labels, proba, n_classes, PREDICTION_SPLITS, where=str(pred_file),
+                              tolerance=stored_sum_tolerance(n_classes), row_names=lambda i: f"line {i + 2}")
     # Stored at 6 decimals: renormalise so rows sum to 1 exactly as the metrics expect.
     proba = proba / proba.sum(axis=1, keepdims=True)
-    return np.array([r[0] for r in body]), np.array([r[1] for r in body]), labels, proba
+    return splits, np.array([r[1] for r in body]), labels, proba
 
 
 def read_manifest(path: Path) -> Manifest:

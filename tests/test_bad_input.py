@@ -263,13 +263,44 @@ def test_unreadable_folder_simulated(tiny_fer_folder, tmp_path, capsys, monkeypa
     (["--seeds", ","], "seeds must be one or more integers"),
     (["--seeds", "3,3"], "seed listed twice"),
     (["--colour"], "unrecognized arguments: --colour"),
+    (["--tasks", ""], "no task selected"),
+    (["--models", ""], "no model selected"),
+    (["--models", "", "--set", "logreg.max_iter=5"], "no model selected"),
+    (["--tasks", "binary,binary"], "task listed twice"),
+    (["--workers", "0"], "--workers must be 1 or more, got 0"),
+    (["--workers=-2"], "--workers must be 1 or more, got -2"),
+    (["--scheduler", "notaurl"], "--scheduler notaurl: expected tcp://HOST:PORT"),
+    (["--scheduler", "tcp://localhost:99999"], "expected tcp://HOST:PORT"),
+    (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler tcp://127.0.0.1:1: cannot connect"),
+    (["--set", "hog_svm.n_components=-3"], "The 'n_components' parameter of PCA must be"),
+    (["--set", "logreg.Cs=(0.1,-1)"], "Cs must be a sequence of numbers in (0, inf)"),
+    (["--set", "logreg.max_iter=5", "--set", "logreg.max_iter=6"], "--set logreg.max_iter given twice"),
+    (["--models", "hog_svm[n_components=-3]"], "model hog_svm[n_components=-3]: The 'n_components' parameter"),
 ], ids=["unknown-task", "unknown-model", "model-twice", "seed-word", "seed-float", "seed-negative", "seed-too-big",
-        "seed-empty", "seed-twice", "unknown-option"])
+        "seed-empty", "seed-twice", "unknown-option", "tasks-empty", "models-empty", "models-empty-with-set",
+        "task-twice", "workers-0", "workers-negative", "scheduler-not-a-url", "scheduler-bad-port",
+        "scheduler-unreachable", "set-sklearn-invalid", "set-own-check", "set-twice", "variant-sklearn-invalid"])
 def test_bad_names_and_seeds_are_one_line_and_write_nothing(args, what, tiny_fer_folder, tmp_path, capsys):
     out = tmp_path / "results"
     code, _, err = run_cli(["run", "--data", tiny_fer_folder, "--out", out, *args], capsys)
     assert_one_line_error(code, err, what)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["--workers", "0"], ["--scheduler", "notaurl"], ["--scheduler", "tcp://127.0.0.1:1"],
+    ["--set", "hog_svm.n_components=-3"], ["--models", "hog_svm[n_components=-3]"], ["--tasks", ""],
+], ids=["workers-0", "scheduler-not-a-url", "scheduler-unreachable", "set-invalid", "variant-invalid", "tasks-empty"])
+def test_bad_arguments_leave_an_existing_results_folder_untouched(args, tiny_fer_folder, tmp_path, capsys):
+    """Checked before the results folder is touched: no fer-bench.json rewritten, no plugin record, no cell."""
+    out = tmp_path / "results"
+    code, _, err = run_cli(["run", "--data", tiny_fer_folder, "--out", out, "--models", "logreg", "--tasks",
+                            "binary", "--no-report"], capsys)
+    assert code == 0, err
+    before = snapshot(out)
+    code, _, err = run_cli(["run", "--data", tiny_fer_folder, "--out", out, "--tasks", "binary", *args], capsys)
+    assert_one_line_error(code, err)
+    assert snapshot(out) == before
 
 
 @pytest.mark.parametrize("args", [["--seeds", "3,3"], ["--data", "no/such/folder"]], ids=["seed-twice", "no-data"])
