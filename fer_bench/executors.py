@@ -21,6 +21,7 @@ import logging
 import os
 import platform
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -134,6 +135,41 @@ def function_reference(function: Callable) -> str:
     return f"{function.__module__}:{function.__qualname__}"
 
 
+#: a worker's temporary folder for one cell: fer-bench-cell-<worker pid>-<random>, removed in a finally
+SCRATCH_PREFIX = "fer-bench-cell-"
+_SCRATCH_NAME = re.compile(rf"^{re.escape(SCRATCH_PREFIX)}(?P<pid>\d+)-[^/]+$")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process (PermissionError): alive
+    return True
+
+
+def remove_dead_scratch(root: Path | None = None) -> list[Path]:
+    """Remove the temporary cell folders of workers that were killed (SIGKILL, OOM: their finally never ran):
+    those under the temporary directory whose worker pid no longer runs. Called when a worker starts a cell.
+    A folder of a live process, or named otherwise, is left alone."""
+    root = Path(root) if root is not None else Path(tempfile.gettempdir())
+    removed = []
+    if os.name != "posix":
+        return removed
+    try:
+        entries = list(root.glob(f"{SCRATCH_PREFIX}*"))
+    except OSError:
+        return removed
+    for path in entries:
+        match = _SCRATCH_NAME.match(path.name)
+        if match and path.is_dir() and not path.is_symlink() and not _process_alive(int(match["pid"])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def run_cell_in_child(job: CellJob, compute: str) -> CellOutcome:
     """Compute one cell in a child process with explicit thread settings and return its files. `compute`: the
     CellFunction's function_reference."""
@@ -145,7 +181,8 @@ def run_cell_in_child(job: CellJob, compute: str) -> CellOutcome:
                               else max(1, (os.cpu_count() or 1) // nthreads))
     if worker is not None:
         worker.log_event(START_TOPIC, {"cell": job.cell.label, "worker": name})
-    scratch = Path(tempfile.mkdtemp(prefix="fer-bench-cell-"))
+    remove_dead_scratch()
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
     # kept across attempts on this machine so a retried CNN cell resumes from its last epoch
     checkpoints = (Path(tempfile.gettempdir()) / "fer-bench-checkpoints" / job.data.fingerprint / job.cell.task
                    / job.cell.model / f"seed{job.cell.seed}")

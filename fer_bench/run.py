@@ -34,6 +34,7 @@ from fer_bench.models import (
 from fer_bench.models.capabilities import Hook, interface_method
 from fer_bench.plugins import record_plugins
 from fer_bench.progress import GridProgress
+from fer_bench.staging import folder_lock
 from fer_bench.storage import (
     MANIFEST_FILE,
     cell_dir,
@@ -202,27 +203,29 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
     data_reference = DatasetReference.of(dataset, rgb_to_gray=rgb_to_gray)
     check_results_folder(out, dataset=dataset.name, fingerprint=dataset.fingerprint,
                          reference=data_reference.to_json(), create=True)
-    record_plugins(out, list(plugins))
-    for name, requirements in skipped_models.items():  # said once the data and results folder are known fine
-        print(f"skipping model {name}: needs {', '.join(requirements)}", file=sys.stderr)
+    # what an interrupted run or report left (staging folders, .tmp files) goes first, unless another run is on
+    with folder_lock(out):
+        record_plugins(out, list(plugins))
+        for name, requirements in skipped_models.items():  # said once the data and results folder are known fine
+            print(f"skipping model {name}: needs {', '.join(requirements)}", file=sys.stderr)
 
-    cells = list(itertools.product(task_names, model_names, seeds))
-    todo = _cells_to_run(out, cells, force=force, quick=quick)
-    print(f"{len(cells)} cells in {out}: {len(cells) - len(todo)} already finished, {len(todo)} to run")
-    if todo:
-        executor = make_executor(workers=workers, scheduler=scheduler)
-        command = _command_line()
-        shipped_plugins = job_plugins(plugins) if workers or scheduler else ()
-        jobs = [CellJob(Cell(*cell), quick=quick, command=command, data=data_reference, plugins=shipped_plugins,
-                        threads=executor.threads_per_cell) for cell in todo]
-        progress = GridProgress([job.cell for job in jobs],
-                                {name: _stored_cell_seconds(out, name, quick) for name in model_names},
-                                slots=executor.slots, live=live)
-        run_jobs(executor, jobs, compute_cell, dataset, out, progress)
-    if report:
-        from fer_bench.report import write_report
-        from fer_bench.settings import Settings
+        cells = list(itertools.product(task_names, model_names, seeds))
+        todo = _cells_to_run(out, cells, force=force, quick=quick)
+        print(f"{len(cells)} cells in {out}: {len(cells) - len(todo)} already finished, {len(todo)} to run")
+        if todo:
+            executor = make_executor(workers=workers, scheduler=scheduler)
+            command = _command_line()
+            shipped_plugins = job_plugins(plugins) if workers or scheduler else ()
+            jobs = [CellJob(Cell(*cell), quick=quick, command=command, data=data_reference, plugins=shipped_plugins,
+                            threads=executor.threads_per_cell) for cell in todo]
+            progress = GridProgress([job.cell for job in jobs],
+                                    {name: _stored_cell_seconds(out, name, quick) for name in model_names},
+                                    slots=executor.slots, live=live)
+            run_jobs(executor, jobs, compute_cell, dataset, out, progress)
+        if report:
+            from fer_bench.report import write_report
+            from fer_bench.settings import Settings
 
-        # the image figures use the loaded data instead of loading it again
-        write_report(out, dataset=dataset, settings=Settings(reference_model=reference))
+            # the image figures use the loaded data instead of loading it again
+            write_report(out, dataset=dataset, settings=Settings(reference_model=reference))
     return out

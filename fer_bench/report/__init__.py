@@ -2,7 +2,9 @@
 
 The report is built in memory, then written once: `build_report` reads the cells (inputs.py), computes the
 tables (tables.py, timing.py), draws the figures (fer_bench.figures) and assembles summary.md from the sections
-listed in sections.py and summary.tex (latex.py); `write_report` writes every file atomically. Output is
+listed in sections.py and summary.tex (latex.py); `write_report` swaps the whole set in at once: staged in
+`<out>/.report.staging/`, then renamed into place (fer_bench.staging), so a report killed at any moment leaves
+the old files or the new ones, and what an interrupted report or cell left is cleared first. Output is
 deterministic (sorted cells, seeded bootstrap, fixed number formatting), so running it twice gives byte-identical
 files.
 """
@@ -25,7 +27,8 @@ from fer_bench.report.sections import RenderedSection, SectionContext, summary_m
 from fer_bench.report.tables import Tables, compute_tables
 from fer_bench.report.timing import timing_csv, timing_rows
 from fer_bench.settings import Settings
-from fer_bench.storage import atomic_write, check_results_folder, default_results_folder
+from fer_bench.staging import folder_lock, swap_in
+from fer_bench.storage import check_results_folder, default_results_folder
 
 
 @dataclass
@@ -74,10 +77,11 @@ def build_report(out, *, dataset: Dataset | None = None, settings: Settings | No
 
 def write_report(out=None, *, dataset: Dataset | None = None, settings: Settings | None = None) -> Path:
     out = Path(out) if out else default_results_folder()
-    report = build_report(out, dataset=dataset, settings=settings)
+    check_results_folder(out)
     try:
-        for name, content in sorted(report.files.items()):
-            atomic_write(out / name, content)
+        with folder_lock(out):  # clears an interrupted report's or cell's leftovers when no other run is on
+            report = build_report(out, dataset=dataset, settings=settings)
+            swap_in(out, report.files)
     except OSError as exc:
         raise FerBenchError(f"cannot write the report under {out}: {exc.strerror or exc}") from None
     n_figures = sum(name.startswith("figures/") and name != "figures/timing.png" for name in report.files)
