@@ -10,6 +10,7 @@ and version 2 differ only in the data-set reference, which version 2 records wit
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 
 from fer_bench.data.reference import DatasetReference
 
@@ -49,6 +50,11 @@ class Manifest:
 
     @classmethod
     def from_json(cls, info: dict) -> Manifest:
+        """The Manifest of a manifest.json object; ValueError or TypeError naming the field when a field has
+        the wrong type (a damaged file), so that no reader fails later on it."""
+        if not isinstance(info, dict):
+            raise TypeError(f"a JSON object expected, got {type(info).__name__}")
+        check_fields(info)
         known = {f.name for f in fields(cls)} - {"extra"}
         values = {key: value for key, value in info.items() if key in known}
         values["seed"] = int(values["seed"])
@@ -73,3 +79,84 @@ class Manifest:
                 value = list(value)
             info[f.name] = value
         return info
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_scalar(value) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _check_time(value) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+#: field -> (what it must be, test); a field absent or null is not checked here (older cells lack some)
+_RULES = {
+    "task": ("a non-empty string", lambda v: isinstance(v, str) and v != ""),
+    "model": ("a non-empty string", lambda v: isinstance(v, str) and v != ""),
+    "seed": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "class_names": ("a list of two or more distinct non-empty strings",
+                    lambda v: isinstance(v, list) and len(v) >= 2 and all(isinstance(c, str) and c for c in v)
+                    and len(set(v)) == len(v)),
+    "dataset": ("an object of strings (name, fingerprint, source), rgb_to_gray and synthetic",
+                lambda v: isinstance(v, dict) and all(isinstance(v.get(k, ""), str | type(None))
+                                                      for k in ("name", "fingerprint", "source"))
+                and isinstance(v.get("rgb_to_gray", False), bool | type(None))
+                and _synthetic_ok(v.get("synthetic"))),
+    "quick": ("true or false", lambda v: isinstance(v, bool)),
+    "balancing": ("a string", lambda v: isinstance(v, str)),
+    "n_train_before_balancing": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "n_train": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "train_class_counts": ("a list of integers >= 0",
+                           lambda v: isinstance(v, list) and all(_is_int(c) and c >= 0 for c in v)),
+    "command": ("a string", lambda v: isinstance(v, str)),
+    "started": ("an ISO 8601 time", _check_time),
+    "finished": ("an ISO 8601 time", _check_time),
+    "code": ("an object with a string commit", lambda v: isinstance(v, dict) and isinstance(v.get("commit"), str)
+             and all(_is_scalar(x) for x in v.values())),
+    "packages": ("an object of versions", lambda v: isinstance(v, dict) and all(_is_scalar(x) for x in v.values())),
+    "machine": ("an object of strings and numbers (cpu_features: a list of strings)",
+                lambda v: isinstance(v, dict) and all(_is_scalar(x) for k, x in v.items() if k != "cpu_features")
+                and (v.get("cpu_features") is None or isinstance(v["cpu_features"], list)
+                     and all(isinstance(f, str) for f in v["cpu_features"]))),
+    "threads": ("an object of thread settings", lambda v: isinstance(v, dict)
+                and all(_is_scalar(x) for x in v.values())),
+    "execution": ("an object", lambda v: isinstance(v, dict) and all(_is_scalar(x) for x in v.values())),
+    "version": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+}
+#: the fields every stored cell has, which the report reads
+REQUIRED = ("task", "model", "seed", "class_names")
+
+
+def _synthetic_ok(recipe) -> bool:
+    if recipe is None:
+        return True
+    if not isinstance(recipe, dict):
+        return False
+    from fer_bench.data.dataset import SyntheticRecipe
+
+    defaults = {f.name: f.default for f in fields(SyntheticRecipe)}
+    return set(recipe) <= set(defaults) and all(
+        isinstance(value, type(defaults[key])) and (isinstance(value, bool) == isinstance(defaults[key], bool))
+        and (not _is_int(value) or value >= 0) for key, value in recipe.items())
+
+
+def check_fields(info: dict) -> None:
+    """ValueError naming the first field of a manifest.json object that is missing (REQUIRED) or of the wrong
+    type."""
+    for key in REQUIRED:
+        if key not in info:
+            raise ValueError(f"no {key!r}")
+    for key, (what, test) in _RULES.items():
+        if info.get(key) is not None and not test(info[key]):
+            raise ValueError(f"{key!r} must be {what}, got {info[key]!r:.60}")
+    counts, names = info.get("train_class_counts"), info["class_names"]
+    if counts is not None and len(counts) != len(names):
+        raise ValueError(f"'train_class_counts' has {len(counts)} counts for {len(names)} classes")

@@ -207,9 +207,27 @@ def manifest_json(manifest: Manifest) -> str:
     return dumps_json(manifest.to_json())
 
 
+#: what every cell fer-bench stores records, and the report reads
+STORED_FIELDS = ("dataset", "code", "machine", "finished")
+
+
+def check_cell_manifest(manifest: Manifest, path: Path) -> None:
+    """FerBenchError unless the manifest of the cell folder `path` names that cell (runs/<task>/<model>/seed<k>)
+    and records what the report reads (STORED_FIELDS): a damaged or misplaced manifest is refused, not read."""
+    where = (path.parent.parent.name, path.parent.name, path.name)
+    named = (manifest.task, manifest.model, f"seed{manifest.seed}")
+    if named != where:
+        raise FerBenchError(f"{path / MANIFEST_FILE}: its manifest names the cell {'/'.join(named)}, not the "
+                            f"folder's {'/'.join(where)}")
+    missing = [name for name in STORED_FIELDS if getattr(manifest, name) is None]
+    if missing:
+        raise FerBenchError(f"{path / MANIFEST_FILE}: not a cell manifest (no {', '.join(missing)})")
+
+
 def read_cell(path: Path) -> StoredCell:
     path = Path(path)
     manifest = read_manifest(path / MANIFEST_FILE)
+    check_cell_manifest(manifest, path)
     splits, image_ids, labels, proba = read_predictions(path / "predictions.csv", list(manifest.class_names))
     return StoredCell(
         path=path, manifest=manifest, params=read_json(path / "params.json"),
