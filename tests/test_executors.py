@@ -161,8 +161,8 @@ register_model("crashes_until_allowed", make_crashes_until_allowed)
 """
 
 
-def _run_cli(args, cwd, timeout=600):
-    env = {k: v for k, v in os.environ.items() if k != "FER2013_DIR"}
+def _run_cli(args, cwd, timeout=600, **extra_env):
+    env = {**{k: v for k, v in os.environ.items() if k != "FER2013_DIR"}, **extra_env}
     return subprocess.run([sys.executable, "-m", "fer_bench", "run", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -176,8 +176,11 @@ def faulty_plugin(tmp_path) -> Path:
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_cell_is_retried_and_no_cell_is_lost(faulty_plugin, serial_grid, tmp_path):
+    scratch = tmp_path / "tmp"  # the workers' temporary directory
+    scratch.mkdir()
     result = _run_cli(["--plugin", str(faulty_plugin), "--tasks", "binary", "--models",
-                       "logreg,kills_its_worker_once", "--workers", "2", "--out", "out", "--no-report"], tmp_path)
+                       "logreg,kills_its_worker_once", "--workers", "2", "--out", "out", "--no-report"], tmp_path,
+                      TMPDIR=str(scratch))
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "killed").exists()  # the fault really happened
     runs = tmp_path / "out" / "runs" / "binary"
@@ -186,6 +189,8 @@ def test_a_worker_killed_mid_cell_is_retried_and_no_cell_is_lost(faulty_plugin, 
         (serial_grid / "runs/binary/logreg/seed0/predictions.csv").read_bytes()
     assert (runs / "logreg/seed0/manifest.json").exists()
     assert not list((tmp_path / "out").glob("runs/**/.*staging"))
+    # the killed worker's temporary cell folder was removed when the retried cell started
+    assert not list(scratch.glob("fer-bench-cell-*"))
 
 
 @pytest.mark.slow
