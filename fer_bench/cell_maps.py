@@ -221,24 +221,26 @@ def store_maps(out: Path, *, force: bool = False, dataset=None) -> tuple[list[Pa
     from fer_bench.data.reference import loaded_or_reloaded
     from fer_bench.models.base import load_model
     from fer_bench.plugins import load_recorded_plugins
+    from fer_bench.staging import folder_lock
     from fer_bench.storage import MANIFEST_FILE, check_results_folder, list_cells, read_manifest
 
     check_results_folder(out)
     load_recorded_plugins(out)  # a plugin model's saved class needs its module
     written, without_model = [], []
-    for cell in list_cells(out):
-        if (cell / MAPS_FILE).is_file() and not force:
-            continue
-        if not (cell / "model" / "estimator.json").is_file():
-            without_model.append(cell)
-            continue
-        manifest = read_manifest(cell / MANIFEST_FILE)
-        try:
-            dataset = loaded_or_reloaded(dataset, manifest.dataset)
-        except FerBenchError as exc:
-            raise FerBenchError(f"maps need the data set's faces: {exc}") from None
-        write_cell_maps(load_model(cell / "model"), {HEADLINE_SPLIT: task_split(dataset, manifest.task)}, cell)
-        written.append(cell)
+    with folder_lock(out):  # a run starting meanwhile must not take this command's .tmp files for leftovers
+        for cell in list_cells(out):
+            if (cell / MAPS_FILE).is_file() and not force:
+                continue
+            if not (cell / "model" / "estimator.json").is_file():
+                without_model.append(cell)
+                continue
+            manifest = read_manifest(cell / MANIFEST_FILE)
+            try:
+                dataset = loaded_or_reloaded(dataset, manifest.dataset)
+            except FerBenchError as exc:
+                raise FerBenchError(f"maps need the data set's faces: {exc}") from None
+            write_cell_maps(load_model(cell / "model"), {HEADLINE_SPLIT: task_split(dataset, manifest.task)}, cell)
+            written.append(cell)
     return written, without_model
 
 

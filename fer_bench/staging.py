@@ -20,7 +20,7 @@ with it, and a live writer's staging folder is never taken for a leftover.
 files, a cell's `.<seed>.staging` folder and storage.replace_dir's `.<seed>.old-<pid>` folders, and completes
 or rolls back `.report.staging`. Those of a live process must stay, so `folder_lock` runs it only when no other
 fer-bench process holds the folder (a non-blocking exclusive `flock` on the folder itself), then holds a shared
-lock for the rest of the command: `run` and `report` take it; a report written while a run goes on leaves the
+lock for the rest of the command: `run`, `report` and `maps` take it; a report written while a run goes on leaves the
 run's files alone.
 """
 
