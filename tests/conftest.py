@@ -213,3 +213,34 @@ def pytest_collection_modifyitems(config, items):
         if "cnn_grid" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)  # it fits the CNN, even where a test forgot to say so
 
+
+# --- helpers the command-line tests share -------------------------------------------------------------------------
+
+def run_cli(argv, capsys) -> tuple[int, str, str]:
+    """fer-bench's main(argv) in-process: (exit code, stdout, stderr); argparse's SystemExit becomes the code."""
+    from fer_bench.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line_error(code: int, err: str, *needles: str) -> str:
+    """The promise for a user's mistake: exit 2, one line on stderr containing every needle, no traceback."""
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def snapshot(root: Path, *, folders: bool = True) -> dict[str, tuple[bytes, int]]:
+    """Bytes and modification time of every file below root and, with `folders`, every folder (a leftover
+    staging folder shows), to assert that a command changed nothing."""
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else (b"", 0)
+            for p in sorted(root.rglob("*")) if folders or p.is_file()}

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import one_line_error, run_cli, snapshot
 from PIL import Image
 
-from fer_bench.cli import main
 from fer_bench.data import folder
 
 VALID_PIXELS = " ".join(str(v % 256) for v in range(48 * 48))
@@ -22,31 +22,15 @@ VALID_PIXELS = " ".join(str(v % 256) for v in range(48 * 48))
 RUN_ARGS = ["run", "--models", "logreg", "--tasks", "binary", "--no-report"]
 
 
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    """main(argv) in-process: (exit code, stdout, stderr); argparse's SystemExit becomes the code."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_one_line_error(code: int, err: str, *needles: str) -> str:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "error" in lines[0]
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
+    """one_line_error, and the line says it is an error."""
+    line = one_line_error(code, err, *needles)
+    assert "error" in line
+    return line
 
 
-def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Bytes and modification time of every file below root."""
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def an_image(root: Path, split_folder: str = "train", class_name: str = "happy") -> Path:
@@ -177,13 +161,13 @@ COMMANDS = ["run", "data info", "data audit"]
 def test_broken_folder_is_one_line_exit_2_and_writes_nothing(breaker, kind, tiny_fer_folder, tmp_path, capsys,
                                                             isolated_data_cache):
     where, what = breaker(tiny_fer_folder)
-    before = snapshot(tiny_fer_folder) if tiny_fer_folder.exists() else {}
+    before = snapshot(tiny_fer_folder, folders=False) if tiny_fer_folder.exists() else {}
     out = tmp_path / "results"
     code, _, err = run_cli(command(kind, tiny_fer_folder, out), capsys)
     assert_one_line_error(code, err, where, what)
     assert not out.exists()
     assert not isolated_data_cache.exists() or not any(isolated_data_cache.iterdir())
-    assert (snapshot(tiny_fer_folder) if tiny_fer_folder.exists() else {}) == before
+    assert (snapshot(tiny_fer_folder, folders=False) if tiny_fer_folder.exists() else {}) == before
 
 
 @pytest.mark.parametrize("kind", COMMANDS)
@@ -216,12 +200,12 @@ def test_bad_data_leaves_an_existing_results_folder_untouched(tiny_fer_folder, t
     (out / "runs").mkdir(parents=True)
     (out / "fer-bench.json").write_text(json.dumps({"format": 1, "dataset": "fer2013", "fingerprint": "0" * 16}))
     (out / "summary.md").write_text("earlier results\n")
-    before = snapshot(out)
+    before = snapshot(out, folders=False)
     where, what = truncated_jpeg(tiny_fer_folder)
     for kind in ("run", "data audit"):
         code, _, err = run_cli(command(kind, tiny_fer_folder, out), capsys)
         assert_one_line_error(code, err, where, what)
-        assert snapshot(out) == before
+        assert snapshot(out, folders=False) == before
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
@@ -297,10 +281,10 @@ def test_bad_arguments_leave_an_existing_results_folder_untouched(args, tiny_fer
     code, _, err = run_cli(["run", "--data", tiny_fer_folder, "--out", out, "--models", "logreg", "--tasks",
                             "binary", "--no-report"], capsys)
     assert code == 0, err
-    before = snapshot(out)
+    before = snapshot(out, folders=False)
     code, _, err = run_cli(["run", "--data", tiny_fer_folder, "--out", out, "--tasks", "binary", *args], capsys)
     assert_one_line_error(code, err)
-    assert snapshot(out) == before
+    assert snapshot(out, folders=False) == before
 
 
 @pytest.mark.parametrize("args", [["--seeds", "3,3"], ["--data", "no/such/folder"]], ids=["seed-twice", "no-data"])
@@ -323,21 +307,21 @@ def test_results_folder_of_an_incompatible_version_is_refused_and_kept(kind, tin
     (old / "runs").mkdir(parents=True)
     (old / "fer-bench.json").write_text(json.dumps({"format": 99, "dataset": "fer2013"}))
     (old / "metrics.csv").write_text("from the future\n")
-    before = snapshot(old)
+    before = snapshot(old, folders=False)
     argv = ["report", "--out", old] if kind == "report" else command(kind, tiny_fer_folder, old)
     code, _, err = run_cli(argv, capsys)
     assert_one_line_error(code, err, str(old), "incompatible fer-bench (results format 99")
-    assert snapshot(old) == before
+    assert snapshot(old, folders=False) == before
 
 
 def test_results_folder_for_other_data_is_refused_by_the_audit(tiny_fer_folder, tmp_path, capsys):
     out = tmp_path / "results"
     out.mkdir()
     (out / "fer-bench.json").write_text(json.dumps({"format": 1, "dataset": "fer2013", "fingerprint": "f" * 16}))
-    before = snapshot(out)
+    before = snapshot(out, folders=False)
     code, _, err = run_cli(command("data audit", tiny_fer_folder, out), capsys)
     assert_one_line_error(code, err, str(out), "holds results for other data")
-    assert snapshot(out) == before
+    assert snapshot(out, folders=False) == before
 
 
 # --- the same through a real process: nothing but the one line reaches the user -------------------------------

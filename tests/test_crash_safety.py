@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import copy_grid
+from conftest import copy_grid, snapshot
 
 from fer_bench import cell as cell_module
 from fer_bench.cli import main
@@ -65,9 +65,6 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
         time.sleep(0.02)
 
 
-def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def visible_snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -119,14 +116,14 @@ def test_sigkill_leaves_only_complete_cells_and_the_same_command_resumes(tmp_pat
 
     cells = assert_only_complete_files(out)
     assert out / FIRST_CELL in cells and len(cells) < len(ALL_CELLS)
-    first_cell = snapshot(out / FIRST_CELL)
+    first_cell = snapshot(out / FIRST_CELL, folders=False)
 
     rerun = subprocess.run([sys.executable, "-m", "fer_bench", *RUN, "--out", str(out)], cwd=tmp_path,
                            env=subprocess_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(cells)} already finished, {len(ALL_CELLS) - len(cells)} to run" in rerun.stdout
     assert assert_only_complete_files(out) == sorted(out / c for c in ALL_CELLS)
-    assert snapshot(out / FIRST_CELL) == first_cell  # untouched: same bytes, same modification times
+    assert snapshot(out / FIRST_CELL, folders=False) == first_cell  # untouched: same bytes, same modification times
     assert not list(out.rglob(".*.staging")) and not list(out.rglob("*.tmp"))
     manifest = json.loads((out / ALL_CELLS[-1] / "manifest.json").read_text())
     assert manifest["command"] == f"fer-bench {' '.join(RUN)} --out {out}"
@@ -290,19 +287,19 @@ def finished_results(tmp_path, baseline_grid) -> Path:
 def test_unwritable_results_folder_keeps_what_it_holds(error, finished_results, capsys, monkeypatch,
                                                        use_small_synthetic):
     out = finished_results
-    before = snapshot(out)
+    before = snapshot(out, folders=False)
     capsys.readouterr()
     fail_writes_under(monkeypatch, out, error)
     code = main(["run", "--quick", "--tasks", "binary,7class", "--models", "logreg", "--out", str(out)])
     assert_one_line_exit_2(code, capsys.readouterr().err, str(out), os.strerror(error))
-    assert snapshot(out) == before
+    assert snapshot(out, folders=False) == before
 
 
 def test_disk_full_in_the_middle_of_a_cell_leaves_no_partial_cell(finished_results, capsys, monkeypatch,
                                                                  use_small_synthetic):
     """ENOSPC from the second file of the next cell (predictions.csv written, params.json fails)."""
     out = finished_results
-    before = snapshot(out)
+    before = snapshot(out, folders=False)
     real_fsync, calls = os.fsync, []
 
     def fsync(fd):
@@ -337,10 +334,10 @@ def test_disk_full_while_writing_the_audit_or_report_keeps_the_previous_files(ki
         run_audit(dataset=small_synthetic, out=out)
     else:
         write_report(out)
-    before = snapshot(out)
+    before = snapshot(out, folders=False)
     capsys.readouterr()
     monkeypatch.setattr("fer_bench.data.load_dataset", lambda *args, **kwargs: small_synthetic)
     fail_writes_under(monkeypatch, out, errno.ENOSPC)
     argv = ["data", "audit", "--out", str(out)] if kind == "data audit" else ["report", "--out", str(out)]
     assert_one_line_exit_2(main(argv), capsys.readouterr().err, str(out), "No space left on device")
-    assert snapshot(out) == before
+    assert snapshot(out, folders=False) == before

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import copy_grid
+from conftest import copy_grid, snapshot
 
 hypothesis = pytest.importorskip("hypothesis", reason="property tests need hypothesis (pip install -e '.[dev]')")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -32,9 +32,6 @@ def one_cell(tiny_grid, tmp_path_factory) -> Path:
     return copy_grid(tiny_grid, tmp_path_factory.mktemp("damage") / "out", cells=[CELL.removeprefix("runs/")])
 
 
-def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else (b"", 0)
-            for p in sorted(root.rglob("*"))}
 
 
 def damage_bytes(data, content: bytes, kind: str) -> bytes:

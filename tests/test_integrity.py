@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import copy_grid
+from conftest import copy_grid, one_line_error, run_cli, snapshot
 
-from fer_bench.cli import main
 from fer_bench.errors import FerBenchError
 from fer_bench.models import registry_snapshot
 from fer_bench.validation import (
@@ -40,29 +39,10 @@ CELLS = ["binary/logreg/seed0", "binary/hog_svm/seed0"]
 DAMAGED = "runs/binary/logreg/seed0"
 
 
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
-def one_line_error(code: int, err: str, *needles: str) -> str:
-    assert code == 2, err
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
-def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Bytes and modification time of every file below root, and the folders (a leftover staging folder shows)."""
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else (b"", 0)
-            for p in sorted(root.rglob("*"))}
 
 
 # --- the validator itself --------------------------------------------------------------------------------------

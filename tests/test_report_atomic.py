@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import copy_grid
+from conftest import copy_grid, snapshot
 
 from fer_bench.executors import SCRATCH_PREFIX, remove_dead_scratch
 from fer_bench.report import write_report
@@ -27,10 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FIRST, SECOND = "binary/logreg/seed0", "binary/hog_svm/seed0"
 
 
-def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Bytes and modification time of every file below root, and the folders (hidden ones included)."""
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else (b"", 0)
-            for p in sorted(root.rglob("*"))}
 
 
 def contents(root: Path) -> dict[str, bytes]:
