@@ -152,7 +152,7 @@ def check_fields(info: dict) -> None:
     """ValueError naming the first field of a manifest.json object that is missing (REQUIRED) or of the wrong
     type."""
     for key in REQUIRED:
-        if key not in info:
+        if info.get(key) is None:
             raise ValueError(f"no {key!r}")
     for key, (what, test) in _RULES.items():
         if info.get(key) is not None and not test(info[key]):

@@ -151,7 +151,8 @@ SIGNIFICANCE_HEADER = ["task", "seed", "split", "model_a", "model_b", "n", "accu
 def floors_table(inputs: ReportInputs) -> list[dict]:
     rows, seen = [], set()
     for cell in inputs.cells:
-        if cell.task in seen:
+        # the first cell of a task that records its training counts (older manifests may lack them)
+        if cell.task in seen or cell.manifest.train_class_counts is None:
             continue
         seen.add(cell.task)
         counts = np.asarray(cell.manifest.train_class_counts)
