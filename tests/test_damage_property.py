@@ -45,12 +45,17 @@ def damage_bytes(data, content: bytes, kind: str) -> bytes:
     return b"\n".join(lines[:at] + lines[at + 1:])
 
 
-def damage_predictions(data, path: Path) -> None:
+def damage_file(data, path: Path, garbage_field) -> None:
+    """Damage `path` one of four ways, the last (a garbage field) in the file format's own terms."""
     kind = data.draw(st.sampled_from(["truncate", "flip", "delete line", "garbage field"]), label="damage")
     content = path.read_bytes()
-    if kind != "garbage field":
+    if kind == "garbage field":
+        garbage_field(data, path, content)
+    else:
         path.write_bytes(damage_bytes(data, content, kind))
-        return
+
+
+def garbage_csv_field(data, path: Path, content: bytes) -> None:
     lines = content.decode("utf-8").split("\n")
     at = data.draw(st.integers(0, len([line for line in lines if line]) - 1), label="line")
     fields = lines[at].split(",")
@@ -60,12 +65,7 @@ def damage_predictions(data, path: Path) -> None:
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
-def damage_manifest(data, path: Path) -> None:
-    kind = data.draw(st.sampled_from(["truncate", "flip", "delete line", "garbage field"]), label="damage")
-    content = path.read_bytes()
-    if kind != "garbage field":
-        path.write_bytes(damage_bytes(data, content, kind))
-        return
+def garbage_json_field(data, path: Path, content: bytes) -> None:
     info = json.loads(content)
     key = data.draw(st.sampled_from(sorted(info)), label="key")
     value = info[key]
@@ -106,5 +106,5 @@ def test_a_randomly_damaged_cell_is_reported_or_refused_in_one_line(one_cell, ta
         out = Path(tmp) / "out"
         shutil.copytree(one_cell, out)
         path = out / CELL / target
-        (damage_predictions if target == "predictions.csv" else damage_manifest)(data, path)
+        damage_file(data, path, garbage_csv_field if target == "predictions.csv" else garbage_json_field)
         check_report(out)

@@ -71,34 +71,32 @@ def test_a_report_failing_in_a_figure_leaves_the_folder_byte_identical(reported,
     assert contents(out) == contents(clean) and hidden(out) == []
 
 
+def failing_after(real, calls: int, error: Exception):
+    """`real`, raising `error` instead from its call number `calls` + 1 on (a disk that fills or fails)."""
+    done = []
+
+    def wrapper(*args):
+        if len(done) == calls:
+            raise error
+        done.append(args)
+        return real(*args)
+
+    return wrapper
+
+
 def test_a_report_failing_while_staging_or_swapping_rolls_back_or_is_completed(reported, monkeypatch):
     out, clean = reported
     from fer_bench import staging
 
     before = snapshot(out)
-    real_write, written = staging._write_synced, []
-
-    def write_then_fail(path, content):
-        if len(written) == 5:
-            raise OSError(28, "No space left on device")
-        written.append(path)
-        real_write(path, content)
-
-    monkeypatch.setattr(staging, "_write_synced", write_then_fail)
+    monkeypatch.setattr(staging, "_write_synced",
+                        failing_after(staging._write_synced, 5, OSError(28, "No space left on device")))
     with pytest.raises(Exception, match="No space left"):
         write_report(out)
     assert snapshot(out) == before  # staged files removed, nothing of <out> touched
     monkeypatch.undo()
 
-    real_replace, moved = os.replace, []
-
-    def replace_then_fail(source, target):
-        if len(moved) == 3:
-            raise OSError(5, "Input/output error")
-        moved.append(target)
-        real_replace(source, target)
-
-    monkeypatch.setattr(staging.os, "replace", replace_then_fail)
+    monkeypatch.setattr(staging.os, "replace", failing_after(os.replace, 3, OSError(5, "Input/output error")))
     with pytest.raises(Exception, match="Input/output error"):
         write_report(out)
     monkeypatch.undo()
