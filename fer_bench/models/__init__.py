@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from fer_bench.errors import FerBenchError
-from fer_bench.models.capabilities import Hook, interface_method
 
 
 @dataclass(frozen=True)
@@ -254,8 +253,7 @@ def parse_variant(name: str) -> tuple[str, dict]:
 
 def model_variant(base: str, assignments: dict[str, str]) -> str:
     """The variant name of registered model `base` with parameters set from text (`--set base.param=text`),
-    each checked against the model's parameters (unknown name or wrong type: one FerBenchError line) and, when
-    the model offers check_parameters(), its own validation."""
+    each checked against the model's parameters (unknown name or wrong type: one FerBenchError line)."""
     if missing_requirements(base):
         raise FerBenchError(f"--set {base}.…: model {base!r} needs {', '.join(missing_requirements(base))}")
     defaults = _factory(base)(seed=0, quick=False).get_params()
@@ -265,13 +263,8 @@ def model_variant(base: str, assignments: dict[str, str]) -> str:
             raise FerBenchError(f"--set {base}.{param}: {base} has no parameter {param!r}; its parameters: "
                                 f"{', '.join(sorted(p for p in defaults if p != 'seed'))}")
         params[param] = _typed(base, param, text, defaults[param])
-    model = _factory(base)(seed=0, quick=False, **params)
-    check = interface_method(model, Hook.CHECK_PARAMETERS)
-    if check is not None:
-        try:
-            check()
-        except (ValueError, TypeError) as exc:
-            raise FerBenchError(f"--set {base}: {exc}") from None
+    # the values themselves are checked with every other variant's before the grid starts
+    # (fer_bench.run.check_model_parameters)
     return variant_name(base, params)
 
 
