@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_bench import validation
+from fer_bench.errors import FerBenchError
 from fer_bench.models import make_model
 from fer_bench.models.base import load_model, save_model
 
@@ -91,11 +93,11 @@ def check_parameters(name: str, data: ContractData) -> None:
 def check_probabilities(model, X, n_classes: int, rule: str = "fit_predict") -> np.ndarray:
     """A fitted model's predict_proba on X: shape (len(X), n_classes), rows of probabilities summing to 1, and
     predict within classes_ (ContractError otherwise). Returns the probabilities; the benchmarks use it too."""
-    proba = np.asarray(model.predict_proba(X))
-    _require(proba.shape == (len(X), n_classes), rule,
-             f"predict_proba returned shape {proba.shape}, expected {(len(X), n_classes)}")
-    _require(bool(np.all(proba >= 0)) and np.allclose(proba.sum(axis=1), 1, atol=1e-5), rule,
-             "predict_proba rows must be probabilities summing to 1")
+    try:  # the rules a cell's output is held to when it is computed (fer_bench.validation)
+        proba = validation.check_probabilities(model.predict_proba(X), len(X), n_classes, where="predict_proba",
+                                               tolerance=validation.COMPUTED_SUM_TOLERANCE)
+    except FerBenchError as exc:
+        raise ContractError(f"{rule}: {exc}") from None
     predicted = np.asarray(model.predict(X))
     _require(set(np.unique(predicted)) <= set(np.asarray(model.classes_).tolist()), rule,
              "predict returned labels outside classes_")
