@@ -16,18 +16,17 @@ from fer_bench.metrics import Metric, headline_metrics
 from fer_bench.models import model_description
 from fer_bench.report.inputs import cell_provenance
 from fer_bench.report.seeds import cells_by_model, ensemble_of, is_ensemble, mean_and_std, several_seeds
-from fer_bench.settings import REFERENCE_MODEL
 
 
 def pct(x: float) -> str:
     return "–" if x is None or np.isnan(x) else f"{100 * x:.1f}"
 
 
-def _signed(points: float) -> str:
+def signed_points(points: float) -> str:
     return f"{points:+.1f}"
 
 
-def _p_text(p: float) -> str:
+def p_value_text(p: float) -> str:
     return "p < 1e-6" if p < 1e-6 else f"p = {p:.2g}"
 
 
@@ -215,7 +214,7 @@ def significance_summary_markdown(summary_rows: list[dict], headline: str) -> st
         n = len(r["seeds"])
         lines.append(f"| {r['task']} | {r['split']} | {r['model_a']} vs {r['model_b']} | "
                      f"{', '.join(map(str, r['seeds']))} | {r['n_significant']}/{n} | {r['n_a_better']}/{n} | "
-                     f"{_signed(100 * r['difference_mean'])} ± {100 * r['difference_std']:.1f} | "
+                     f"{signed_points(100 * r['difference_mean'])} ± {100 * r['difference_std']:.1f} | "
                      f"{r['max_p_value']:.2g} |")
     return "\n".join(lines)
 
@@ -238,6 +237,11 @@ def significance_markdown(ctx) -> str:
     return "\n".join(lines)
 
 
+def gain_text(row: dict) -> str:
+    """A per-class gain over seeds in points: "+12.1 ± 1.0"."""
+    return f"{signed_points(100 * row['gain_mean'])} ± {100 * row['gain_std']:.1f}"
+
+
 def class_gains_markdown(ctx) -> str | None:
     """The reference's per-class recall gain over each other model across seeds (None with one seed)."""
     rows = ctx.tables.class_gain_rows
@@ -252,8 +256,8 @@ def class_gains_markdown(ctx) -> str | None:
     for r in rows:
         holds = f"yes, {r['holds']}" if r["holds"] else "no"
         lines.append(f"| {r['task']} | {r['model_a']} vs {r['model_b']} | {r['class']} | "
-                     f"{', '.join(map(str, r['seeds']))} | {_gain_text(r)} | "
-                     f"{', '.join(_signed(100 * g) for g in r['gains'])} | {holds} |")
+                     f"{', '.join(map(str, r['seeds']))} | {gain_text(r)} | "
+                     f"{', '.join(signed_points(100 * g) for g in r['gains'])} | {holds} |")
     return "\n".join(lines)
 
 
@@ -266,180 +270,6 @@ def confusions_markdown(ctx) -> str:
     lines = ["| task | model | seed | top confusions (true→predicted, % of the true class) |", "|---|---|---|---|"]
     lines += [f"| {t} | {m} | {s} | {', '.join(v)} |" for (t, m, s), v in grouped.items()]
     return "\n".join(lines)
-
-
-# --- findings -------------------------------------------------------------------------------------------------
-
-def _gain_text(row: dict) -> str:
-    """A per-class gain over seeds in points: "+12.1 ± 1.0"."""
-    return f"{_signed(100 * row['gain_mean'])} ± {100 * row['gain_std']:.1f}"
-
-
-def findings_markdown(ctx) -> str:
-    """A few sentences that the tables support, generated from them: the reference model's accuracy gain over
-    each other model per task (with the exact McNemar test, per seed or summarised over seeds), what averaging
-    the seeds buys, the classes where it gains most and least, the confusions that remain, what each model costs
-    to fit, and what the figures add (the saliency maps)."""
-    settings = ctx.inputs.settings
-    all_rows = metric_rows_by_model(ctx.tables.metric_rows, settings.headline_split)
-    private = {key: rows for key, rows in all_rows.items() if not is_ensemble(rows[0])}
-    models = list(dict.fromkeys(model for _, model in private))
-    tasks = list(dict.fromkeys(task for task, _ in private))
-    compared = [t for t in tasks if ctx.inputs.reference(t) and any(
-        (t, m) in private for m in models if m != ctx.inputs.reference(t))]
-    if not compared:
-        ref = settings.reference_model or "reference model"
-        return f"*No findings: they compare the {ref} with the baselines, and the grid lacks one side.*"
-
-    def accuracy(task, model):
-        return 100 * float(np.mean([r["accuracy"] for r in private[(task, model)]]))
-
-    sentences = [] if ctx.inputs.reference_is_default else [_reference_sentence(ctx, tasks)]
-    sentences += _accuracy_sentences(ctx, private, models, accuracy)
-    sentences += _ensemble_sentences(all_rows, accuracy)
-    headline_task = tasks[0]
-    ref = ctx.inputs.reference(headline_task)
-    others = [m for m in models if m != ref and (headline_task, m) in private]
-    if ref and others:
-        strongest = max(others, key=lambda b: accuracy(headline_task, b))
-        sentences += _gain_sentences(ctx, headline_task, ref, strongest)
-    costs = ", ".join(f"{m} {np.mean([r['fit_seconds'] for r in private[(headline_task, m)]]) / 60:.1f} min"
-                      for m in models if (headline_task, m) in private)
-    speeds = ", ".join(f"{m} {np.mean([r['predict_images_per_s'] for r in private[(headline_task, m)]]):,.0f}"
-                       for m in models if (headline_task, m) in private)
-    sentences.append(f"Cost ({headline_task}, this machine): fit time {costs}; batch prediction {speeds} "
-                     "images/s (details in the timing section).")
-    sentences += ctx.figures.findings
-    return "\n".join(f"- {s}" for s in sentences)
-
-
-def _reference_sentence(ctx, tasks: list[str]) -> str:
-    """Which model the comparisons are against, per task, and why."""
-    settings = ctx.inputs.settings
-    why = ("named with --reference" if settings.reference_model else
-           f"no {REFERENCE_MODEL} cells: the most accurate model on {settings.selection_split}")
-    per_task = ", ".join(f"{t} {ctx.inputs.reference(t) or '(none)'}" for t in tasks)
-    return f"Comparisons are against a reference model ({why}): {per_task}."
-
-
-def _test_text(ctx, task: str, other: str, first_seed) -> str:
-    """The exact McNemar test of the reference against `other`: over seeds when they share several, else the
-    first seed's p."""
-    split = ctx.inputs.settings.headline_split
-    over_seeds = [r for r in ctx.tables.significance_summary_rows
-                  if r["task"] == task and r["model_b"] == other and r["split"] == split]
-    if over_seeds:
-        r, n = over_seeds[0], len(over_seeds[0]["seeds"])
-        direction = "" if r["n_a_better"] == n else f", the {r['model_a']} more accurate in {r['n_a_better']}/{n}"
-        return f" (significant in {r['n_significant']}/{n} seeds{direction}, largest {_p_text(r['max_p_value'])})"
-    tests = [r for r in ctx.tables.significance_rows if r["task"] == task and r["model_b"] == other
-             and r["split"] == split and r["seed"] == first_seed]
-    return f" ({_p_text(tests[0]['p_value'])})" if tests else ""
-
-
-def _accuracy_sentences(ctx, private, models, accuracy) -> list[str]:
-    """Per task: the reference's accuracy and its gain over each other model, with the McNemar test (± std over
-    seeds where a model has several)."""
-    split = ctx.inputs.settings.headline_split
-    significance_rows = ctx.tables.significance_rows
-    first_seed = min(r["seed"] for r in significance_rows) if significance_rows else None
-
-    def accuracy_text(task, model):
-        return f"{spread(r['accuracy'] for r in private[(task, model)])}%"
-
-    def gain_text(task, ref, other):
-        over_seeds = [r for r in ctx.tables.significance_summary_rows
-                      if r["task"] == task and r["model_b"] == other and r["split"] == split]
-        gain = _signed(accuracy(task, ref) - accuracy(task, other))
-        return gain + (f" ± {100 * over_seeds[0]['difference_std']:.1f}" if over_seeds else "")
-
-    sentences = []
-    for task in dict.fromkeys(task for task, _ in private):
-        ref = ctx.inputs.reference(task)
-        if (task, ref) not in private:
-            continue
-        parts = [f"{gain_text(task, ref, b)} points over {b} ({accuracy_text(task, b)})"
-                 f"{_test_text(ctx, task, b, first_seed)}"
-                 for b in models if b != ref and (task, b) in private]
-        if parts:
-            sentences.append(f"**{task}**: the {ref} reaches {accuracy_text(task, ref)} "
-                             f"{split} accuracy, " + " and ".join(parts) + ".")
-    if ctx.tables.significance_summary_rows:
-        sentences.append(f"(p: exact McNemar test on the same {split} images, one test per seed, significant: "
-                         "p < 0.05; ±: standard deviation over seeds.)")
-    elif significance_rows:
-        sentences.append(f"(p: exact McNemar test on the same {split} images, seed {first_seed}.)")
-    return sentences
-
-
-def _ensemble_sentences(rows_by_model: dict, accuracy) -> list[str]:
-    """What averaging each model's seeds buys: the seed ensemble's accuracy against the mean of its seeds."""
-    parts = defaultdict(list)
-    for (task, _), rows in rows_by_model.items():
-        if ensemble := ensemble_of(rows[0]):
-            model = ensemble.model
-            parts[task].append(f"{model} {pct(rows[0]['accuracy'])}% "
-                               f"({_signed(100 * rows[0]['accuracy'] - accuracy(task, model))})")
-    if not parts:
-        return []
-    text = "; ".join(f"{task} " + ", ".join(items) for task, items in parts.items())
-    return [f"Seed ensembles (the average of a model's seeds' stored probabilities, no training; accuracy, and in "
-            f"points against the mean of its seeds): {text}."]
-
-
-def _mean_recall_gains(ctx, task: str, ref: str, strongest: str) -> list[tuple[float, str]] | None:
-    """(gain in points, class) of the reference's mean recall over the strongest model's, None if either lacks
-    the task."""
-    split = ctx.inputs.settings.headline_split
-    recall = defaultdict(list)
-    for r in ctx.tables.per_class_rows:
-        if r["task"] == task and r["split"] == split:
-            recall[(r["model"], r["class"])].append(r["recall"])
-    classes = list(dict.fromkeys(c for _, c in recall))
-    if (ref, classes[0]) not in recall or (strongest, classes[0]) not in recall:
-        return None
-    return [(100 * (np.mean(recall[(ref, c)]) - np.mean(recall[(strongest, c)])), c) for c in classes]
-
-
-def _seed_gain_sentences(gain_rows: list[dict], task: str, ref: str, strongest: str, level: str) -> list[str]:
-    """Per-class gains over seeds: most and least (mean ± std), and those that hold in every seed."""
-    ordered = sorted(gain_rows, key=lambda r: (r["gain_mean"], r["class"]), reverse=True)
-    best = ", ".join(f"{r['class']} ({_gain_text(r)})" for r in ordered[:3])
-    worst = ", ".join(f"{r['class']} ({_gain_text(r)})" for r in ordered[-2:][::-1])
-    held = {side: ", ".join(f"{r['class']} ({_gain_text(r)})" for r in ordered if r["holds"] == side) or "none"
-            for side in ("gain", "loss")}
-    n = len(gain_rows[0]["seeds"])
-    return [f"Where the {ref} gains ({task}, recall vs {strongest}, the strongest baseline, in points, mean ± std "
-            f"over {n} seeds): most on {best}; least on {worst}.",
-            f"Per-class differences that hold in every seed (each of the {n} seeds' paired bootstrap {level} interval "
-            f"excludes 0 on the same side): gains on {held['gain']}; losses on {held['loss']}."]
-
-
-def _gain_sentences(ctx, task: str, ref: str, strongest: str) -> list[str]:
-    """Where the reference gains most and least in recall over the strongest other model (over seeds when they
-    share several), and its remaining confusions, on the headline task."""
-    split = ctx.inputs.settings.headline_split
-    gain_rows = [r for r in ctx.tables.class_gain_rows
-                 if r["task"] == task and r["model_a"] == ref and r["model_b"] == strongest]
-    sentences = []
-    if gain_rows:
-        sentences += _seed_gain_sentences(gain_rows, task, ref, strongest, confidence_text(ctx.inputs.settings))
-    elif (mean_gains := _mean_recall_gains(ctx, task, ref, strongest)) is not None:
-        gains = sorted(mean_gains, reverse=True)
-        best = ", ".join(f"{c} ({_signed(g)})" for g, c in gains[:3])
-        worst = ", ".join(f"{c} ({_signed(g)})" for g, c in gains[-2:][::-1])
-        sentences.append(f"Where the {ref} gains ({task}, recall vs {strongest}, the "
-                         f"strongest baseline, in points): most on {best}; least on {worst}.")
-    confusion_rows = ctx.tables.confusion_rows
-    first_seed = min(r["seed"] for r in confusion_rows) if confusion_rows else None
-    confusions = [r for r in confusion_rows if r["task"] == task and r["model"] == ref
-                  and r["split"] == split and r["seed"] == first_seed]
-    if confusions:
-        pairs = ", ".join(f"{r['true']}→{r['predicted']} ({pct(r['rate_of_true'])}% of {r['true']})"
-                          for r in confusions[:3])
-        where = f"{task}, seed {first_seed}" if several_seeds(ctx.inputs.cells) else task
-        sentences.append(f"Confusions that remain for the {ref} ({where}): {pairs}.")
-    return sentences
 
 
 # --- what each model chose, provenance ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from fer_bench import outline
 from fer_bench.figures import FigureOutput, section_markdown
 from fer_bench.outline import Section
-from fer_bench.report import markdown
+from fer_bench.report import findings, markdown
 from fer_bench.report.audit import audit_markdown
 from fer_bench.report.inputs import ReportInputs
 from fer_bench.report.tables import Tables
@@ -51,7 +51,7 @@ def _files(ctx: SectionContext) -> str:
 #: the markdown of each table section; every other section of the outline shows its figures
 SECTION_MARKDOWN: Mapping[Section, Callable[[SectionContext], str | None]] = MappingProxyType({
     outline.HEADLINE: markdown.headline_markdown,
-    outline.FINDINGS: markdown.findings_markdown,
+    outline.FINDINGS: findings.findings_markdown,
     outline.PROVENANCE: markdown.provenance_markdown,
     outline.PER_CLASS: markdown.per_class_markdown,
     outline.SIGNIFICANCE: markdown.significance_markdown,
