@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fer_bench.compare import compare_folders, table_rows
+from fer_bench.compare import View, compare_folders, comparison_records, record_columns
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.metrics import (
     Metric,
@@ -109,21 +109,25 @@ def test_a_registered_name_is_refused_twice():
 
 
 def test_a_brief_metric_shows_in_headline_latex_and_compare(grid):
-    """brief=True: one registration adds the column to summary.md's headline, summary.tex and compare, formatted
-    as registered (not in percent, 2 decimals) and compared by its direction (lower is better)."""
+    """brief=True: one registration adds the column to summary.md's headline, summary.tex and compare's records
+    (CSV and JSON), formatted as registered (not in percent, 2 decimals; its difference not in points)."""
     errors = Metric("error_rate", lambda y, p, k: np.mean(p.argmax(axis=1) != y), higher_is_better=False,
                     percent=False, decimals=2, label="error rate", short_label="err", headline=True, brief=True)
     with metric_registered(errors):
         inputs, tables = report_tables(grid)
         headline = headline_markdown(SimpleNamespace(inputs=inputs, tables=tables))
         tex = latex_headline(inputs, tables.metric_rows)
-        (cell, _) = compare_folders(grid, grid).cells
+        comparison = compare_folders(grid, grid)
+        columns = record_columns()
+        (record,) = [r for r in comparison_records(comparison, View()) if r["task"] == "binary"]
     row = next(r for r in tables.metric_rows if r["split"] == "PrivateTest" and r["task"] == "binary")
     assert "| ECE | error rate | PublicTest acc % | fit time |" in headline
     assert f"| {row['error_rate']:.2f} | " in headline
     assert "& AUC & Err & Fit (s)" in tex and r"\begin{tabular}{llrrrrr}" in tex
-    assert table_rows(cell)[3][0] == "error rate"
-    assert cell.row("error_rate").quantity.improves(-0.1)
+    assert columns[columns.index("roc_auc_macro_difference") + 1:][:3] == [
+        "error_rate_a", "error_rate_b", "error_rate_difference"]
+    assert record["error_rate_difference"] == 0
+    assert record["error_rate_a"] == pytest.approx(row["error_rate"])
 
 
 def test_ece_bins_setting_reaches_metrics_csv_as_the_reliability_curve_has_it(grid):
