@@ -130,7 +130,7 @@ def cmd_compare(args) -> int:
     return 1 if failing else 0
 
 
-def _points(text: str) -> float:
+def _accuracy_points(text: str) -> float:
     """--fail-if-worse: accuracy points, a finite number >= 0."""
     try:
         points = float(text)
@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", default=None,
                    help="write to FILE instead of printing (format from --format, else the suffix: .txt .md .html "
                         ".csv .json); the summary line is still printed")
-    p.add_argument("--fail-if-worse", type=_points, metavar="POINTS", default=None,
+    p.add_argument("--fail-if-worse", type=_accuracy_points, metavar="POINTS", default=None,
                    help="exit 1 when a (task, model) in both folders lost more than POINTS accuracy points in B, "
                         "with p < 0.05, naming it in the last line")
     p.add_argument("--only-changed", action="store_true",

@@ -309,8 +309,12 @@ def points_text(points: float) -> str:
     return "0" if points == 0 else f"{points:+.1f}"
 
 
-def _points(n: float) -> str:
+def _limit_text(n: float) -> str:
     return f"{n:g} point" + ("" if n == 1 else "s")
+
+
+def _difference_text(m: ModelComparison) -> str:
+    return f"{points_text(m.accuracy_points)} points"
 
 
 def _table_metrics() -> list[Metric]:
@@ -410,16 +414,16 @@ def summary_line(c: Comparison, view: View) -> str:
     elif c.significant:
         line = (f"{len(c.significant)} of {len(c.models)} (task, model) differ significantly in accuracy "
                 f"(p < {SIGNIFICANCE_LEVEL:g}): "
-                + ", ".join(f"{m.name} ({m.flag} {points_text(m.accuracy_points)})" for m in c.significant))
+                + ", ".join(f"{m.name} ({m.flag}, {_difference_text(m)})" for m in c.significant))
     else:
         line = (f"0 of {len(c.models)} (task, model) differ significantly in accuracy "
                 f"(p < {SIGNIFICANCE_LEVEL:g})")
     if view.fail_if_worse is not None:
         failing = view.failing(c)
-        limit = _points(view.fail_if_worse)
+        limit = _limit_text(view.fail_if_worse)
         if failing:
             line += (f"; FAIL (--fail-if-worse {view.fail_if_worse:g}): lost more than {limit}: "
-                     + ", ".join(f"{m.name} ({points_text(m.accuracy_points)})" for m in failing))
+                     + ", ".join(f"{m.name} ({_difference_text(m)})" for m in failing))
         else:
             line += f"; pass (--fail-if-worse {view.fail_if_worse:g}): none lost more than {limit}"
     return line
@@ -468,7 +472,7 @@ def _md_table(columns: list[str], rows: list[list[str]]) -> list[str]:
 
 def comparison_markdown(c: Comparison, view: View) -> str:
     out = ["# fer-bench compare", ""]
-    out += [f"- {_md_escape(line.strip())}" for line in header_lines(c)]
+    out += [("  - " if line.startswith("  ") else "- ") + _md_escape(line.strip()) for line in header_lines(c)]
     out += [f"- Written by fer-bench {__version__}.", ""]
     for task, rows in accuracy_rows(c, view).items():
         out += [f"## {_md_escape(accuracy_title(c, task))}", "", *_md_table(accuracy_columns(), rows), ""]

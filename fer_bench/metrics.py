@@ -196,7 +196,7 @@ class Metric:
     1, else 3); `higher_is_better`: which way a difference is an improvement. `label` heads its table column
     (default: the name with spaces), `short_label` the narrow summary.tex column. `headline`: a column of the
     headline table (summary.md, index.html); `brief`: a column of the narrow tables, summary.tex and
-    `fer-bench compare` (the built-in brief metrics are headline ones too)."""
+    `fer-bench compare`'s CSV and JSON (the built-in brief metrics are headline ones too)."""
 
     name: str
     function: Callable[..., float]
@@ -275,7 +275,7 @@ def headline_metrics() -> list[Metric]:
 
 
 def brief_metrics() -> list[Metric]:
-    """The metrics of the narrow tables: summary.tex and `fer-bench compare`."""
+    """The metrics of the narrow tables: summary.tex and `fer-bench compare`'s CSV and JSON."""
     return [metric for metric in registered_metrics() if metric.brief]
 
 

@@ -127,7 +127,8 @@ def test_many_wrong_predictions_are_flagged_and_fail_the_gate(a_b, capsys):
     assert "worse" not in table(out, "5class")["logreg"]
     last = out.splitlines()[-1]
     assert last.startswith("1 of 2 (task, model) differ significantly in accuracy")
-    assert "FAIL (--fail-if-worse 1)" in last and last.endswith(f"binary / logreg ({worse.accuracy_points:+.1f})")
+    assert "FAIL (--fail-if-worse 1)" in last
+    assert last.endswith(f"binary / logreg ({worse.accuracy_points:+.1f} points)")
     assert "5class" not in last
 
     assert compare(capsys, a, b, "--fail-if-worse", 50)[0] == 0  # lost about 33 points, not more than 50
