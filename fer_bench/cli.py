@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run cells on N local worker processes (a Dask LocalCluster; needs "
                             "'fer-bench[distributed]'); default: one after another in this process")
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                       help="run cells on a running Dask cluster (see README: dask scheduler / dask worker)")
+                       help="run cells on a running Dask cluster (see docs/usage.md: dask scheduler / dask worker)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="recompute metrics, tables and figures from stored predictions")

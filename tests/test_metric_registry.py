@@ -1,5 +1,5 @@
-"""The metric registry: the README's own example (a metric with an interval) runs, every table reads the registry,
-and the report's Settings (ECE bins, confidence level) reach metrics.csv."""
+"""The metric registry: docs/extending.md's own example (a metric with an interval) runs, every table reads the
+registry, and the report's Settings (ECE bins, confidence level) reach metrics.csv."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from fer_bench.report.tables import compute_tables
 from fer_bench.run import run_grid
 from fer_bench.settings import Settings
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+EXTENDING_DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 
 
 @pytest.fixture(scope="module")
@@ -52,20 +52,20 @@ def csv_rows(text: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def readme_metric() -> Metric:
-    """The metric the README's "Add a metric" example registers, by running the example's own lines (its
+def documented_metric() -> Metric:
+    """The metric docs/extending.md's example registers, by running the example's own lines (its
     register_metric call captured, so that the test registers it for its own duration only)."""
-    text = README.read_text(encoding="utf-8")
+    text = EXTENDING_DOC.read_text(encoding="utf-8")
     example = re.search(r"^# fer_bench/metrics\.py.*?\n(.*?)\n\n", text, re.DOTALL | re.MULTILINE)
-    assert example, "the README's metric example is gone"
+    assert example, "docs/extending.md's metric example is gone"
     captured = []
     exec(example.group(1), {"np": np, "Metric": Metric, "register_metric": captured.append})
     (metric,) = captured
     return metric
 
 
-def test_readme_example_gets_a_metrics_csv_column_with_an_interval(grid):
-    metric = readme_metric()
+def test_documented_example_gets_a_metrics_csv_column_with_an_interval(grid):
+    metric = documented_metric()
     assert metric.interval and metric.name not in metric_columns()
     with metric_registered(metric):
         inputs, tables = report_tables(grid)
