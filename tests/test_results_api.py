@@ -101,7 +101,7 @@ def _texts(fig) -> str:
 def test_a_confusion_figure_names_task_split_seed_and_its_one_model_with_metrics_accuracy(results):
     fig = results.plot_confusion("7class", "cnn")
     title = fig.texts[0].get_text()
-    assert title.startswith("7class: confusion matrices (PrivateTest, seed 0, n=700)")
+    assert title.startswith("7class: confusion matrix of cnn (PrivateTest, seed 0, n=700)")
     metrics = results.metrics
     accuracy = metrics.query("task == '7class' and model == 'cnn' and split == 'PrivateTest'").accuracy.item()
     assert fig.axes[0].get_title() == f"cnn (accuracy {100 * accuracy:.1f}%)"

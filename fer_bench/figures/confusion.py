@@ -54,7 +54,8 @@ def confusion_figure(tr: TaskResults, matrices: dict[str, np.ndarray]) -> Figure
         image = _annotated_matrix(ax, row_normalise(cm), texts, "Blues", 0.0, 1.0, tr.class_names,
                                   f"{model} (accuracy {pct(acc)}%)", ylabel=k == 0)
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="share of the true class")
-    fig.suptitle(f"{tr.task}: confusion matrices ({tr.where_text()})\ncolour: row-normalised; numbers: image counts",
+    what = f"confusion matrix of {next(iter(matrices))}" if len(matrices) == 1 else "confusion matrices"
+    fig.suptitle(f"{tr.task}: {what} ({tr.where_text()})\ncolour: row-normalised; numbers: image counts",
                  fontsize=10)
     return fig
 
