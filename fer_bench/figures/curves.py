@@ -1,5 +1,6 @@
 """ROC curves and reliability diagrams: the curves are computed first (`roc_curves`, `per_class_roc_curves`,
-`reliability_curves`), then drawn, so tests can check what a figure shows against metrics.csv."""
+`reliability_curves`), then drawn, so tests can check what a figure shows against metrics.csv; `plot_roc`,
+`plot_roc_per_class` and `plot_reliability` do both."""
 
 from __future__ import annotations
 

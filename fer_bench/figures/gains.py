@@ -1,6 +1,7 @@
 """Where the reference model gains: per-class recall with bootstrap intervals, the paired per-class recall gain
 over each other model, and each model's most frequent confusions. The numbers are computed first
-(`per_class_recalls`, `recall_gains`, `confused_pairs`), then drawn."""
+(`per_class_recalls`, `recall_gains`, `confused_pairs`), then drawn; `plot_recall`, `plot_recall_gain` and
+`plot_confused_pairs` do both."""
 
 from __future__ import annotations
 
