@@ -15,6 +15,10 @@ import pytest
 
 import fer_bench
 from fer_bench.errors import FerBenchError
+from fer_bench.figures import FigureContext, curves, gains, render_figures, task_results
+from fer_bench.figures import confusion as confusion_figures
+from fer_bench.figures.png import figure_png
+from fer_bench.report import read_inputs
 from fer_bench.report.tables import csv_text, metrics_header
 from fer_bench.storage import list_cells
 
@@ -120,6 +124,21 @@ def test_curve_and_gain_figures_show_the_models_asked_for(results):
     gain = results.plot_recall_gain("7class", "logreg")  # the reference (cnn) is added: gains are against it
     assert gain.axes[0].get_title().startswith("7class: per-class recall gain of cnn\n(PrivateTest, seed 0")
     assert [t.get_text() for t in gain.axes[0].get_legend().get_texts()] == ["cnn − logreg"]
+
+
+@pytest.mark.parametrize(("spec", "name", "plot"), [
+    (confusion_figures.CONFUSION, "confusion_5class", lambda r: r.plot_confusion("5class")),
+    (curves.ROC, "roc_5class", lambda r: r.plot_roc("5class")),
+    (curves.RELIABILITY, "reliability_5class", lambda r: r.plot_reliability("5class")),
+    (gains.RECALL_GAIN, "recall_gain_5class", lambda r: r.plot_recall_gain("5class")),
+])
+def test_a_figure_of_every_model_is_the_reports_figure_pixel_for_pixel(results, spec, name, plot):
+    inputs = read_inputs(REFERENCE)
+    every_task = task_results(inputs.cells, inputs.settings, inputs.references)
+    # the report's colours: one per model of the whole grid (every task here has the same three models)
+    drawn = render_figures(FigureContext([tr for tr in every_task if tr.task == "5class"], inputs.settings,
+                                         inputs.out), figures=(spec,))
+    assert figure_png(plot(results)) == drawn.files[f"figures/{name}.png"]
 
 
 def test_importing_fer_bench_loads_neither_pandas_nor_matplotlib():
