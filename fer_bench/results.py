@@ -147,6 +147,9 @@ class Results:
         cells = self._task_cells(task)
         if models is not None:
             names = [models] if isinstance(models, str) else list(models)
+            if not names:
+                raise FerBenchError(f"{self.path}: no models named for task {task}; its models: "
+                                    f"{', '.join(dict.fromkeys(c.model for c in cells))}")
             for name in names:
                 self._cell(task, name, None)
             cells = [c for c in cells if c.model in names]

@@ -81,6 +81,7 @@ def test_predictions_are_the_rows_of_the_cells_predictions_csv(results, task, mo
     (lambda r: r.predictions("9class", "cnn"), "9class"),
     (lambda r: r.plot_confusion("7class", ["cnn", "no_such_model"]), "no_such_model"),
     (lambda r: r.plot_roc("binary", "hog_svm", seed=4), "seed4"),
+    (lambda r: r.plot_reliability("binary", []), "no models named"),
 ])
 def test_an_unknown_cell_is_one_line_naming_it(results, call, named):
     with pytest.raises(FerBenchError) as error:
