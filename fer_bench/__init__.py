@@ -12,3 +12,12 @@ __version__ = "0.1.0"
 CLASS_NAMES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 IMAGE_SIZE = 48
 USAGES = ("Training", "PublicTest", "PrivateTest")
+
+
+def open_results(path, *, settings=None):
+    """The results folder `path` (e.g. "results/fer2013") in Python: a fer_bench.results.Results whose tables are
+    pandas DataFrames and whose plot_* methods return the report's figures. Imported on first call, so that
+    `import fer_bench` loads neither pandas nor matplotlib."""
+    from fer_bench.results import open_results as open_results_folder
+
+    return open_results_folder(path, settings=settings)

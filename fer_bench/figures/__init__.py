@@ -19,6 +19,10 @@ timings; PER_TASK_LOADED, task by task, those that need the images or the cells'
 drawn once from them), in registry order within a stage; within a section the markdown keeps that order; the
 figures left out for want of the images are named in one line at the end. The report writes the PNGs with its
 tables and places each section's markdown, under the section's intro (fer_bench.report.sections).
+
+The figures drawn from the predictions alone also have a `plot_*` function (e.g. `confusion.plot_confusion`,
+`curves.plot_roc`): compute, then draw, and return the Figure. The draw functions call it, and so does
+fer_bench.results for a notebook, so a figure is the same in both.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Confusion matrices side by side, and the reference model's matrix minus each other model's: the matrices are
-computed first (`confusion_matrices`, `confusion_differences`), then drawn."""
+computed first (`confusion_matrices`, `confusion_differences`), then drawn; `plot_confusion` and
+`plot_confusion_difference` do both, for the report and fer_bench.results alike."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fer_bench import outline
+from fer_bench.errors import FerBenchError
 from fer_bench.figures.data import FigureContext, FigureSpec, Needs, SectionOutput, TaskResults
 from fer_bench.figures.png import new_figure, pct
 from fer_bench.metrics import confusion, row_normalise
@@ -43,7 +45,7 @@ def confusion_differences(tr: TaskResults) -> dict[str, np.ndarray]:
 
 
 def confusion_figure(tr: TaskResults, matrices: dict[str, np.ndarray]) -> Figure:
-    fig = new_figure(0.4 + 3.2 * len(matrices), 3.9)
+    fig = new_figure(max(4.8, 0.4 + 3.2 * len(matrices)), 4.1)
     axes = fig.subplots(1, len(matrices), squeeze=False)[0]
     image = None
     for k, (ax, (model, cm)) in enumerate(zip(axes, matrices.items(), strict=True)):
@@ -52,13 +54,15 @@ def confusion_figure(tr: TaskResults, matrices: dict[str, np.ndarray]) -> Figure
         image = _annotated_matrix(ax, row_normalise(cm), texts, "Blues", 0.0, 1.0, tr.class_names,
                                   f"{model} (accuracy {pct(acc)}%)", ylabel=k == 0)
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="share of the true class")
-    fig.suptitle(f"{tr.task}: confusion matrices (colour: row-normalised; numbers: image counts)", fontsize=10)
+    what = f"confusion matrix of {next(iter(matrices))}" if len(matrices) == 1 else "confusion matrices"
+    fig.suptitle(f"{tr.task}: {what} ({tr.where_text()})\ncolour: row-normalised; numbers: image counts",
+                 fontsize=10)
     return fig
 
 
 def confusion_difference_figure(tr: TaskResults, diffs: dict[str, np.ndarray]) -> Figure:
     limit = max(5.0, max(float(np.abs(d).max()) for d in diffs.values()))
-    fig = new_figure(0.4 + 3.2 * len(diffs), 3.9)
+    fig = new_figure(max(4.8, 0.4 + 3.2 * len(diffs)), 4.1)
     axes = fig.subplots(1, len(diffs), squeeze=False)[0]
     image = None
     for k, (ax, (baseline, diff)) in enumerate(zip(axes, diffs.items(), strict=True)):
@@ -66,23 +70,33 @@ def confusion_difference_figure(tr: TaskResults, diffs: dict[str, np.ndarray]) -
         image = _annotated_matrix(ax, diff, texts, "RdBu_r", -limit, limit, tr.class_names,
                                   f"{tr.reference} − {baseline}", ylabel=k == 0)
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="difference (percentage points of the true class)")
-    fig.suptitle(f"{tr.task}: where the CNN's confusion matrix differs", fontsize=10)
+    fig.suptitle(f"{tr.task}: where {tr.reference}'s confusion matrix differs\n({tr.where_text()})", fontsize=10)
     return fig
 
 
+def plot_confusion(tr: TaskResults) -> Figure:
+    """The confusion matrices of every model of `tr`, side by side (the report's figure)."""
+    return confusion_figure(tr, confusion_matrices(tr))
+
+
+def plot_confusion_difference(tr: TaskResults) -> Figure:
+    """The reference's row-normalised confusion matrix minus each other model's of `tr`."""
+    if not (tr.reference and tr.baselines):
+        raise FerBenchError(f"{tr.task}: no confusion difference without the reference model "
+                            f"({tr.reference_model or 'none'}) and another model; models: {', '.join(tr.models)}")
+    return confusion_difference_figure(tr, confusion_differences(tr))
+
+
 def draw_confusion(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
-    where = f"({ctx.settings.headline_split}, {tr.seeds_text()}, n={len(tr.labels)})"
-    output.figure(confusion_figure(tr, confusion_matrices(tr)), f"confusion_{tr.task}",
-                  f"{tr.task} confusion matrices", f"{tr.task}: confusion matrices of the models side by side {where}.")
+    output.figure(plot_confusion(tr), f"confusion_{tr.task}", f"{tr.task} confusion matrices",
+                  f"{tr.task}: confusion matrices of the models side by side ({tr.where_text()}).")
 
 
 def draw_confusion_difference(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     if tr.reference and tr.baselines:
-        where = f"({ctx.settings.headline_split}, {tr.seeds_text()}, n={len(tr.labels)})"
-        output.figure(confusion_difference_figure(tr, confusion_differences(tr)),
-                      f"confusion_diff_{tr.task}", f"{tr.task} confusion difference",
+        output.figure(plot_confusion_difference(tr), f"confusion_diff_{tr.task}", f"{tr.task} confusion difference",
                       f"{tr.task}: {tr.reference} minus each baseline, row-normalised confusion matrices in "
-                      f"percentage points {where}.")
+                      f"percentage points ({tr.where_text()}).")
 
 
 CONFUSION = FigureSpec("confusion", outline.CONFUSION_FIGURES, Needs.PREDICTIONS, draw_confusion)

@@ -1,5 +1,6 @@
 """ROC curves and reliability diagrams: the curves are computed first (`roc_curves`, `per_class_roc_curves`,
-`reliability_curves`), then drawn, so tests can check what a figure shows against metrics.csv."""
+`reliability_curves`), then drawn, so tests can check what a figure shows against metrics.csv; `plot_roc`,
+`plot_roc_per_class` and `plot_reliability` do both."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def roc_figure(tr: TaskResults, curves: dict[str, Curve], colors) -> Figure:
     ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="chance")
     kind = f"{tr.class_names[1]} vs {tr.class_names[0]}" if tr.n_classes == 2 else "macro one-vs-rest"
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate",
-           title=f"{tr.task}: ROC, {kind}")
+           title=f"{tr.task}: ROC, {kind}\n({tr.where_text()})")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     return fig
@@ -106,7 +107,7 @@ def roc_per_class_figure(tr: TaskResults, curves: dict[int, dict[str, Curve]], c
         if c // ncols < nrows - 1:
             axes.flat[c].set_xlabel("false positive rate", fontsize=8)
             axes.flat[c].tick_params(labelbottom=True)
-    fig.suptitle(f"{tr.task}: one-vs-rest ROC per class", fontsize=10)
+    fig.suptitle(f"{tr.task}: one-vs-rest ROC per class ({tr.where_text()})", fontsize=10)
     return fig
 
 
@@ -135,7 +136,8 @@ def reliability_figure(tr: TaskResults, curves: dict[str, Reliability], colors) 
         top.plot(curve.mean_confidence[used], curve.accuracy[used], marker="o", ms=3.5, lw=1.4, color=colors[model],
                  label=f"{model} (ECE {curve.ece:.3f})")
         bottom.step(curve.centres, curve.counts / curve.counts.sum(), where="mid", color=colors[model], lw=1.2)
-    top.set(ylim=(0, 1.02), ylabel="accuracy", title=f"{tr.task}: reliability (top-label confidence)")
+    top.set(ylim=(0, 1.02), ylabel="accuracy",
+            title=f"{tr.task}: reliability (top-label confidence)\n({tr.where_text()})")
     top.legend(fontsize=8, loc="upper left")
     top.grid(alpha=0.3)
     bottom.set(xlim=(0, 1), xlabel="top-label confidence", ylabel="share of images")
@@ -143,29 +145,42 @@ def reliability_figure(tr: TaskResults, curves: dict[str, Reliability], colors) 
     return fig
 
 
+# --- computed, then drawn: the report's figures and fer_bench.results' alike -----------------------------------
+
+def plot_roc(tr: TaskResults, colors) -> Figure:
+    """Every model's ROC curve of `tr` (binary, or macro one-vs-rest), AUC in the legend."""
+    return roc_figure(tr, roc_curves(tr), colors)
+
+
+def plot_roc_per_class(tr: TaskResults, colors) -> Figure:
+    """One panel per class: every model's one-vs-rest ROC curve, per-class AUC in the legends."""
+    return roc_per_class_figure(tr, per_class_roc_curves(tr), colors)
+
+
+def plot_reliability(tr: TaskResults, n_bins: int, colors) -> Figure:
+    """Every model's reliability diagram of `tr` in `n_bins` confidence bins, ECE in the legend."""
+    return reliability_figure(tr, reliability_curves(tr, n_bins), colors)
+
+
 # --- registered figures -------------------------------------------------------------------------------------------
-
-def _where(ctx: FigureContext, tr: TaskResults) -> str:
-    return f"({ctx.settings.headline_split}, {tr.seeds_text()}, n={len(tr.labels)})"
-
 
 def draw_roc(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     kind = "ROC curve" if tr.n_classes == 2 else "macro one-vs-rest ROC curve"
-    output.figure(roc_figure(tr, roc_curves(tr), ctx.colors), f"roc_{tr.task}", f"{tr.task} ROC",
-                  f"{tr.task}: {kind} of every model, AUC in the legend {_where(ctx, tr)}.")
+    output.figure(plot_roc(tr, ctx.colors), f"roc_{tr.task}", f"{tr.task} ROC",
+                  f"{tr.task}: {kind} of every model, AUC in the legend ({tr.where_text()}).")
 
 
 def draw_roc_per_class(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     if tr.n_classes > 2:
-        output.figure(roc_per_class_figure(tr, per_class_roc_curves(tr), ctx.colors), f"roc_per_class_{tr.task}",
+        output.figure(plot_roc_per_class(tr, ctx.colors), f"roc_per_class_{tr.task}",
                       f"{tr.task} ROC per class", f"{tr.task}: one-vs-rest ROC curve of each class, every model, "
-                      f"per-class AUC in the legends {_where(ctx, tr)}.")
+                      f"per-class AUC in the legends ({tr.where_text()}).")
 
 
 def draw_reliability(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
-    output.figure(reliability_figure(tr, reliability_curves(tr, ctx.settings.ece_bins), ctx.colors),
-                  f"reliability_{tr.task}", f"{tr.task} reliability diagram",
-                  f"{tr.task}: reliability diagram of every model, ECE in the legend {_where(ctx, tr)}.")
+    output.figure(plot_reliability(tr, ctx.settings.ece_bins, ctx.colors), f"reliability_{tr.task}",
+                  f"{tr.task} reliability diagram",
+                  f"{tr.task}: reliability diagram of every model, ECE in the legend ({tr.where_text()}).")
 
 
 ROC = FigureSpec("roc", outline.ROC_FIGURES, Needs.PREDICTIONS, draw_roc)

@@ -47,6 +47,7 @@ class TaskResults:
     labels: np.ndarray
     proba: dict[str, np.ndarray]
     reference_model: str | None
+    split: str
 
     @property
     def models(self) -> list[str]:
@@ -71,6 +72,10 @@ class TaskResults:
         seeds = sorted({c.seed for c in self.cells.values()})
         return f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
 
+    def where_text(self) -> str:
+        """What a figure of these predictions shows, for its title and caption: split, seed(s), images."""
+        return f"{self.split}, {self.seeds_text()}, n={len(self.labels)}"
+
 
 def task_results(cells: list[StoredCell], settings: Settings,
                  references: dict[str, str | None] | None = None) -> list[TaskResults]:
@@ -89,7 +94,7 @@ def task_results(cells: list[StoredCell], settings: Settings,
             first.check_same_images(cell, split)
             proba[model] = cell.split(split)[2]
         reference = (references or {}).get(task, settings.reference_model or REFERENCE_MODEL)
-        results.append(TaskResults(task, first.class_names, dict(by_model), ids, labels, proba, reference))
+        results.append(TaskResults(task, first.class_names, dict(by_model), ids, labels, proba, reference, split))
     return results
 
 

@@ -1,6 +1,7 @@
 """Where the reference model gains: per-class recall with bootstrap intervals, the paired per-class recall gain
 over each other model, and each model's most frequent confusions. The numbers are computed first
-(`per_class_recalls`, `recall_gains`, `confused_pairs`), then drawn."""
+(`per_class_recalls`, `recall_gains`, `confused_pairs`), then drawn; `plot_recall`, `plot_recall_gain` and
+`plot_confused_pairs` do both."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fer_bench import outline
+from fer_bench.errors import FerBenchError
 from fer_bench.figures.data import FigureContext, FigureSpec, Needs, SectionOutput, TaskResults
 from fer_bench.figures.png import new_figure
 from fer_bench.metrics import bootstrap_recall_intervals, paired_recall_gain, top_confusions
@@ -68,7 +70,8 @@ def recall_figure(tr: TaskResults, recalls: dict[str, Bars], colors) -> Figure:
         ax.bar(x, 100 * bars.values, bar, color=colors[model], label=model, yerr=_error_bars(bars), capsize=2,
                error_kw={"lw": 0.8})
     ax.set_xticks(np.arange(tr.n_classes), tr.class_names, fontsize=8)
-    ax.set(ylim=(0, 105), ylabel="recall % (95% bootstrap CI)", title=f"{tr.task}: per-class recall")
+    ax.set(ylim=(0, 105), ylabel="recall % (95% bootstrap CI)",
+           title=f"{tr.task}: per-class recall\n({tr.where_text()})")
     ax.legend(fontsize=8, ncols=len(recalls), loc="upper center", bbox_to_anchor=(0.5, -0.1))
     ax.grid(axis="y", alpha=0.3)
     return fig
@@ -83,7 +86,8 @@ def gain_figure(tr: TaskResults, gains: dict[str, Bars], colors) -> Figure:
                yerr=_error_bars(bars), capsize=2, error_kw={"lw": 0.8})
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(np.arange(tr.n_classes), tr.class_names, fontsize=8)
-    ax.set(ylabel="recall gain, points (95% paired CI)", title=f"{tr.task}: per-class recall gain of the CNN")
+    ax.set(ylabel="recall gain, points (95% paired CI)",
+           title=f"{tr.task}: per-class recall gain of {tr.reference}\n({tr.where_text()})")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return fig
@@ -106,34 +110,49 @@ def confused_pairs_figure(tr: TaskResults, pairs_by_model: dict[str, list], colo
         ax.set_xlabel("% of the true class", fontsize=8)
         largest = max([largest, *shares])
     axes[0].set_xlim(0, max(10.0, largest * 1.25))
-    fig.suptitle(f"{tr.task}: top {top} confusions (true→predicted; number: images)", fontsize=10)
+    fig.suptitle(f"{tr.task}: top {top} confusions (true→predicted; number: images)\n({tr.where_text()})",
+                 fontsize=10)
     return fig
+
+
+# --- computed, then drawn: the report's figures and fer_bench.results' alike -----------------------------------
+
+def plot_recall(tr: TaskResults, settings: Settings, colors) -> Figure:
+    """Every model's per-class recall of `tr` with its bootstrap interval."""
+    return recall_figure(tr, per_class_recalls(tr, settings), colors)
+
+
+def plot_recall_gain(tr: TaskResults, settings: Settings, colors) -> Figure:
+    """The reference model's per-class recall gain over each other model of `tr`, paired bootstrap intervals."""
+    if not (tr.reference and tr.baselines):
+        raise FerBenchError(f"{tr.task}: no recall gain without the reference model ({tr.reference_model or 'none'}) "
+                            f"and another model; models: {', '.join(tr.models)}")
+    return gain_figure(tr, recall_gains(tr, settings), colors)
+
+
+def plot_confused_pairs(tr: TaskResults, top: int, colors) -> Figure:
+    """Each model's `top` most frequent confusions of `tr`."""
+    return confused_pairs_figure(tr, confused_pairs(tr, top), colors, top)
 
 
 # --- registered figures -------------------------------------------------------------------------------------------
 
-def _where(ctx: FigureContext, tr: TaskResults) -> str:
-    return f"({ctx.settings.headline_split}, {tr.seeds_text()}, n={len(tr.labels)})"
-
-
 def draw_recall(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
-    output.figure(recall_figure(tr, per_class_recalls(tr, ctx.settings), ctx.colors), f"recall_{tr.task}",
-                  f"{tr.task} per-class recall",
-                  f"{tr.task}: per-class recall of each model, 95% bootstrap intervals {_where(ctx, tr)}.")
+    output.figure(plot_recall(tr, ctx.settings, ctx.colors), f"recall_{tr.task}", f"{tr.task} per-class recall",
+                  f"{tr.task}: per-class recall of each model, 95% bootstrap intervals ({tr.where_text()}).")
 
 
 def draw_recall_gain(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     if tr.reference and tr.baselines:
-        output.figure(gain_figure(tr, recall_gains(tr, ctx.settings), ctx.colors), f"recall_gain_{tr.task}",
+        output.figure(plot_recall_gain(tr, ctx.settings, ctx.colors), f"recall_gain_{tr.task}",
                       f"{tr.task} per-class recall gain", f"{tr.task}: per-class recall gain of {tr.reference} over "
-                      f"each baseline, paired 95% bootstrap intervals {_where(ctx, tr)}.")
+                      f"each baseline, paired 95% bootstrap intervals ({tr.where_text()}).")
 
 
 def draw_confused_pairs(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     top = ctx.settings.top_confusions
-    output.figure(confused_pairs_figure(tr, confused_pairs(tr, top), ctx.colors, top),
-                  f"confused_pairs_{tr.task}", f"{tr.task} top confusions",
-                  f"{tr.task}: each model's {top} most frequent confusions (true→predicted) {_where(ctx, tr)}.")
+    output.figure(plot_confused_pairs(tr, top, ctx.colors), f"confused_pairs_{tr.task}", f"{tr.task} top confusions",
+                  f"{tr.task}: each model's {top} most frequent confusions (true→predicted) ({tr.where_text()}).")
 
 
 def note_without_reference(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:

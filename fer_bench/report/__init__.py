@@ -50,23 +50,37 @@ class Report:
         return self.tables.metric_rows
 
 
-def build_report(out, *, dataset: Dataset | None = None, settings: Settings | None = None) -> Report:
-    """Everything `fer-bench report` writes for the results folder `out`, in memory. `dataset`: the data set the
-    cells were computed on, when the caller holds it (the image figures otherwise re-load it)."""
+def read_inputs(out, *, dataset: Dataset | None = None, settings: Settings | None = None) -> ReportInputs:
+    """What a report of the results folder `out` is made from: its cells in report order, audit rows, references.
+    `dataset`: the data set the cells were computed on, when the caller holds it (the image figures otherwise
+    re-load it)."""
     out = Path(out)
     check_results_folder(out)
     load_recorded_plugins(out)  # a plugin model's cells (order, saved model) need its registration
     cells = load_cells(out)
     audit_rows = read_audit_rows(out)
     settings = settings or Settings()
-    inputs = ReportInputs(out=out, cells=cells, settings=settings, dataset=dataset, audit_rows=audit_rows,
-                          leaked_ids=leaked_ids(audit_rows, cells, out), references=choose_references(cells, settings))
+    return ReportInputs(out=out, cells=cells, settings=settings, dataset=dataset, audit_rows=audit_rows,
+                        leaked_ids=leaked_ids(audit_rows, cells, out), references=choose_references(cells, settings))
+
+
+def report_tables(inputs: ReportInputs) -> Tables:
+    """Every table of the report (timing included) and its CSV text."""
     tables = compute_tables(inputs)
     tables.timing_rows = timing_rows(inputs, tables.metric_rows)
     if tables.timing_rows:
         tables.files["timing.csv"] = timing_csv(tables.timing_rows)
-    figures = render_figures(FigureContext(task_results(cells, settings, inputs.references), settings, out,
-                                           dataset=dataset, timing_rows=tables.timing_rows))
+    return tables
+
+
+def build_report(out, *, dataset: Dataset | None = None, settings: Settings | None = None) -> Report:
+    """Everything `fer-bench report` writes for the results folder `out`, in memory. `dataset`: the data set the
+    cells were computed on, when the caller holds it (the image figures otherwise re-load it)."""
+    inputs = read_inputs(out, dataset=dataset, settings=settings)
+    tables = report_tables(inputs)
+    figures = render_figures(FigureContext(task_results(inputs.cells, inputs.settings, inputs.references),
+                                           inputs.settings, inputs.out, dataset=dataset,
+                                           timing_rows=tables.timing_rows))
     summary, sections = summary_markdown(SectionContext(inputs, tables, figures))
     report = Report(inputs, tables, files={**tables.files, **figures.files}, sections=sections)
     report.files["summary.md"] = summary
@@ -90,4 +104,5 @@ def write_report(out=None, *, dataset: Dataset | None = None, settings: Settings
     return out
 
 
-__all__ = ["Report", "ReportInputs", "build_report", "latex_escape", "write_report"]
+__all__ = ["Report", "ReportInputs", "build_report", "latex_escape", "read_inputs", "report_tables",
+           "write_report"]
