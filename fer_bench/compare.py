@@ -40,7 +40,7 @@ from fer_bench.report.inputs import ReportInputs, load_cells
 from fer_bench.report.markdown import confidence_text, metric_rows_by_model
 from fer_bench.report.tables import metrics_table
 from fer_bench.settings import Settings
-from fer_bench.storage import check_results_folder, list_cells
+from fer_bench.storage import StoredCell, check_results_folder, list_cells, unrecorded_note
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,8 @@ class Comparison:
     cells: list[CellComparison] = field(default_factory=list)
     only_a: list[tuple[str, str]] = field(default_factory=list)
     only_b: list[tuple[str, str]] = field(default_factory=list)
+    #: one line naming the cells of A and B stored without integrity records (storage.unrecorded_note), or None
+    unrecorded_note: str | None = None
 
     @property
     def split(self) -> str:
@@ -190,10 +192,11 @@ def different_data_message(c: Comparison) -> str:
             f"{c.info_a.get('fingerprint')} vs {c.info_b.get('dataset')} fingerprint {c.info_b.get('fingerprint')})")
 
 
-def _headline_rows(folder: Path, settings: Settings) -> dict[tuple[str, str], list[dict]]:
-    """metrics_table rows of the headline split (subset all) by (task, model), in report order, seeds listed."""
+def _headline_rows(folder: Path, settings: Settings) -> tuple[dict[tuple[str, str], list[dict]], list[StoredCell]]:
+    """metrics_table rows of the headline split (subset all) by (task, model), in report order, seeds listed; and
+    the cells they were computed from."""
     inputs = ReportInputs(out=folder, cells=load_cells(folder), settings=settings)
-    return dict(metric_rows_by_model(metrics_table(inputs), settings.headline_split))
+    return dict(metric_rows_by_model(metrics_table(inputs), settings.headline_split)), inputs.cells
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -212,8 +215,9 @@ def compare_folders(a, b, *, allow_different_data: bool = False, settings: Setti
     if not comparison.same_data and not allow_different_data:
         raise FerBenchError(f"compare: {different_data_message(comparison)}; "
                             f"pass --allow-different-data to compare them anyway")
-    rows_a = _headline_rows(a, settings)
-    rows_b = rows_a if a.resolve() == b.resolve() else _headline_rows(b, settings)
+    rows_a, cells_a = _headline_rows(a, settings)
+    rows_b, cells_b = (rows_a, []) if a.resolve() == b.resolve() else _headline_rows(b, settings)
+    comparison.unrecorded_note = unrecorded_note([*cells_a, *cells_b])
     comparison.only_a = [key for key in rows_a if key not in rows_b]
     comparison.only_b = [key for key in rows_b if key not in rows_a]
     for (task, model), seeds_a in rows_a.items():

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import copy_grid
+from conftest import copy_grid, rerecord
 
 from fer_bench.cli import main
 from fer_bench.compare import compare_folders
@@ -46,6 +46,7 @@ def flip_predictions(cell: Path, n_flips: int) -> None:
     assert flipped == n_flips
     with open(path, "w", newline="", encoding="utf-8") as fh:
         csv.writer(fh, lineterminator="\n").writerows(rows)
+    rerecord(cell)  # the cell as if stored with these predictions
 
 
 def block(out: str, heading: str) -> str:
@@ -245,6 +246,7 @@ def test_better_and_worse_follow_each_quantitys_direction(a_b):
     values = json.loads(timings.read_text())
     values["fit_seconds"] = values["fit_seconds"] / 2
     timings.write_text(json.dumps(values))
+    rerecord(timings.parent)
     flip_predictions(b / "runs/binary/logreg/seed0", 5)
     (cell,) = [c for c in compare_folders(a, b).cells if c.task == "binary"]
     assert cell.row("fit_seconds").difference < 0 and cell.row("fit_seconds").verdict == "better"

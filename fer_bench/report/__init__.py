@@ -28,7 +28,7 @@ from fer_bench.report.tables import Tables, compute_tables
 from fer_bench.report.timing import timing_csv, timing_rows
 from fer_bench.settings import Settings
 from fer_bench.staging import folder_lock, swap_in
-from fer_bench.storage import check_results_folder, default_results_folder
+from fer_bench.storage import check_results_folder, default_results_folder, unrecorded_note
 
 
 @dataclass
@@ -86,6 +86,9 @@ def write_report(out=None, *, dataset: Dataset | None = None, settings: Settings
         raise FerBenchError(f"cannot write the report under {out}: {exc.strerror or exc}") from None
     n_figures = sum(name.startswith("figures/") and name != "figures/timing.png" for name in report.files)
     print(f"report: {n_figures} figures written to {out / 'figures'}", file=sys.stderr)
+    note = unrecorded_note(report.inputs.cells)
+    if note:
+        print(note, file=sys.stderr)
     print(f"report written to {out / 'summary.md'} (open {out / 'index.html'} in a browser)")
     return out
 
