@@ -1,4 +1,4 @@
-"""The `fer-bench` command line: data info|download|audit, run, report, maps, compare."""
+"""The `fer-bench` command line: data info|download|audit, run, report, maps, verify, compare."""
 
 from __future__ import annotations
 
@@ -103,6 +103,14 @@ def cmd_maps(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from fer_bench.storage import default_results_folder
+    from fer_bench.verify import verify_command
+
+    verify_command(args.out or default_results_folder(), record=args.record)
+    return 0
+
+
 def cmd_compare(args) -> int:
     from fer_bench.compare import compare_folders, comparison_text, different_data_message, writer_for
     from fer_bench.storage import atomic_write
@@ -114,12 +122,14 @@ def cmd_compare(args) -> int:
               f"(--allow-different-data): differences may come from the data, not the models", file=sys.stderr)
     if writer is None:
         print(comparison_text(comparison), end="")
-        return 0
-    try:
-        atomic_write(args.out, writer(comparison))
-    except OSError as exc:
-        raise FerBenchError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-    print(f"comparison of {len(comparison.cells)} (task, model) written to {args.out}")
+    else:
+        try:
+            atomic_write(args.out, writer(comparison))
+        except OSError as exc:
+            raise FerBenchError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        print(f"comparison of {len(comparison.cells)} (task, model) written to {args.out}")
+    if comparison.unrecorded_note:
+        print(comparison.unrecorded_note, file=sys.stderr)
     return 0
 
 
@@ -225,6 +235,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="PATH", default=None,
                    help="the data set the cells were computed on (default: the source their manifests name)")
     p.set_defaults(func=cmd_maps)
+
+    p = sub.add_parser("verify", help="check every stored cell against its integrity records and structure; "
+                                       "--record adds records to cells stored without them", description=
+                       "Check every cell of a results folder the way the report reads it: its files against the "
+                       "size, sha256 and row counts its manifest records (cells stored without records: by their "
+                       "structure only), its maps.npz, and its data set against fer-bench.json. One line per bad "
+                       "cell, then a summary; exit 2 when any cell is bad.")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="results folder holding runs/ (default: results/fer2013 if present, else results/synthetic)")
+    p.add_argument("--record", action="store_true",
+                   help="add integrity records to the cells stored without them that verify (existing records are "
+                        "never rewritten)")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("compare", help="compare two results folders per (task, model) on the headline split")
     p.add_argument("a", metavar="A", help="first results folder (the reference: differences are B - A)")
