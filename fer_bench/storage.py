@@ -9,9 +9,10 @@
         maps.npz                               saliency maps, templates, HOG settings of the fitted model, for
                                                the report's saliency figures (fer_bench/cell_maps.py)
         model/                                 the fitted model (git-ignored; used for saliency figures)
-    The manifest records the size, sha256 and (CSV) data rows of the other stored files (RECORDED_FILES), which
-    read_cell verifies; a cell stored before the records were written is verified by its structure only.
     <out>/checkpoints/...                      in-progress CNN checkpoints (git-ignored, removed when a cell ends)
+
+A cell's manifest records the size, sha256 and (CSV) data rows of its other stored files (RECORDED_FILES), which
+read_cell verifies before reading them; a cell stored before manifests recorded them is read by its structure only.
 """
 
 from __future__ import annotations
