@@ -323,14 +323,13 @@ def check_file_records(cell: Path, records: dict, *, unchecked: Iterable[str] = 
         if name in unchecked:
             continue
         path = cell / name
+        repair = "; `fer-bench maps --force` recomputes it where the cell's model/ is" if name == MAPS_FILE else ""
         if name not in records:
             if path.exists():
-                raise FerBenchError(f"{path}: not in the manifest's records (added after the cell was stored)")
+                raise FerBenchError(f"{path}: not in the manifest's records (added after the cell was stored{repair})")
             continue
         problem = _record_problem(path, records[name])
         if problem is not None:
-            repair = ("; `fer-bench maps --force` recomputes it where the cell's model/ is" if name == MAPS_FILE
-                      else "")
             raise FerBenchError(f"{path}: {problem} (damaged or edited after the cell was stored{repair})")
 
 
