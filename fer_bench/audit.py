@@ -52,6 +52,7 @@ from fer_bench import CLASS_NAMES, IMAGE_SIZE, USAGES, __version__
 from fer_bench.data.dataset import Dataset
 from fer_bench.data.reference import DatasetReference
 from fer_bench.errors import FerBenchError
+from fer_bench.staging import folder_lock
 from fer_bench.storage import atomic_write, check_results_folder, default_results_folder
 
 #: minimum correlation of the 16x16 thumbnails for a near duplicate (see NEAR_THRESHOLD_WHY)
@@ -373,8 +374,9 @@ def run_audit(data=None, out=None, rgb_to_gray: bool = False, dataset: Dataset |
                          reference=DatasetReference.of(dataset, rgb_to_gray=rgb_to_gray).to_json(), create=True)
     result = find_groups(dataset)
     try:
-        atomic_write(out / "audit.csv", audit_csv(result))
-        atomic_write(out / "audit.md", audit_markdown(result))
+        with folder_lock(out):  # as run, report and maps: another command's .tmp files are not its leftovers
+            atomic_write(out / "audit.csv", audit_csv(result))
+            atomic_write(out / "audit.md", audit_markdown(result))
     except OSError as exc:
         raise FerBenchError(f"cannot write the audit under {out}: {exc.strerror or exc}") from None
     for line in summary_lines(result):

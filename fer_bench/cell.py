@@ -1,6 +1,6 @@
 """One cell of the grid: fit a model on a task's Training images with one seed, predict PublicTest and PrivateTest,
 time it, compute its saliency maps and write its files (predictions.csv, params.json, timings.json, model/,
-maps.npz, manifest.json last) into a folder.
+maps.npz, manifest.json last, recording the others' size, sha256 and rows) into a folder.
 
 This module knows nothing of where a cell runs: the executors (fer_bench.executors) are handed `compute_cell`
 and run it in this process or in a worker's child process (fer_bench.cell_process), and store the folder it
@@ -29,6 +29,7 @@ from fer_bench.storage import (
     PREDICTION_SPLITS,
     atomic_write,
     dumps_json,
+    file_records,
     manifest_json,
     predictions_csv,
 )
@@ -113,7 +114,8 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
         dataset=reference or DatasetReference.of(dataset), command=command,
         started=started.isoformat(timespec="seconds"),
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **environment_info(), execution=execution or None, version=MANIFEST_VERSION)
+        **environment_info(), execution=execution or None, version=MANIFEST_VERSION,
+        files=file_records(directory))  # every file above is written: its size, sha256 and rows, for read_cell
     atomic_write(directory / MANIFEST_FILE, manifest_json(manifest))  # last: a cell with a manifest is complete
     return directory
 

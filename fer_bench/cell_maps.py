@@ -31,9 +31,8 @@ from fer_bench import saliency
 from fer_bench.errors import FerBenchError
 from fer_bench.models.capabilities import Capability, offered
 from fer_bench.settings import HEADLINE_SPLIT
-from fer_bench.storage import atomic_write, read_predictions
+from fer_bench.storage import MAPS_FILE, atomic_write, read_predictions
 
-MAPS_FILE = "maps.npz"
 #: bumped when the arrays of maps.npz change incompatibly
 MAPS_FORMAT = 1
 SALIENCY_FACES_PER_CLASS = 12
@@ -214,34 +213,56 @@ def read_cell_maps(directory: Path) -> CellMaps:
 
 # --- cells computed before maps were stored --------------------------------------------------------------------
 
-def store_maps(out: Path, *, force: bool = False, dataset=None) -> tuple[list[Path], list[Path]]:
+@dataclass
+class MapsOutcome:
+    """What `store_maps` did: the cells it wrote maps.npz for, those without a local model to compute them from,
+    and every cell it verified (the caller names those without integrity records)."""
+
+    written: list[Path]
+    without_model: list[Path]
+    cells: list
+
+
+def store_maps(out: Path, *, force: bool = False, dataset=None) -> MapsOutcome:
     """Write maps.npz for every finished cell of `out` without one (every cell with `force`) from its local
     fitted model (`<cell>/model/`) and the data set (`dataset`, else the one the manifests name, re-loaded and
-    checked). Returns (cells written, cells without a local model)."""
+    checked), and update its record in the cell's manifest. Every cell is verified first (its records, its
+    structure, its data set against fer-bench.json; a maps.npz about to be rewritten is not checked), so a damaged
+    or foreign cell stops the command before anything is written."""
     from fer_bench.data.reference import loaded_or_reloaded
     from fer_bench.models.base import load_model
     from fer_bench.plugins import load_recorded_plugins
     from fer_bench.staging import folder_lock
-    from fer_bench.storage import MANIFEST_FILE, check_results_folder, list_cells, read_manifest
+    from fer_bench.storage import check_cell_data, check_results_folder, list_cells, read_cell, record_files
 
-    check_results_folder(out)
+    info = check_results_folder(out)
     load_recorded_plugins(out)  # a plugin model's saved class needs its module
-    written, without_model = [], []
+    outcome = MapsOutcome([], [], [])
     with folder_lock(out):  # a run starting meanwhile must not take this command's .tmp files for leftovers
-        for cell in list_cells(out):
-            if (cell / MAPS_FILE).is_file() and not force:
-                continue
-            if not (cell / "model" / "estimator.json").is_file():
-                without_model.append(cell)
-                continue
-            manifest = read_manifest(cell / MANIFEST_FILE)
+        to_write = []
+        for path in list_cells(out):
+            has_model = (path / "model" / "estimator.json").is_file()
+            rewrite = has_model and (force or not (path / MAPS_FILE).is_file())
+            cell = read_cell(path, unchecked=(MAPS_FILE,) if rewrite else ())
+            check_cell_data(cell, info, out)
+            outcome.cells.append(cell)
+            if rewrite:
+                to_write.append(cell)
+            elif not (path / MAPS_FILE).is_file():
+                outcome.without_model.append(path)
+        for cell in to_write:
             try:
-                dataset = loaded_or_reloaded(dataset, manifest.dataset)
+                dataset = loaded_or_reloaded(dataset, cell.manifest.dataset)
             except FerBenchError as exc:
                 raise FerBenchError(f"maps need the data set's faces: {exc}") from None
-            write_cell_maps(load_model(cell / "model"), {HEADLINE_SPLIT: task_split(dataset, manifest.task)}, cell)
-            written.append(cell)
-    return written, without_model
+            write_cell_maps(load_model(cell.path / "model"), {HEADLINE_SPLIT: task_split(dataset, cell.task)},
+                            cell.path)
+            if cell.manifest.files is not None:
+                # after maps.npz: killed in between, the record differs and `maps --force` (which does not check
+                # the maps.npz it rewrites) mends it
+                record_files(cell.path, [MAPS_FILE])
+            outcome.written.append(cell.path)
+    return outcome
 
 
 def task_split(dataset, task_name: str, split: str = HEADLINE_SPLIT) -> tuple:
@@ -259,9 +280,14 @@ def store_maps_command(out: Path, *, force: bool = False, data: str | None = Non
         from fer_bench.data import load_dataset
 
         dataset = load_dataset(data)
-    written, without_model = store_maps(out, force=force, dataset=dataset)
-    print(f"maps: {len(written)} maps.npz written under {Path(out) / 'runs'}")
-    if without_model:
-        names = ", ".join(str(cell.relative_to(Path(out) / "runs")) for cell in without_model)
-        print(f"maps: {len(without_model)} cells without maps.npz have no local model/ (run them here with "
+    from fer_bench.storage import unrecorded_note
+
+    outcome = store_maps(out, force=force, dataset=dataset)
+    print(f"maps: {len(outcome.written)} maps.npz written under {Path(out) / 'runs'}")
+    if outcome.without_model:
+        names = ", ".join(str(cell.relative_to(Path(out) / "runs")) for cell in outcome.without_model)
+        print(f"maps: {len(outcome.without_model)} cells without maps.npz have no local model/ (run them here with "
               f"`fer-bench run --force`, or `fer-bench maps` where they were computed): {names}", file=sys.stderr)
+    note = unrecorded_note(outcome.cells)
+    if note:
+        print(note, file=sys.stderr)

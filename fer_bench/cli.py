@@ -1,4 +1,4 @@
-"""The `fer-bench` command line: data info|download|audit, run, report, maps, compare."""
+"""The `fer-bench` command line: data info|download|audit, run, report, maps, verify, compare."""
 
 from __future__ import annotations
 
@@ -104,6 +104,14 @@ def cmd_maps(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from fer_bench.storage import default_results_folder
+    from fer_bench.verify import verify_command
+
+    verify_command(args.out or default_results_folder(), record=args.record)
+    return 0
+
+
 def cmd_compare(args) -> int:
     from fer_bench.compare import View, compare_folders, different_data_message, format_for, render, summary_line
     from fer_bench.storage import atomic_write
@@ -124,6 +132,8 @@ def cmd_compare(args) -> int:
         print(summary_line(comparison, view))
     else:
         print(document, end="")
+    if comparison.unrecorded_note:
+        print(comparison.unrecorded_note, file=sys.stderr)
     failing = view.failing(comparison)
     if failing and not args.out and fmt != "text":  # the verdict stays readable beside a CSV or JSON on stdout
         print(f"fer-bench: compare: {summary_line(comparison, view)}", file=sys.stderr)
@@ -243,6 +253,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="PATH", default=None,
                    help="the data set the cells were computed on (default: the source their manifests name)")
     p.set_defaults(func=cmd_maps)
+
+    p = sub.add_parser("verify", help="check every stored cell against its integrity records and structure; "
+                                       "--record adds records to cells stored without them", description=
+                       "Check every cell of a results folder the way the report reads it: its files against the "
+                       "size, sha256 and row counts its manifest records (cells stored without records: by their "
+                       "structure only), its maps.npz, and its data set against fer-bench.json. One line per bad "
+                       "cell, then a summary; exit 2 when any cell is bad.")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="results folder holding runs/ (default: results/fer2013 if present, else results/synthetic)")
+    p.add_argument("--record", action="store_true",
+                   help="add integrity records to the cells stored without them that verify (existing records are "
+                        "never rewritten)")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("compare", help="compare two results folders per (task, model) on the headline split",
                        description="Per task, the PrivateTest accuracy (and macro-F1) of every model in both folders, "

@@ -44,7 +44,7 @@ from fer_bench.errors import FerBenchError
 from fer_bench.metrics import Metric, brief_metrics, format_number, get_metric, mcnemar_exact
 from fer_bench.report.inputs import cell_provenance, load_cells
 from fer_bench.settings import Settings
-from fer_bench.storage import StoredCell, check_results_folder, list_cells
+from fer_bench.storage import StoredCell, check_results_folder, list_cells, unrecorded_note
 
 #: an accuracy difference is significant (flagged, counted, able to fail --fail-if-worse) below this p
 SIGNIFICANCE_LEVEL = 0.05
@@ -151,6 +151,8 @@ class Comparison:
     models: list[ModelComparison] = field(default_factory=list)
     only_a: list[tuple[str, str]] = field(default_factory=list)
     only_b: list[tuple[str, str]] = field(default_factory=list)
+    #: one line naming the cells of A and B stored without integrity records (storage.unrecorded_note), or None
+    unrecorded_note: str | None = None
 
     @property
     def split(self) -> str:
@@ -262,6 +264,7 @@ def compare_folders(a, b, *, allow_different_data: bool = False, settings: Setti
         raise FerBenchError(f"compare: {different_data_message(comparison)}; "
                             f"pass --allow-different-data to compare them anyway")
     split = settings.headline_split
+    comparison.unrecorded_note = unrecorded_note(cells_a if cells_b is cells_a else [*cells_a, *cells_b])
     models_a, models_b = _by_model(cells_a), _by_model(cells_b)
     comparison.only_a = [key for key in models_a if key not in models_b]
     comparison.only_b = [key for key in models_b if key not in models_a]

@@ -4,7 +4,10 @@ A cell's folder holds one; storage.read_cell reads it (storage.write_manifest wr
 `Manifest.from_json` and `Manifest.to_json` only, so every module reads the same fields the same way. The JSON
 keys are stable across versions: version 1 (the manifests written before `version` existed, read as version 1)
 and version 2 differ only in the data-set reference, which version 2 records with how to load it again
-(fer_bench.data.reference).
+(fer_bench.data.reference). Version 3 adds `files`, the integrity records of the cell's stored files (size,
+sha256 and, for a CSV, data rows; fer_bench.storage writes and verifies them), which every version-3 manifest
+has. `fer-bench verify --record` adds records to an older manifest and leaves its version as it was: the version
+says how the cell was written, `files` whether it can be verified byte for byte.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from datetime import datetime
 
 from fer_bench.data.reference import DatasetReference
 
-#: written into every new manifest; bumped when a field changes meaning
-MANIFEST_VERSION = 2
+#: written into every new manifest; bumped when a field changes meaning or is added
+MANIFEST_VERSION = 3
+#: the first version whose manifests always record their files (`files`)
+RECORDS_VERSION = 3
 #: what a manifest without a version was written as
 FIRST_VERSION = 1
 
@@ -44,6 +49,8 @@ class Manifest:
     machine: dict | None = None
     threads: dict | None = None  # the thread variables as the cell saw them
     execution: dict | None = None  # {"executor", "worker", "threads"}; absent for older cells
+    #: stored file name -> {"bytes", "sha256", "rows" (CSV data rows)}; None: a cell stored without records
+    files: dict | None = None
     version: int = FIRST_VERSION
     #: keys this version does not know (written by a newer one), kept so that nothing read is lost
     extra: dict = field(default_factory=dict)
@@ -130,6 +137,9 @@ _RULES = {
                 and all(_is_scalar(x) for x in v.values())),
     "execution": ("an object", lambda v: isinstance(v, dict) and all(_is_scalar(x) for x in v.values())),
     "version": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "files": ("an object of file records {bytes, sha256, rows (CSV only)}",
+              lambda v: isinstance(v, dict) and all(isinstance(name, str) and _record_ok(name, record)
+                                                    for name, record in v.items())),
 }
 #: the fields every stored cell has, which the report reads
 REQUIRED = ("task", "model", "seed", "class_names")
@@ -148,6 +158,18 @@ def _synthetic_ok(recipe) -> bool:
         and (not _is_int(value) or value >= 0) for key, value in recipe.items())
 
 
+def _record_ok(name: str, record) -> bool:
+    """One file record: bytes (an integer >= 0), sha256 (64 lowercase hex digits) and, for a CSV only, rows (an
+    integer >= 0)."""
+    if not isinstance(record, dict) or name in ("", ".", "..") or "/" in name or "\\" in name:
+        return False  # a plain file name of the cell folder
+    expected = {"bytes", "sha256", "rows"} if name.endswith(".csv") else {"bytes", "sha256"}
+    sha = record.get("sha256")
+    return (set(record) == expected and _is_int(record["bytes"]) and record["bytes"] >= 0
+            and isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)
+            and (not name.endswith(".csv") or _is_int(record["rows"]) and record["rows"] >= 0))
+
+
 def check_fields(info: dict) -> None:
     """ValueError naming the first field of a manifest.json object that is missing (REQUIRED) or of the wrong
     type."""
@@ -157,6 +179,8 @@ def check_fields(info: dict) -> None:
     for key, (what, test) in _RULES.items():
         if info.get(key) is not None and not test(info[key]):
             raise ValueError(f"{key!r} must be {what}, got {info[key]!r:.60}")
+    if info.get("files") is None and (info.get("version") or FIRST_VERSION) >= RECORDS_VERSION:
+        raise ValueError(f"no 'files' (a version {info['version']} manifest records its files)")
     counts, names = info.get("train_class_counts"), info["class_names"]
     if counts is not None and len(counts) != len(names):
         raise ValueError(f"'train_class_counts' has {len(counts)} counts for {len(names)} classes")

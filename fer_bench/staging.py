@@ -8,7 +8,9 @@ layout). `swap_in` gives them the next best thing, a journalled swap:
    flushed to disk; nothing in `<out>` is touched yet;
 2. the marker `<out>/.report.staging/.complete` (the list of files) is written: from here on the new set is the
    one, the commit point;
-3. each file is renamed onto its place (`os.replace`, atomic per file), then the staging folder is removed.
+3. each file is renamed onto its place (`os.replace`, atomic per file), then the files the set owns but no longer
+   has are removed (listed in `<out>/.report.staging/.stale`, written before the marker: the report's figures
+   of a model or task no longer there), then the staging folder is removed.
 
 A kill before the marker leaves every old file as it was; the next writer discards the staging folder (roll
 back). A kill after it leaves old and new files mixed until the next writer, or the next `clear_leftovers`,
@@ -20,8 +22,8 @@ with it, and a live writer's staging folder is never taken for a leftover.
 files, a cell's `.<seed>.staging` folder and storage.replace_dir's `.<seed>.old-<pid>` folders, and completes
 or rolls back `.report.staging`. Those of a live process must stay, so `folder_lock` runs it only when no other
 fer-bench process holds the folder (a non-blocking exclusive `flock` on the folder itself), then holds a shared
-lock for the rest of the command: `run`, `report` and `maps` take it; a report written while a run goes on leaves the
-run's files alone.
+lock for the rest of the command: `run`, `report`, `maps`, `verify` and `data audit` take it; a report written
+while a run goes on leaves the run's files alone.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,6 +44,10 @@ except ImportError:  # pragma: no cover - not POSIX: no locks, leftovers are cle
 REPORT_STAGING = ".report.staging"
 #: written into the staging folder once every staged file is on disk: the swap's commit point
 COMPLETE_MARKER = ".complete"
+#: the files of `out` the swap removes once the new ones are in place (written before the marker)
+STALE_LIST = ".stale"
+#: the files the report owns: those of them that a new report does not write are removed by its swap
+REPORT_OWNED = ("figures/*.png",)
 #: atomic_file's temporary files (".<name>.<random>.tmp")
 TMP_FILE = re.compile(r"^\..+\.tmp$")
 #: a cell's staging folder (storage.fresh_staging_dir) and replace_dir's folder moved aside
@@ -82,7 +88,11 @@ def _complete_swap(staging: Path, out: Path, *, keep_folder: bool = False) -> bo
                 (out / name).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, out / name)
                 moved = True
-        for folder in {(out / name).parent for name in names}:
+        stale = staging / STALE_LIST
+        stale_names = stale.read_text(encoding="utf-8").splitlines() if stale.is_file() else []
+        for name in filter(None, stale_names):
+            (out / name).unlink(missing_ok=True)
+        for folder in {(out / name).parent for name in [*names, *filter(None, stale_names)]}:
             _fsync_dir(folder)
     if keep_folder:
         for child in staging.iterdir():
@@ -138,8 +148,11 @@ def recover_swap(out: Path) -> bool:
         return _complete_swap(staging, Path(out)) if locked else False
 
 
-def swap_in(out: Path, files: Mapping[str, str | bytes], *, staging_name: str = REPORT_STAGING) -> None:
-    """Write `files` (path relative to `out` -> text or bytes) into `out` as one set (see the module's doc)."""
+def swap_in(out: Path, files: Mapping[str, str | bytes], *, staging_name: str = REPORT_STAGING,
+            owned: Iterable[str] = (), keep: Iterable[str] = ()) -> None:
+    """Write `files` (path relative to `out` -> text or bytes) into `out` as one set (see the module's doc); the
+    files of `out` matching a pattern of `owned` (relative glob patterns, e.g. "figures/*.png") that are neither
+    in `files` nor in `keep` are removed with the swap, so that `out` holds exactly the new set of them."""
     out = Path(out)
     staging = out / staging_name
     with _locked_staging(staging, create=True, wait=True):
@@ -151,6 +164,9 @@ def swap_in(out: Path, files: Mapping[str, str | bytes], *, staging_name: str = 
             for name in names:
                 content = files[name]
                 _write_synced(staging / name, content.encode("utf-8") if isinstance(content, str) else content)
+            stale = sorted({path.relative_to(out).as_posix() for pattern in owned for path in out.glob(pattern)
+                            if path.is_file()} - set(names) - set(keep))
+            _write_synced(staging / STALE_LIST, "".join(f"{name}\n" for name in stale).encode("utf-8"))
             _write_synced(staging / COMPLETE_MARKER, "".join(f"{name}\n" for name in names).encode("utf-8"))
             _fsync_dir(staging)
             committed = True

@@ -10,16 +10,20 @@
                                                the report's saliency figures (fer_bench/cell_maps.py)
         model/                                 the fitted model (git-ignored; used for saliency figures)
     <out>/checkpoints/...                      in-progress CNN checkpoints (git-ignored, removed when a cell ends)
+
+A cell's manifest records the size, sha256 and (CSV) data rows of its other stored files (RECORDED_FILES), which
+read_cell verifies before reading them; a cell stored before manifests recorded them is read by its structure only.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +39,11 @@ from fer_bench.validation import check_predictions, stored_sum_tolerance
 RESULTS_FORMAT = 1
 PREDICTION_SPLITS = ("PublicTest", "PrivateTest")
 MANIFEST_FILE = "manifest.json"
+MAPS_FILE = "maps.npz"
+#: the stored files of a cell whose integrity its manifest records (model/ is local and git-ignored)
+RECORDED_FILES = ("predictions.csv", "params.json", "timings.json", MAPS_FILE)
+#: the ones every cell has (a cell stored before maps.npz existed lacks that one)
+REQUIRED_RECORDS = ("predictions.csv", "params.json", "timings.json")
 RESULTS_ROOT = Path("results")
 
 
@@ -224,15 +233,142 @@ def check_cell_manifest(manifest: Manifest, path: Path) -> None:
         raise FerBenchError(f"{path / MANIFEST_FILE}: not a cell manifest (no {', '.join(missing)})")
 
 
-def read_cell(path: Path) -> StoredCell:
+def read_cell(path: Path, *, unchecked: Iterable[str] = ()) -> StoredCell:
+    """The cell stored in the folder `path`, its files verified against the manifest's records (all but those in
+    `unchecked`, files about to be rewritten) when it has them, and by their structure always; FerBenchError in
+    one line naming the file and what is wrong."""
     path = Path(path)
     manifest = read_manifest(path / MANIFEST_FILE)
     check_cell_manifest(manifest, path)
+    if manifest.files is not None:
+        check_file_records(path, manifest.files, unchecked=unchecked)
     splits, image_ids, labels, proba = read_predictions(path / "predictions.csv", list(manifest.class_names))
     return StoredCell(
         path=path, manifest=manifest, params=read_json(path / "params.json"),
         timings=read_json(path / "timings.json"),
         splits=splits, image_ids=image_ids, labels=labels, proba=proba)
+
+
+def check_cell_data(cell: StoredCell, info: dict, out: Path) -> None:
+    """FerBenchError unless `cell` was computed on the data set of its results folder (`info`: fer-bench.json):
+    a foreign cell would be scored and retitle the report. A manifest or folder without a fingerprint (written
+    before they recorded one) is not checked."""
+    dataset, fingerprint = cell.manifest.dataset, info.get("fingerprint")
+    if dataset is None or not dataset.fingerprint or not fingerprint or dataset.fingerprint == fingerprint:
+        return
+    raise FerBenchError(f"{cell.path}: a cell of other data ({dataset.name} fingerprint {dataset.fingerprint}) "
+                        f"in {out}, whose fer-bench.json says {info.get('dataset')} fingerprint {fingerprint}; "
+                        "move it to a results folder of its data set or delete it")
+
+
+# --- integrity records: what the manifest says each stored file is -----------------------------------------------
+
+def csv_data_rows(content: bytes) -> int | None:
+    """The data rows (records after the header) of CSV bytes; None when they are not UTF-8 CSV."""
+    try:
+        rows = sum(1 for _ in csv.reader(io.StringIO(content.decode("utf-8"), newline="")))
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    return max(rows - 1, 0)
+
+
+def file_record(path: Path) -> dict:
+    """The record of one stored file: {"bytes", "sha256"} and, for a CSV, "rows" (data rows)."""
+    path = Path(path)
+    content = path.read_bytes()
+    record = {"bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+    if path.suffix == ".csv":
+        rows = csv_data_rows(content)
+        if rows is None:
+            raise FerBenchError(f"{path}: not UTF-8 CSV, its rows cannot be recorded")
+        record["rows"] = rows
+    return record
+
+
+def file_records(cell: Path) -> dict:
+    """The records of the RECORDED_FILES the cell folder `cell` holds, for its manifest's `files`."""
+    return {name: file_record(Path(cell) / name) for name in RECORDED_FILES if (Path(cell) / name).is_file()}
+
+
+def _record_problem(path: Path, record: dict) -> str | None:
+    """What differs between the file at `path` and its record, or None."""
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        return f"missing, the manifest records a file of {record['bytes']:,} bytes"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if "rows" in record:
+        rows = csv_data_rows(content)
+        if rows is None:
+            return f"not UTF-8 CSV any more, the manifest records {record['rows']:,} data rows"
+        if rows != record["rows"]:
+            return f"{rows:,} data rows, the manifest records {record['rows']:,}"
+    if len(content) != record["bytes"]:
+        return f"{len(content):,} bytes, the manifest records {record['bytes']:,}"
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != record["sha256"]:
+        return f"sha256 {digest[:12]}…, the manifest records {record['sha256'][:12]}… (same size)"
+    return None
+
+
+def check_file_records(cell: Path, records: dict, *, unchecked: Iterable[str] = ()) -> None:
+    """FerBenchError naming the first stored file of the cell folder `cell` that differs from its record in
+    `records` (the manifest's `files`): missing, another size, sha256 or row count, or present but unrecorded."""
+    cell, unchecked = Path(cell), set(unchecked)
+    missing = [name for name in REQUIRED_RECORDS if name not in records]
+    if missing:
+        raise FerBenchError(f"{cell / MANIFEST_FILE}: its records name no {', '.join(missing)} (damaged manifest)")
+    for name in sorted(set(records) | set(RECORDED_FILES)):
+        if name in unchecked:
+            continue
+        path = cell / name
+        repair = "; `fer-bench maps --force` recomputes it where the cell's model/ is" if name == MAPS_FILE else ""
+        if name not in records:
+            if path.exists():
+                raise FerBenchError(f"{path}: not in the manifest's records (added after the cell was stored{repair})")
+            continue
+        problem = _record_problem(path, records[name])
+        if problem is not None:
+            raise FerBenchError(f"{path}: {problem} (damaged or edited after the cell was stored{repair})")
+
+
+def record_files(cell: Path, names: Iterable[str] | None = None) -> Manifest:
+    """Rewrite the cell's manifest.json (atomically) with the records of `names` (default: every stored file of
+    RECORDED_FILES) recomputed from the files as they are now; the new Manifest. Only `files` changes: the rest
+    of the manifest keeps its text, so an older manifest is not rewritten with what its version did not record."""
+    path = Path(cell) / MANIFEST_FILE
+    read_manifest(path)  # a damaged manifest is refused, not extended
+    info = read_json(path)
+    if names is None:
+        info["files"] = file_records(cell)
+    else:
+        info["files"] = {**info.get("files", {}), **{name: file_record(Path(cell) / name) for name in names}}
+    updated = Manifest.from_json(info)
+    atomic_write(path, dumps_json(info))
+    return updated
+
+
+def unrecorded_note(cells: Iterable[StoredCell]) -> str | None:
+    """One line naming the cells (of one or more results folders) stored without integrity records, verified by
+    their structure only, and how to add records; None when every cell has them."""
+    by_folder: dict[Path, list[str]] = {}
+    for cell in cells:
+        if cell.manifest.files is None:
+            folder = cell.path.parents[3]  # <out>/runs/<task>/<model>/seed<k>
+            by_folder.setdefault(folder, []).append(cell.path.relative_to(folder / "runs").as_posix())
+    if not by_folder:
+        return None
+    total = sum(len(names) for names in by_folder.values())
+    listed = "; ".join(f"{folder}: {_first_names(names)}" for folder, names in by_folder.items())
+    commands = " and ".join(f"`fer-bench verify --out {folder} --record`" for folder in by_folder)
+    return (f"fer-bench: note: {total} cell{'s' if total != 1 else ''} stored without integrity records, checked "
+            f"by their structure only ({listed}); {commands} adds them")
+
+
+def _first_names(names: list[str], shown: int = 6) -> str:
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def list_cells(out: Path) -> list[Path]:

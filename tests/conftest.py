@@ -244,3 +244,23 @@ def snapshot(root: Path, *, folders: bool = True) -> dict[str, tuple[bytes, int]
     staging folder shows), to assert that a command changed nothing."""
     return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else (b"", 0)
             for p in sorted(root.rglob("*")) if folders or p.is_file()}
+
+
+def rerecord(cell: Path) -> None:
+    """After a test edits a stored cell's files on purpose: the manifest's integrity records recomputed from the
+    files as they are now, as if the cell had been stored with them (a cell without records keeps none)."""
+    from fer_bench.storage import read_manifest, record_files
+
+    if read_manifest(cell / "manifest.json").files is not None:
+        record_files(cell)
+
+
+def without_records(cell: Path) -> None:
+    """The cell's manifest as a cell stored before manifests recorded their files had it (version 2, no `files`)."""
+    import json
+
+    path = cell / "manifest.json"
+    info = json.loads(path.read_text(encoding="utf-8"))
+    info.pop("files", None)
+    info["version"] = 2
+    path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import copy_grid, one_line_error, run_cli
+from conftest import copy_grid, one_line_error, rerecord, run_cli
 from scipy.stats import binomtest
 
 from fer_bench.compare import compare_folders
@@ -50,6 +50,7 @@ def flip_predictions(cell: Path, n_flips: int) -> list[str]:
     assert len(flipped) == n_flips
     with open(path, "w", newline="", encoding="utf-8") as fh:
         csv.writer(fh, lineterminator="\n").writerows(rows)
+    rerecord(cell)  # the cell as if stored with these predictions
     return flipped
 
 
@@ -61,7 +62,7 @@ def headline_correct(cell: Path) -> dict[str, bool]:
 
 
 def edit_manifests(folder: Path, change) -> None:
-    """Apply `change` to every cell manifest's dict of `folder` (no integrity record to keep in step yet)."""
+    """Apply `change` to every cell manifest's dict of `folder` (the manifest holds the integrity records, none of itself)."""
     for path in folder.glob("runs/*/*/seed*/manifest.json"):
         manifest = json.loads(path.read_text())
         change(manifest)
@@ -208,6 +209,7 @@ def test_timings_show_only_when_both_folders_ran_on_one_machine(a_b, capsys):
     timings = b / "runs/binary/logreg/seed0/timings.json"
     values = json.loads(timings.read_text())
     timings.write_text(json.dumps({**values, "fit_seconds": values["fit_seconds"] * 2}))
+    rerecord(timings.parent)
     code, out, _ = compare(capsys, a, b, "--fail-if-worse", 0)
     assert code == 0  # a timing difference is never a difference
     assert "Timings (seed means, PrivateTest), one machine:" in out

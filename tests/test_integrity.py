@@ -1,7 +1,9 @@
 """Issue 25, integrity: a damaged results folder or a bad model output is refused in one line (exit 2, no
 traceback), never scored, never stored, and the folder is left exactly as it was.
 
-- a stored predictions.csv that breaks a rule of fer_bench.validation, read by `report` and `compare`;
+- a stored predictions.csv that breaks a rule of fer_bench.validation, read by `report` and `compare` (in a cell
+  stored without integrity records: the records, which catch any change first, are tested in
+  tests/test_integrity_records.py);
 - a cell computed on other data than its folder's (fer-bench.json's fingerprint);
 - a model whose output breaks a rule, when its cell is computed: the cell fails in one line naming the model and
   the rule, nothing of it is stored, the other cells go on and are stored (serial mode, like Dask), and the same
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import copy_grid, one_line_error, run_cli, snapshot
+from conftest import copy_grid, one_line_error, run_cli, snapshot, without_records
 
 from fer_bench.errors import FerBenchError
 from fer_bench.models import registry_snapshot
@@ -145,6 +147,7 @@ DAMAGES = [missing_probability_column, nan_probability, negative_probability, ro
 def test_damaged_predictions_are_refused_by_report_and_compare(damage, tiny_grid, tmp_path, capsys):
     good = copy_grid(tiny_grid, tmp_path / "good", cells=CELLS)
     bad = copy_grid(tiny_grid, tmp_path / "bad", cells=CELLS)
+    without_records(bad / DAMAGED)  # a cell stored before records: the rules alone catch the damage
     predictions = bad / DAMAGED / "predictions.csv"
     what = damage(predictions)
     before_bad, before_good = snapshot(bad), snapshot(good)
@@ -271,6 +274,7 @@ def test_serial_mode_goes_on_after_a_failed_cell_and_the_rerun_computes_only_wha
 
 def test_no_traceback_reaches_the_user_of_a_real_process(tiny_grid, bad_models, tiny_fer_folder, tmp_path):
     bad = copy_grid(tiny_grid, tmp_path / "bad", cells=CELLS)
+    without_records(bad / DAMAGED)
     nan_probability(bad / DAMAGED / "predictions.csv")
     before = snapshot(bad)
     env = {k: v for k, v in os.environ.items() if k not in ("FER2013_DIR", "KAGGLEHUB_CACHE")}

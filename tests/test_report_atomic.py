@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import copy_grid, snapshot
+from conftest import copy_grid, rerecord, snapshot
 
 from fer_bench.executors import SCRATCH_PREFIX, remove_dead_scratch
 from fer_bench.report import write_report
@@ -202,6 +202,7 @@ def _rewrite_predictions(cell: Path, right_on: str) -> None:
     proba[np.arange(len(labels)), chosen] = 0.9
     (cell / "predictions.csv").write_text(
         predictions_csv(stored.splits, stored.image_ids, labels, proba, stored.class_names), encoding="utf-8")
+    rerecord(cell)
 
 
 def test_the_reference_model_follows_publictest_where_privatetest_prefers_another(tiny_grid, tmp_path):

@@ -186,6 +186,15 @@ class FigureOutput:
     findings: list[str] = field(default_factory=list)
     #: figures not drawn for want of the images -> why; said in one line (images_note)
     without_images: dict[str, str] = field(default_factory=dict)
+    #: PNGs of an earlier report this one left in place (path under the results folder): figures it could not
+    #: draw, still linked or named, which its swap must not remove as stale
+    kept: set[str] = field(default_factory=set)
+
+    def earlier_pngs(self, names: list[str]) -> list[str]:
+        """The figures of `names` an earlier report left in figures/, now kept by this one."""
+        found = [n for n in names if (Path(self.out) / FIGURES_DIR / f"{n}.png").is_file()]
+        self.kept.update(f"{FIGURES_DIR}/{n}.png" for n in found)
+        return found
 
     def placed_in(self, section: Section) -> SectionOutput:
         """This output as a figure of `section` writes to it: what it adds goes into that section."""
@@ -219,7 +228,7 @@ class SectionOutput:
 
     def skipped(self, names: list[str], reason: str) -> None:
         """One line saying why; PNGs of an earlier report are left in place and still linked."""
-        kept = [n for n in names if (Path(self.output.out) / FIGURES_DIR / f"{n}.png").is_file()]
+        kept = self.output.earlier_pngs(names)
         line = f"*Skipped: {reason}.*"
         if kept:
             line += " PNGs from an earlier report, left in place:"
@@ -232,6 +241,7 @@ class SectionOutput:
     def needs_images(self, names: list[str], reason: str) -> None:
         """Figures left out because the images are not available, for the one line of images_note."""
         self.output.without_images.update(dict.fromkeys(names, reason))
+        self.output.earlier_pngs(names)
 
 
 # --- the registry types ----------------------------------------------------------------------------------------

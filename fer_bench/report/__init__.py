@@ -27,8 +27,8 @@ from fer_bench.report.sections import RenderedSection, SectionContext, summary_m
 from fer_bench.report.tables import Tables, compute_tables
 from fer_bench.report.timing import timing_csv, timing_rows
 from fer_bench.settings import Settings
-from fer_bench.staging import folder_lock, swap_in
-from fer_bench.storage import check_results_folder, default_results_folder
+from fer_bench.staging import REPORT_OWNED, folder_lock, swap_in
+from fer_bench.storage import check_results_folder, default_results_folder, unrecorded_note
 
 
 @dataclass
@@ -40,6 +40,8 @@ class Report:
     tables: Tables
     files: dict[str, str | bytes] = field(default_factory=dict)
     sections: list[RenderedSection] = field(default_factory=list)
+    #: figures of an earlier report it left in place (not drawn, still linked): not removed as stale
+    kept_figures: set[str] = field(default_factory=set)
 
     @property
     def out(self) -> Path:
@@ -82,7 +84,8 @@ def build_report(out, *, dataset: Dataset | None = None, settings: Settings | No
                                            inputs.settings, inputs.out, dataset=dataset,
                                            timing_rows=tables.timing_rows))
     summary, sections = summary_markdown(SectionContext(inputs, tables, figures))
-    report = Report(inputs, tables, files={**tables.files, **figures.files}, sections=sections)
+    report = Report(inputs, tables, files={**tables.files, **figures.files}, sections=sections,
+                    kept_figures=set(figures.kept))
     report.files["summary.md"] = summary
     report.files["summary.tex"] = latex_headline(inputs, tables.metric_rows)
     report.files["index.html"] = index_html(inputs, tables, sections, list(report.files))
@@ -95,11 +98,15 @@ def write_report(out=None, *, dataset: Dataset | None = None, settings: Settings
     try:
         with folder_lock(out):  # clears an interrupted report's or cell's leftovers when no other run is on
             report = build_report(out, dataset=dataset, settings=settings)
-            swap_in(out, report.files)
+            # figures it no longer draws (a model or task gone) go with the swap; those it kept stay
+            swap_in(out, report.files, owned=REPORT_OWNED, keep=report.kept_figures)
     except OSError as exc:
         raise FerBenchError(f"cannot write the report under {out}: {exc.strerror or exc}") from None
     n_figures = sum(name.startswith("figures/") and name != "figures/timing.png" for name in report.files)
     print(f"report: {n_figures} figures written to {out / 'figures'}", file=sys.stderr)
+    note = unrecorded_note(report.inputs.cells)
+    if note:
+        print(note, file=sys.stderr)
     print(f"report written to {out / 'summary.md'} (open {out / 'index.html'} in a browser)")
     return out
 

@@ -14,7 +14,7 @@ from fer_bench.errors import FerBenchError
 from fer_bench.models import available_models, parse_variant
 from fer_bench.provenance import machine_label
 from fer_bench.settings import REFERENCE_MODEL, Settings
-from fer_bench.storage import StoredCell, check_results_folder, list_cells, read_cell
+from fer_bench.storage import StoredCell, check_cell_data, check_results_folder, list_cells, read_cell
 from fer_bench.tasks import available_tasks
 
 
@@ -96,15 +96,3 @@ def load_cells(out: Path) -> list[StoredCell]:
     if not cells:
         raise FerBenchError(f"no finished cells under {out / 'runs'}; run `fer-bench run` first")
     return sorted(cells, key=_order_key)
-
-
-def check_cell_data(cell: StoredCell, info: dict, out: Path) -> None:
-    """FerBenchError unless `cell` was computed on the data set of its results folder (`info`: fer-bench.json):
-    a foreign cell would be scored and retitle the report. A manifest or folder without a fingerprint (written
-    before they recorded one) is not checked."""
-    dataset, fingerprint = cell.manifest.dataset, info.get("fingerprint")
-    if dataset is None or not dataset.fingerprint or not fingerprint or dataset.fingerprint == fingerprint:
-        return
-    raise FerBenchError(f"{cell.path}: a cell of other data ({dataset.name} fingerprint {dataset.fingerprint}) "
-                        f"in {out}, whose fer-bench.json says {info.get('dataset')} fingerprint {fingerprint}; "
-                        "move it to a results folder of its data set or delete it")
