@@ -62,7 +62,7 @@ def headline_correct(cell: Path) -> dict[str, bool]:
 
 
 def edit_manifests(folder: Path, change) -> None:
-    """Apply `change` to every cell manifest's dict of `folder` (the manifest holds the integrity records, none of itself)."""
+    """Apply `change` to every cell manifest's dict of `folder` (manifests hold the records, none of themselves)."""
     for path in folder.glob("runs/*/*/seed*/manifest.json"):
         manifest = json.loads(path.read_text())
         change(manifest)
