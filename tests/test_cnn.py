@@ -338,14 +338,15 @@ def test_user_errors(data):
 
 
 @pytest.mark.slow
-def test_verbose_auto_writes_one_line_per_epoch_unless_on_a_terminal(data, capfd, monkeypatch):
+def test_verbose_auto_writes_one_line_per_epoch_on_a_terminal_too(data, capfd, monkeypatch):
     params = {**TINY, "verbose": "auto", "epochs": 2}
     CNNClassifier(**params).fit(*data["train"], validation_data=data["val"])
     log = capfd.readouterr().out
     assert "Epoch 1/2" in log and "Epoch 2/2" in log and "val_accuracy" in log
     assert "\r" not in log and "\b" not in log  # no progress bar redrawn in a log file
-    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
-    assert CNNClassifier(verbose="auto")._keras_verbosity() == 1
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)  # nor in the grid's live panel on a terminal
+    assert CNNClassifier(verbose="auto")._keras_verbosity() == 2
+    assert CNNClassifier(verbose=1)._keras_verbosity() == 1
     assert CNNClassifier(verbose=0)._keras_verbosity() == 0
     with pytest.raises(FerBenchError, match="verbose"):
         CNNClassifier(verbose="loud").fit(*data["train"])

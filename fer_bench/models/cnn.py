@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -147,7 +146,8 @@ class CNNClassifier(ImageClassifier):
         checkpoint_dir: where to checkpoint every epoch and resume from (None: no checkpoints).
         callbacks: extra Keras callbacks passed to every model.fit call.
         verbose: Keras' fit verbosity (0 silent, 1 progress bar, 2 one line per epoch) or "auto" (the default):
-            the progress bar on a terminal, one line per epoch otherwise (a log file).
+            one line per epoch, on a terminal too: a per-step bar would redraw itself inside the grid's live
+            progress panel (and in a log file it is one endless line).
     """
 
     _model_file = KERAS_FILE
@@ -516,10 +516,7 @@ class CNNClassifier(ImageClassifier):
         return weights
 
     def _keras_verbosity(self) -> int:
-        if self.verbose == "auto":
-            # Keras' progress bar redraws itself with carriage returns: in a log file that is one endless line.
-            return 1 if sys.stdout.isatty() else 2
-        return int(self.verbose)
+        return 2 if self.verbose == "auto" else int(self.verbose)
 
     def _seed_everything(self):
         import keras
