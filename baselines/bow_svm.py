@@ -238,9 +238,19 @@ class BowSVMClassifier(SklearnImageClassifier):
                 bar.update(len(result))
         return out
 
+    def _words_batch(self, images: np.ndarray) -> np.ndarray:
+        return nearest_words(self._descriptors(images), self.word_centres_, self.word_norms_)
+
     def _encode_batch(self, images: np.ndarray) -> np.ndarray:
-        words = nearest_words(self._descriptors(images), self.word_centres_, self.word_norms_)
-        return pyramid_histograms(words, self.regions_, self.region_weights_, int(self.vocabulary_size))
+        return pyramid_histograms(self._words_batch(images), self.regions_, self.region_weights_,
+                                  int(self.vocabulary_size))
+
+    def visual_words(self, images: np.ndarray) -> np.ndarray:
+        """(N, P) the nearest vocabulary word of every descriptor of the images (after the vocabulary is learned),
+        in descriptor_centres order."""
+        n_descriptors = len(descriptor_centres(self.descriptor, self.scales, int(self.step)))
+        out = np.empty((len(images), n_descriptors), dtype=np.intp)
+        return self._batches(self._words_batch, [images], out, "visual words")
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """(N, regions x vocabulary_size) spatial-pyramid histograms of the images (after fit)."""
@@ -311,12 +321,19 @@ class BowSVMClassifier(SklearnImageClassifier):
         seconds = time.perf_counter() - started
         timings["encode_seconds"] = seconds
         timings["encode_images_per_s"] = (len(X) + len(X_val)) / seconds if seconds > 0 else None
+        started = time.perf_counter()
+        self.selected_params_ = {**self.fit_svm(histograms, y, weights, val_histograms, y_val),
+                                 "validation_source": source}
+        timings["svm_seconds"] = time.perf_counter() - started
+        self.timings_ = {name: None if value is None else round(float(value), 3) for name, value in timings.items()}
+        return self
+
+    def fit_svm(self, histograms, y, weights, val_histograms, y_val) -> dict:
+        """The kernel map, the SVM for each C with its calibration, and the C whose calibrated prediction is most
+        accurate on the validation histograms (svm_, calibrator_, validation_scores_); returns what was chosen."""
         self.chi2_map_ = AdditiveChi2Sampler(sample_steps=CHI2_SAMPLE_STEPS).fit(histograms[:1]) \
             if self.kernel_map == "chi2" else None
         features, val_features = self._kernel_features(histograms), self._kernel_features(val_histograms)
-        del histograms, val_histograms
-
-        started = time.perf_counter()
         svm_index, calibration_index = train_test_split(
             np.arange(len(y)), test_size=self.calibration_fraction, stratify=y, random_state=self.random_state)
         svm_data = (features[svm_index], y[svm_index], weights[svm_index])
@@ -330,15 +347,9 @@ class BowSVMClassifier(SklearnImageClassifier):
         # the first best wins: the grid is sorted, so a smaller C (a simpler model) wins a tie
         best = int(np.argmax([score["validation_accuracy"] for score in self.validation_scores_]))
         self.svm_, self.calibrator_, val_accuracy = fitted[best]
-        timings["svm_seconds"] = time.perf_counter() - started
-        self.timings_ = {name: None if value is None else round(float(value), 3) for name, value in timings.items()}
-        self.selected_params_ = {
-            "C": Cs[best], "validation_accuracy": val_accuracy, "validation_source": source,
-            "n_features": int(features.shape[1]), "descriptors_per_image": int(self.regions_.shape[1]),
-            "n_train_svm": len(svm_index), "n_train_calibration": len(calibration_index),
-            "validation_scores": self.validation_scores_,
-        }
-        return self
+        return {"C": Cs[best], "validation_accuracy": val_accuracy, "n_features": int(features.shape[1]),
+                "descriptors_per_image": int(self.regions_.shape[1]), "n_train_svm": len(svm_index),
+                "n_train_calibration": len(calibration_index), "validation_scores": self.validation_scores_}
 
     # -- predict --------------------------------------------------------------------------------------------
     def predict_proba(self, X) -> np.ndarray:
