@@ -96,7 +96,7 @@ def pyramid_histograms(words: np.ndarray, regions: np.ndarray, region_weights: n
     slots = (np.arange(n)[:, None, None] * n_regions + regions[None, :, :]) * vocabulary_size + words[:, None, :]
     counts = np.bincount(slots.ravel(), minlength=n * n_regions * vocabulary_size)
     counts = counts.reshape(n, n_regions, vocabulary_size).astype(np.float64)
-    per_region = np.bincount(regions.ravel(), minlength=n_regions) / len(regions)  # descriptors per region
+    per_region = np.bincount(regions.ravel(), minlength=n_regions)  # descriptors per region (each level once)
     scale = np.divide(region_weights, per_region, out=np.zeros(n_regions), where=per_region > 0)
     return (counts * scale[None, :, None]).reshape(n, -1).astype(np.float32)
 
