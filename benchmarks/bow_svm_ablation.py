@@ -36,10 +36,13 @@ ABLATION_CS = (0.3, 1.0, 3.0)
 VOCABULARIES = {
     "sift400": ({"descriptor": "sift", "vocabulary_size": 400}, {
         "sift400": {}, "sift400-pyramid1": {"pyramid": (1,)}, "sift400-pyramid12": {"pyramid": (1, 2)},
-        "sift400-chi2": {"kernel_map": "chi2"}, "sift400-linear": {"kernel_map": "linear"}}),
+        "sift400-chi2": {"kernel_map": "chi2"}, "sift400-linear": {"kernel_map": "linear"},
+        "sift400-lowC": {"Cs": (0.01, 0.03, 0.1)}}),
     "hog400": ({"descriptor": "hog", "vocabulary_size": 400}, {"hog400": {}}),
     "sift200": ({"descriptor": "sift", "vocabulary_size": 200}, {"sift200": {}}),
     "sift800": ({"descriptor": "sift", "vocabulary_size": 800}, {"sift800": {}}),
+    "daisy400": ({"descriptor": "daisy", "vocabulary_size": 400}, {"daisy400": {}}),
+    "sift400-step2": ({"descriptor": "sift", "vocabulary_size": 400, "step": 2}, {"sift400-step2": {}}),
 }
 
 
@@ -84,7 +87,8 @@ def main(argv=None) -> None:
             for variant, variant_params in variants.items():
                 if variant in done:
                     continue
-                model.set_params(**{"pyramid": (1, 2, 4), "kernel_map": "hellinger", **variant_params})
+                model.set_params(**{"pyramid": (1, 2, 4), "kernel_map": "hellinger", "Cs": ABLATION_CS,
+                                    **variant_params})
                 started = time.perf_counter()
                 model.regions_, model.region_weights_ = pyramid_regions(centres, model.pyramid)
                 histograms, val_histograms = (pyramid_histograms(w, model.regions_, model.region_weights_,
