@@ -1,6 +1,7 @@
 """Short-run ablation of bow_svm on a stratified subset of FER-2013 (7 emotions), scored on a PublicTest subset.
 
     python benchmarks/bow_svm_ablation.py --data /path/to/fer2013 --out bow-ablation.jsonl [--vocabularies sift400,...]
+    python benchmarks/bow_svm_ablation.py --data /path/to/fer2013 --out bow-ablation.jsonl --speed
 
 Each vocabulary (descriptor kind and vocabulary size) is learned once, as bow_svm's fit learns it (seed 0), on a
 seeded stratified sample of Training; every descriptor of the training and validation images is assigned its word
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from fer_bench.baselines.bow_svm import make_bow_svm, pyramid_histograms, pyramid_regions
-from fer_bench.baselines.dense_descriptors import descriptor_centres
+from fer_bench.baselines.dense_descriptors import dense_descriptors, descriptor_centres
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
@@ -57,6 +58,9 @@ def main(argv=None) -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--vocabularies", default=",".join(VOCABULARIES))
+    parser.add_argument("--speed", action="store_true",
+                        help="instead: descriptor extraction speed of each kind, in images per CPU-second of one "
+                             "thread (CPU time, so other work on the machine hardly moves it)")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.vocabularies.split(",") if name.strip()]
     unknown = [name for name in names if name not in VOCABULARIES]
@@ -70,6 +74,22 @@ def main(argv=None) -> None:
     X_val, y_val = stratified(dataset.split("PublicTest").images, dataset.split("PublicTest").labels, N_PUBLIC,
                               seed=2)
     machine, commit = machine_label(machine_info()), git_commit()
+    if args.speed:
+        for kind, n_images in (("sift", 300), ("hog", 300), ("daisy", 60)):
+            if f"speed-{kind}" in done:
+                continue
+            with threadpool_limits(1):
+                dense_descriptors(X[:4], kind, (2, 3, 4), 4)  # warm-up
+                cpu = time.process_time()
+                descriptors = dense_descriptors(X[:n_images], kind, (2, 3, 4), 4)
+                cpu = time.process_time() - cpu
+            record = {"run": f"speed-{kind}", "n_images": n_images, "descriptors_per_image": descriptors.shape[1],
+                      "descriptor_length": descriptors.shape[2], "images_per_cpu_s": round(n_images / cpu, 1),
+                      "machine": machine, "commit": commit}
+            with args.out.open("a") as out:
+                out.write(json.dumps(record) + "\n")
+            print(f"{kind}: {record['images_per_cpu_s']} images per CPU-second (one thread)", flush=True)
+        return
     for name in names:
         params, variants = VOCABULARIES[name]
         if set(variants) <= done:
