@@ -4,8 +4,8 @@ on an explicit histogram-kernel feature map, with probabilities from a held-out 
 The published reference for FER-2013 (Ionescu, Popescu & Grozea 2013: dense SIFT, a bag of visual words with a
 spatial pyramid and an SVM, 67.48% on PrivateTest) used a histogram-intersection kernel. Here:
 
-1. Descriptors (dense_descriptors.py): SIFT-like descriptors every `step` pixels at every scale in `scales`
-   (a 4s x 4s window each), computed a batch of images at a time.
+1. Descriptors (dense_descriptors.py): SIFT-like descriptors every `step` (2) pixels at every scale in `scales`
+   (a 4s x 4s window each; 1,091 per face with the defaults), computed a batch of images at a time.
 2. Vocabulary: MiniBatchKMeans with `vocabulary_size` words on `vocabulary_descriptors` descriptors sampled
    (seeded) from `vocabulary_images` training images.
 3. Encoding: every descriptor is assigned to its nearest word (hard assignment); per image, one word histogram
@@ -21,9 +21,9 @@ spatial pyramid and an SVM, 67.48% on PrivateTest) used a histogram-intersection
    kept. Nothing is fitted on the validation data.
 
 Memory: descriptors are never held for a whole data set. Images are encoded `batch_size` at a time (n_jobs
-batches at once, joblib threads: the NumPy work releases the GIL): with the defaults a batch of 256 images holds
-256 x 302 x 128 float32 descriptors (40 MB) and their distances to 400 words (124 MB); all of FER-2013's 28,709
-training images at once would be 4.4 GB of descriptors. Only the pyramid histograms are kept (21 x vocabulary_size
+batches at once, joblib threads: the NumPy work releases the GIL): with the defaults a batch of 128 images holds
+128 x 1,091 x 128 float32 descriptors (72 MB) and their distances to 400 words (223 MB); all of FER-2013's 28,709
+training images at once would be 16 GB of descriptors. Only the pyramid histograms are kept (21 x vocabulary_size
 float32 per image: 0.97 GB for 28,709 images with 400 words), then their kernel map (as much again, for the
 Hellinger map) and the SVM's float64 copy of its 90% (1.7 GB): about 4 GB at the peak of a FER-2013 fit.
 """
@@ -170,11 +170,11 @@ class BowSVMClassifier(SklearnImageClassifier):
     images/s per stage, the cell's timings.json "stages").
     """
 
-    def __init__(self, descriptor: str = "sift", scales: Sequence[int] = (2, 3, 4), step: int = 4,
+    def __init__(self, descriptor: str = "sift", scales: Sequence[int] = (2, 3, 4), step: int = 2,
                  vocabulary_size: int = 400, vocabulary_images: int = 2000, vocabulary_descriptors: int = 100_000,
                  pyramid: Sequence[int] = (1, 2, 4), kernel_map: str = "hellinger",
                  Cs: Sequence[float] = DEFAULT_CS, calibration_fraction: float = 0.1,
-                 validation_fraction: float = 0.1, batch_size: int = 256, n_jobs: int | None = None,
+                 validation_fraction: float = 0.1, batch_size: int = 128, n_jobs: int | None = None,
                  verbose: bool = True, random_state=0):
         self.descriptor = descriptor
         self.scales = scales
