@@ -243,6 +243,10 @@ class HogSVMClassifier(SklearnImageClassifier):
         with threadpool_limits(1):
             return self.calibrator_.predict_proba(_decision_matrix(self.svc_, self._reduce(features)))
 
+    def stage_timings(self) -> dict | None:
+        """Seconds of each stage of the last fit (HOG, scaling and PCA, the grid, the final fit)."""
+        return dict(self.timings_) if hasattr(self, "timings_") else None
+
     def learned_pictures(self) -> dict:
         """The HOG settings, so the report can draw the gradient-orientation pictures the SVM sees."""
         return {"hog_settings": self.hog_settings()}

@@ -1,10 +1,13 @@
-"""Data loading (cold: decoding every image; warm: from fer-bench's cache) and HOG feature extraction."""
+"""Data loading (cold: decoding every image; warm: from fer-bench's cache), HOG feature extraction and bow_svm's dense
+descriptors."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+from fer_bench.baselines.bow_svm import make_bow_svm
+from fer_bench.baselines.dense_descriptors import DESCRIPTORS, dense_descriptors
 from fer_bench.baselines.features import hog_features
 
 from fer_bench.data import load_path
@@ -49,3 +52,18 @@ def test_hog_throughput(benchmark, bench_data, call_timer, n_jobs):
         n_images=len(images), n_jobs=n_jobs, n_features=features.shape[1],
         images_per_s=round(len(images) / min(timer.last(3)), 1),
         **({"target": ">= 4,000 images/s on 2 cores"} if n_jobs == CORES else {})))
+
+
+@pytest.mark.benchmark(group="bow_svm descriptors")
+@pytest.mark.parametrize("kind", DESCRIPTORS)
+def test_bow_descriptor_throughput(benchmark, bench_data, call_timer, kind):
+    """One batch of bow_svm's dense descriptors (its default scales and step; one thread, as each of fit's batch
+    threads runs) of Training images; daisy, computed face by face, on a tenth of them."""
+    model = make_bow_svm(quick=bench_data.size.quick)
+    images = bench_data.dataset.split("Training").images[:model.batch_size // (10 if kind == "daisy" else 1)]
+    timer = call_timer(dense_descriptors)
+    descriptors = benchmark.pedantic(timer, args=(images, kind, model.scales, model.step), rounds=3, warmup_rounds=1)
+    assert descriptors.shape[0] == len(images)
+    benchmark.extra_info.update(bench_data.info(
+        kind=kind, n_images=len(images), descriptors_per_image=descriptors.shape[1],
+        descriptor_length=descriptors.shape[2], images_per_s=round(len(images) / min(timer.last(3)), 1)))

@@ -90,6 +90,9 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
         timings[f"predict_seconds_{split}"] = seconds
         timings[f"predict_images_per_s_{split}"] = len(X) / seconds if seconds > 0 else None
     timings.update(_single_view_timing(model, data.tests["PrivateTest"][0]))
+    stages = offered(model, Capability.STAGE_TIMINGS)
+    if stages:  # the model's own stages of fit (descriptors, vocabulary, SVM ...), as it measured them
+        timings["stages"] = dict(stages)
     timings["n_train"] = len(data.X_train)
     passes = offered(model, Capability.TRAINING_PASSES)
     passes = 1 if passes is None else int(passes)  # a model from outside the interface: one pass

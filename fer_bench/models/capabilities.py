@@ -30,6 +30,7 @@ class Capability(Enum):
     #: takes the images: interface_method(model, Capability.PREDICT_PROBA_SINGLE_VIEW)(X)
     PREDICT_PROBA_SINGLE_VIEW = "predict_proba_single_view"
     LEARNED_PICTURES = "learned_pictures"
+    STAGE_TIMINGS = "stage_timings"
 
 
 class Hook(Enum):

@@ -11,7 +11,7 @@ import numpy as np
 
 #: fitted scikit-learn arrays (and scalars) that a model predicts with
 _LEARNED_ATTRIBUTES = ("coef_", "intercept_", "mean_", "scale_", "components_", "coefs_", "intercepts_",
-                       "a_", "b_", "X_thresholds_", "y_thresholds_")
+                       "a_", "b_", "X_thresholds_", "y_thresholds_", "cluster_centers_")
 _SVM_ATTRIBUTES = ("support_vectors_", "dual_coef_", "intercept_", "probA_", "probB_")
 
 

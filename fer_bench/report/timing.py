@@ -110,6 +110,8 @@ def timing_rows(inputs, metric_rows: list[dict]) -> list[dict]:
             "threads": _threads_text(t.get("threads", cell.manifest.threads)),
             "accuracy": _number(accuracy.get((cell.task, cell.model, cell.seed))),
             "machine": machine_label(cell.manifest.machine) if cell.manifest.machine is not None else None,
+            # not a timing.csv column: the timing section's stages table
+            "stages": t.get("stages") if isinstance(t.get("stages"), dict) else None,
         })
     return rows
 
@@ -200,6 +202,32 @@ def _table_line(task: str, model: str, group: list[dict], several: bool) -> str:
             f"{_bytes_text(None if peak_rss is None else peak_rss * 2**20)} | {_gflops_text(group)} |")
 
 
+def _stage_text(group: list[dict]) -> str | None:
+    """The stages one model timed in its fits ("vocabulary 12.3 s; encode 456 images/s"), each the mean over the
+    seeds; None when it timed none."""
+    stages = [r["stages"] for r in group if r.get("stages")]
+    parts = []
+    for key in dict.fromkeys(key for timed in stages for key in timed):
+        value = mean_of([{"value": _number(timed.get(key))} for timed in stages], "value")
+        if value is None:
+            continue
+        if key.endswith("_images_per_s"):
+            parts.append(f"{key.removesuffix('_images_per_s').replace('_', ' ')} {value:,.0f} images/s")
+        else:
+            parts.append(f"{key.removesuffix('_seconds').replace('_', ' ')} {value:,.1f} s")
+    return "; ".join(parts) or None
+
+
+def _stages_markdown(grouped: dict) -> list[str]:
+    """A table of the stages the models timed in their fits (timings.json `stages`), when any did."""
+    lines = [f"| {task} | {model} | {text} |" for (task, model), group in grouped.items()
+             if (text := _stage_text(group)) is not None]
+    if not lines:
+        return []
+    return ["", "Stages of fit, as the models timed them (mean over seeds; `stages` in timings.json):", "",
+            "| task | model | stages |", "|---|---|---|", *lines]
+
+
 def timing_markdown(rows: list[dict], split: str, figure_parts: list[str] | None = None) -> str:
     """The timing section: the table, the notes on peaks and threads, then the timing figure when drawn."""
     grouped = grouped_rows(rows)
@@ -226,6 +254,7 @@ def timing_markdown(rows: list[dict], split: str, figure_parts: list[str] | None
                  "data set and any cells run before it in the same process). Times are wall-clock on the machine "
                  "named above, which may have been shared with other work.")
     lines += ["", " ".join(notes)]
+    lines += _stages_markdown(grouped)
     for part in figure_parts or []:
         lines += ["", part]
     return "\n".join(lines)

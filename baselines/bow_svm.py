@@ -1,0 +1,374 @@
+"""Bag of visual words: dense local descriptors -> visual vocabulary -> spatial-pyramid histograms -> linear SVM
+on an explicit histogram-kernel feature map, with probabilities from a held-out calibration.
+
+The published reference for FER-2013 (Ionescu, Popescu & Grozea 2013: dense SIFT, a bag of visual words with a
+spatial pyramid and an SVM, 67.48% on PrivateTest) used a histogram-intersection kernel. Here:
+
+1. Descriptors (dense_descriptors.py): SIFT-like descriptors every `step` (2) pixels at every scale in `scales`
+   (a 4s x 4s window each; 1,091 per face with the defaults), computed a batch of images at a time.
+2. Vocabulary: MiniBatchKMeans with `vocabulary_size` words on `vocabulary_descriptors` descriptors sampled
+   (seeded) from `vocabulary_images` training images.
+3. Encoding: every descriptor is assigned to its nearest word (hard assignment); per image, one word histogram
+   per cell of each pyramid grid in `pyramid` (1x1, 2x2, 4x4 by default), each cell's histogram normalised to sum
+   to its level's weight shared among the level's cells (Lazebnik et al. 2006: 1/4, 1/4, 1/2), so the whole
+   vector sums to 1.
+4. Kernel map (`kernel_map`): "hellinger" (the square root of the histograms: the exact feature map of the
+   Hellinger kernel, same dimension), "chi2" (scikit-learn's AdditiveChi2Sampler, 2 sample steps: 3x the
+   dimension, approximating the additive chi-squared kernel) or "linear" (the histograms as they are).
+5. LinearSVC for each C in `Cs` (threads, one C per core), a multinomial logistic regression on its decision
+   values fitted on a stratified, seeded `calibration_fraction` of the training images kept out of the SVM (as
+   hog_svm does), and the C whose calibrated prediction is most accurate on the validation data (PublicTest) is
+   kept. Nothing is fitted on the validation data.
+
+Memory: descriptors are never held for a whole data set. Images are encoded `batch_size` at a time (n_jobs
+batches at once, joblib threads: the NumPy work releases the GIL): with the defaults a batch of 128 images holds
+128 x 1,091 x 128 float32 descriptors (72 MB) and their distances to 400 words (223 MB); all of FER-2013's 28,709
+training images at once would be 16 GB of descriptors. Only the pyramid histograms are kept (21 x vocabulary_size
+float32 per image: 0.97 GB for 28,709 images with 400 words), then their kernel map (as much again, for the
+Hellinger map) and the SVM's float64 copy of its 90% (1.7 GB): about 4 GB at the peak of a FER-2013 fit.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.kernel_approximation import AdditiveChi2Sampler
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.svm import LinearSVC
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from fer_bench.data.dataset import check_images
+from fer_bench.models.base import SklearnImageClassifier
+from fer_bench.validation import check_estimator_parameters, check_values
+
+from .dense_descriptors import (
+    DESCRIPTORS,
+    IMAGE_SIDE,
+    check_descriptor_settings,
+    dense_descriptors,
+    descriptor_centres,
+    descriptor_length,
+)
+from .features import PROGRESS_MIN_IMAGES, check_labels_and_weights, split_validation
+
+KERNEL_MAPS = ("hellinger", "chi2", "linear")
+#: AdditiveChi2Sampler's sample steps for kernel_map="chi2" (2: 3x the histogram dimension)
+CHI2_SAMPLE_STEPS = 2
+#: the C grid: on 2,000 FER-2013 training faces PublicTest accuracy peaks at C = 0.1 (docs/bow-svm.md)
+DEFAULT_CS = (0.03, 0.1, 0.3, 1.0)
+QUICK_PARAMS = {"scales": (3,), "step": 6, "vocabulary_size": 24, "vocabulary_images": 200,
+                "vocabulary_descriptors": 4000, "pyramid": (1, 2), "Cs": (0.3, 3.0)}
+
+
+# --- the spatial pyramid ----------------------------------------------------------------------------------------
+
+def pyramid_regions(centres: np.ndarray, pyramid: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(region of each descriptor at each level (levels, P), weight of every region (regions,)).
+
+    Regions are numbered level by level, row-major within a level. A level's weight (Lazebnik et al.: 1/2^(L-1)
+    for the coarsest, 1/2^(L-l) for level l >= 1 of L; they sum to 1) is shared evenly among its regions that
+    hold descriptors; a region no descriptor falls in weighs 0."""
+    grids = sorted(int(g) for g in pyramid)
+    levels = len(grids)
+    level_weights = [1 / 2 ** (levels - 1)] + [1 / 2 ** (levels - level) for level in range(1, levels)]
+    regions, weights, offset = [], [], 0
+    for grid, level_weight in zip(grids, level_weights, strict=True):
+        cell = np.minimum((centres * grid / IMAGE_SIDE).astype(np.intp), grid - 1)
+        index = cell[:, 0] * grid + cell[:, 1]
+        occupied = np.bincount(index, minlength=grid * grid) > 0
+        regions.append(offset + index)
+        weights.append(np.where(occupied, level_weight / occupied.sum(), 0.0))
+        offset += grid * grid
+    return np.stack(regions), np.concatenate(weights)
+
+
+def pyramid_histograms(words: np.ndarray, regions: np.ndarray, region_weights: np.ndarray,
+                       vocabulary_size: int) -> np.ndarray:
+    """(N, regions x vocabulary_size) float32: per image, each region's word histogram normalised to sum to the
+    region's weight. words: (N, P) word of every descriptor; regions, region_weights: from pyramid_regions."""
+    n, n_regions = len(words), len(region_weights)
+    slots = (np.arange(n)[:, None, None] * n_regions + regions[None, :, :]) * vocabulary_size + words[:, None, :]
+    counts = np.bincount(slots.ravel(), minlength=n * n_regions * vocabulary_size)
+    counts = counts.reshape(n, n_regions, vocabulary_size).astype(np.float64)
+    per_region = np.bincount(regions.ravel(), minlength=n_regions)  # descriptors per region (each level once)
+    scale = np.divide(region_weights, per_region, out=np.zeros(n_regions), where=per_region > 0)
+    return (counts * scale[None, :, None]).reshape(n, -1).astype(np.float32)
+
+
+def nearest_words(descriptors: np.ndarray, centres: np.ndarray, centre_norms: np.ndarray) -> np.ndarray:
+    """(N, P) index of each descriptor's nearest vocabulary word (squared Euclidean distance)."""
+    flat = descriptors.reshape(-1, descriptors.shape[-1])
+    distances = centre_norms[None, :] - 2 * flat @ centres.T  # |d|^2 is the same for every word
+    return np.argmin(distances, axis=1).reshape(descriptors.shape[:2])
+
+
+# --- the model --------------------------------------------------------------------------------------------------
+
+def _decision_matrix(svm: LinearSVC, features: np.ndarray) -> np.ndarray:
+    """The SVM's decision values as a 2-D array (a binary LinearSVC returns one column)."""
+    return svm.decision_function(features).reshape(len(features), -1)
+
+
+def _fit_and_score(svm_data, calibration_data, validation_data, C, random_state):
+    """One C: LinearSVC on svm_data, its calibration, and the calibrated accuracy on validation_data. Each *_data
+    is (features, labels[, sample_weight])."""
+    features, labels, weights = svm_data
+    svm = LinearSVC(C=C, dual="auto", random_state=random_state).fit(features, labels, sample_weight=weights)
+    calibrator = LogisticRegression(max_iter=1000)
+    features, labels, weights = calibration_data
+    calibrator.fit(_decision_matrix(svm, features), labels, sample_weight=weights)
+    if not np.array_equal(calibrator.classes_, svm.classes_):
+        raise ValueError("the calibration images miss a class: every class needs at least two training images")
+    features, labels = validation_data
+    proba = calibrator.predict_proba(_decision_matrix(svm, features))
+    accuracy = float(np.mean(calibrator.classes_[np.argmax(proba, axis=1)] == labels))
+    return svm, calibrator, accuracy
+
+
+def _checked_pixels(X) -> np.ndarray:
+    """Images of shape (N, 48, 48) holding finite real numbers (ValueError in one line otherwise)."""
+    X = check_images(X)
+    if not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)) or X.dtype == np.bool_:
+        raise ValueError(f"expected images of integer or floating-point pixels, got dtype {X.dtype}")
+    if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
+        raise ValueError(f"images hold {int(np.sum(~np.isfinite(X)))} NaN or infinite pixel values")
+    return X
+
+
+class BowSVMClassifier(SklearnImageClassifier):
+    """Dense descriptors + visual vocabulary + spatial pyramid + kernel-mapped LinearSVC, with calibrated
+    probabilities; C chosen on the validation data. See the module docstring.
+
+    Parameters
+    ----------
+    descriptor : "sift" (default), "hog" or "daisy" (dense_descriptors.py).
+    scales : descriptor window sizes, each 4 x scale pixels.
+    step : pixels between descriptor windows.
+    vocabulary_size : visual words (MiniBatchKMeans clusters).
+    vocabulary_images, vocabulary_descriptors : the vocabulary is learned on this many descriptors sampled from
+        this many training images (seeded).
+    pyramid : grid sizes of the spatial pyramid's levels, (1, 2, 4): 1x1, 2x2 and 4x4.
+    kernel_map : "hellinger", "chi2" or "linear" (see the module docstring).
+    Cs : LinearSVC regularisation values to choose from on the validation data.
+    calibration_fraction : share of the training images kept out of the SVM to fit the probabilities.
+    validation_fraction : share of the training images held out for the choice when fit gets no validation_data.
+    batch_size : images encoded at once (bounds the memory the descriptors take).
+    n_jobs : threads encoding batches and fitting the C grid (None: all cores).
+    verbose : progress bar while encoding large inputs.
+    random_state : seed of the vocabulary sample, k-means, the calibration split and LinearSVC.
+
+    After fit: classes_, vocabulary_ (the fitted MiniBatchKMeans), svm_, calibrator_, selected_params_ (chosen C,
+    the validation accuracy of the final model and the whole grid), validation_scores_, timings_ (seconds and
+    images/s per stage, the cell's timings.json "stages").
+    """
+
+    def __init__(self, descriptor: str = "sift", scales: Sequence[int] = (2, 3, 4), step: int = 2,
+                 vocabulary_size: int = 400, vocabulary_images: int = 2000, vocabulary_descriptors: int = 100_000,
+                 pyramid: Sequence[int] = (1, 2, 4), kernel_map: str = "hellinger",
+                 Cs: Sequence[float] = DEFAULT_CS, calibration_fraction: float = 0.1,
+                 validation_fraction: float = 0.1, batch_size: int = 128, n_jobs: int | None = None,
+                 verbose: bool = True, random_state=0):
+        self.descriptor = descriptor
+        self.scales = scales
+        self.step = step
+        self.vocabulary_size = vocabulary_size
+        self.vocabulary_images = vocabulary_images
+        self.vocabulary_descriptors = vocabulary_descriptors
+        self.pyramid = pyramid
+        self.kernel_map = kernel_map
+        self.Cs = Cs
+        self.calibration_fraction = calibration_fraction
+        self.validation_fraction = validation_fraction
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.random_state = random_state
+
+    def check_parameters(self) -> None:
+        """ValueError (scikit-learn's InvalidParameterError for the estimators it builds) for a parameter fit
+        would refuse, so `--set` is checked before any cell starts (fer_bench.run.check_model_parameters)."""
+        if self.descriptor not in DESCRIPTORS:
+            raise ValueError(f"descriptor must be one of {', '.join(DESCRIPTORS)}, got {self.descriptor!r}")
+        if self.kernel_map not in KERNEL_MAPS:
+            raise ValueError(f"kernel_map must be one of {', '.join(KERNEL_MAPS)}, got {self.kernel_map!r}")
+        scales = tuple(self.scales) if isinstance(self.scales, list | tuple) else self.scales
+        check_values("scales", scales, low=1, high=IMAGE_SIDE // 4, integer=True)
+        check_values("step", self.step, low=1, high=IMAGE_SIDE, integer=True)
+        check_descriptor_settings(self.descriptor, tuple(int(s) for s in scales), int(self.step))
+        check_values("vocabulary_size", self.vocabulary_size, low=2, integer=True)
+        check_values("vocabulary_images", self.vocabulary_images, low=1, integer=True)
+        check_values("vocabulary_descriptors", self.vocabulary_descriptors, low=self.vocabulary_size, integer=True)
+        pyramid = tuple(self.pyramid) if isinstance(self.pyramid, list | tuple) else self.pyramid
+        check_values("pyramid", pyramid, low=1, high=IMAGE_SIDE, integer=True)
+        if len(set(pyramid)) != len(pyramid):
+            raise ValueError(f"pyramid must list each grid size once, got {self.pyramid!r}")
+        check_values("Cs", self.Cs, low=0, low_open=True)
+        check_values("calibration_fraction", self.calibration_fraction, low=0, high=1, low_open=True, high_open=True)
+        check_values("validation_fraction", self.validation_fraction, low=0, high=1, low_open=True, high_open=True)
+        check_values("batch_size", self.batch_size, low=1, integer=True)
+        check_values("n_jobs", self.n_jobs, low=1, integer=True, allow_none=True)
+        check_estimator_parameters(
+            MiniBatchKMeans(int(self.vocabulary_size), random_state=self.random_state),
+            *(LinearSVC(C=float(C), random_state=self.random_state) for C in self.Cs))
+
+    # -- features -------------------------------------------------------------------------------------------
+    def _descriptors(self, images: np.ndarray) -> np.ndarray:
+        return dense_descriptors(images, self.descriptor, self.scales, int(self.step))
+
+    def _workers(self, tasks: int) -> int:
+        return max(1, min(self.n_jobs or os.cpu_count() or 1, tasks))
+
+    def _batches(self, function, arrays: Sequence[np.ndarray], out: np.ndarray, desc: str) -> np.ndarray:
+        """out[i] = function(*batch)[i - start] for every batch of `batch_size` rows of `arrays` (sliced alike),
+        n_jobs batches at once, written in order (the same result for any batch size or number of threads)."""
+        size = int(self.batch_size)
+        starts = range(0, len(out), size)
+        show_bar = self.verbose and len(out) > PROGRESS_MIN_IMAGES
+        with tqdm(total=len(out), desc=desc, unit="img", disable=not show_bar, leave=False) as bar:
+            results = Parallel(n_jobs=self._workers(len(starts)), prefer="threads", return_as="generator")(
+                delayed(function)(*(array[start:start + size] for array in arrays)) for start in starts)
+            for start, result in zip(starts, results, strict=True):
+                out[start:start + len(result)] = result
+                bar.update(len(result))
+        return out
+
+    def _words_batch(self, images: np.ndarray) -> np.ndarray:
+        return nearest_words(self._descriptors(images), self.word_centres_, self.word_norms_)
+
+    def _encode_batch(self, images: np.ndarray) -> np.ndarray:
+        return pyramid_histograms(self._words_batch(images), self.regions_, self.region_weights_,
+                                  int(self.vocabulary_size))
+
+    def visual_words(self, images: np.ndarray) -> np.ndarray:
+        """(N, P) the nearest vocabulary word of every descriptor of the images (after the vocabulary is learned),
+        in descriptor_centres order."""
+        n_descriptors = len(descriptor_centres(self.descriptor, self.scales, int(self.step)))
+        out = np.empty((len(images), n_descriptors), dtype=np.intp)
+        return self._batches(self._words_batch, [images], out, "visual words")
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """(N, regions x vocabulary_size) spatial-pyramid histograms of the images (after fit)."""
+        out = np.empty((len(images), len(self.region_weights_) * int(self.vocabulary_size)), dtype=np.float32)
+        return self._batches(self._encode_batch, [images], out, "BoW encoding")
+
+    def _kernel_features(self, histograms: np.ndarray) -> np.ndarray:
+        if self.kernel_map == "hellinger":
+            return np.sqrt(histograms)
+        if self.kernel_map == "chi2":
+            return self.chi2_map_.transform(histograms).astype(np.float32)
+        return histograms
+
+    # -- fit ------------------------------------------------------------------------------------------------
+    def fit(self, X, y, sample_weight=None, validation_data=None):
+        # Parallel work is explicit (joblib threads over batches and C values); BLAS/OpenMP threads inside them
+        # (k-means, the word assignment, calibration) would only oversubscribe the cores.
+        with threadpool_limits(1):
+            return self._fit(X, y, sample_weight, validation_data)
+
+    def _sampled_descriptors(self, images: np.ndarray, picks: np.ndarray) -> np.ndarray:
+        """(n, k, D): the descriptors picks[i] (k indices) of each image i."""
+        return np.take_along_axis(self._descriptors(images), picks[:, :, None], axis=1)
+
+    def _learn_vocabulary(self, X: np.ndarray, rng: np.random.Generator) -> float:
+        """Fit vocabulary_ on vocabulary_descriptors descriptors sampled (seeded, the same number from each image)
+        from vocabulary_images training images; returns the images/s of the descriptor extraction on them."""
+        chosen = np.sort(rng.choice(len(X), min(int(self.vocabulary_images), len(X)), replace=False))
+        per_image = len(descriptor_centres(self.descriptor, self.scales, int(self.step)))
+        take = min(per_image, -(-int(self.vocabulary_descriptors) // len(chosen)))
+        picks = np.sort(rng.random((len(chosen), per_image)).argsort(axis=1)[:, :take], axis=1)
+        sample = np.empty((len(chosen), take, descriptor_length(self.descriptor)), dtype=np.float32)
+        started = time.perf_counter()
+        self._batches(self._sampled_descriptors, [X[chosen], picks], sample, "descriptors")
+        seconds = time.perf_counter() - started
+        sample = sample.reshape(-1, sample.shape[-1])
+        if len(sample) > self.vocabulary_descriptors:
+            sample = sample[np.sort(rng.choice(len(sample), int(self.vocabulary_descriptors), replace=False))]
+        if len(sample) < self.vocabulary_size:
+            raise ValueError(f"vocabulary_size {self.vocabulary_size} is more than the {len(sample)} descriptors "
+                             f"of the {len(chosen)} training images sampled for the vocabulary")
+        self.vocabulary_ = MiniBatchKMeans(int(self.vocabulary_size), batch_size=2048, n_init=1,
+                                           random_state=self.random_state).fit(sample)
+        self.word_centres_ = self.vocabulary_.cluster_centers_.astype(np.float32)
+        self.word_norms_ = np.einsum("ij,ij->i", self.word_centres_, self.word_centres_)
+        return len(chosen) / seconds if seconds > 0 else None
+
+    def _fit(self, X, y, sample_weight, validation_data):
+        self.check_parameters()
+        X = _checked_pixels(X)
+        y, sample_weight = check_labels_and_weights(X, y, sample_weight)
+        X, y, sample_weight, X_val, y_val, source = split_validation(
+            X, y, sample_weight, validation_data, self.validation_fraction, self.random_state)
+        X_val = _checked_pixels(X_val)
+        self.classes_ = np.unique(y)
+        weights = np.ones(len(y)) if sample_weight is None else sample_weight
+        rng = np.random.default_rng(self.random_state)
+        timings = {}
+
+        started = time.perf_counter()
+        timings["descriptor_images_per_s"] = self._learn_vocabulary(X, rng)
+        timings["vocabulary_seconds"] = time.perf_counter() - started
+        self.regions_, self.region_weights_ = pyramid_regions(
+            descriptor_centres(self.descriptor, self.scales, int(self.step)), self.pyramid)
+
+        started = time.perf_counter()
+        histograms, val_histograms = self.encode(X), self.encode(X_val)
+        seconds = time.perf_counter() - started
+        timings["encode_seconds"] = seconds
+        timings["encode_images_per_s"] = (len(X) + len(X_val)) / seconds if seconds > 0 else None
+        started = time.perf_counter()
+        self.selected_params_ = {**self.fit_svm(histograms, y, weights, val_histograms, y_val),
+                                 "validation_source": source}
+        timings["svm_seconds"] = time.perf_counter() - started
+        self.timings_ = {name: None if value is None else round(float(value), 3) for name, value in timings.items()}
+        return self
+
+    def fit_svm(self, histograms, y, weights, val_histograms, y_val) -> dict:
+        """The kernel map, the SVM for each C with its calibration, and the C whose calibrated prediction is most
+        accurate on the validation histograms (svm_, calibrator_, validation_scores_); returns what was chosen."""
+        self.chi2_map_ = AdditiveChi2Sampler(sample_steps=CHI2_SAMPLE_STEPS).fit(histograms[:1]) \
+            if self.kernel_map == "chi2" else None
+        features, val_features = self._kernel_features(histograms), self._kernel_features(val_histograms)
+        n_features = features.shape[1]
+        svm_index, calibration_index = train_test_split(
+            np.arange(len(y)), test_size=self.calibration_fraction, stratify=y, random_state=self.random_state)
+        # LinearSVC fits in float64: one copy, shared by the threads of the C grid (each would make its own)
+        svm_data = (features[svm_index].astype(np.float64), y[svm_index], weights[svm_index])
+        calibration_data = (features[calibration_index], y[calibration_index], weights[calibration_index])
+        del features
+        Cs = sorted(float(C) for C in self.Cs)
+        fitted = Parallel(n_jobs=self._workers(len(Cs)), prefer="threads")(
+            delayed(_fit_and_score)(svm_data, calibration_data, (val_features, y_val), C, self.random_state)
+            for C in Cs)
+        self.validation_scores_ = [{"C": C, "validation_accuracy": accuracy}
+                                   for C, (_, _, accuracy) in zip(Cs, fitted, strict=True)]
+        # the first best wins: the grid is sorted, so a smaller C (a simpler model) wins a tie
+        best = int(np.argmax([score["validation_accuracy"] for score in self.validation_scores_]))
+        self.svm_, self.calibrator_, val_accuracy = fitted[best]
+        return {"C": Cs[best], "validation_accuracy": val_accuracy, "n_features": int(n_features),
+                "descriptors_per_image": int(self.regions_.shape[1]), "n_train_svm": len(svm_index),
+                "n_train_calibration": len(calibration_index), "validation_scores": self.validation_scores_}
+
+    # -- predict --------------------------------------------------------------------------------------------
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "calibrator_")
+        X = _checked_pixels(X)
+        with threadpool_limits(1):
+            features = self._kernel_features(self.encode(X))
+            return self.calibrator_.predict_proba(_decision_matrix(self.svm_, features))
+
+    def stage_timings(self) -> dict | None:
+        return dict(self.timings_) if hasattr(self, "timings_") else None
+
+
+def make_bow_svm(seed: int = 0, quick: bool = False, **params) -> BowSVMClassifier:
+    """Registry factory: the full configuration, or a small fast one with quick=True."""
+    defaults = dict(QUICK_PARAMS) if quick else {}
+    return BowSVMClassifier(random_state=seed, **{**defaults, **params})

@@ -1,0 +1,188 @@
+"""bow_svm (baselines/bow_svm.py): its parameters checked before any cell, determinism, the spatial pyramid's
+histograms, memory-bounded batching, the dense SIFT-like descriptors, bad images, and what a cell stores for it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import one_line_error, run_cli
+from fer_bench.baselines.bow_svm import BowSVMClassifier, make_bow_svm, pyramid_histograms, pyramid_regions
+from fer_bench.baselines.dense_descriptors import (
+    DESCRIPTORS,
+    dense_descriptors,
+    descriptor_centres,
+    descriptor_length,
+)
+
+from fer_bench.data.synthetic import make_synthetic
+from fer_bench.run import run_grid
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    dataset = make_synthetic(n_train=420, n_public=140, n_private=140, seed=0)
+    return {usage: (dataset.split(usage).images, dataset.split(usage).labels)
+            for usage in ("Training", "PublicTest", "PrivateTest")}
+
+
+@pytest.fixture(scope="module")
+def fitted(synthetic):
+    return make_bow_svm(seed=3, quick=True).fit(*synthetic["Training"], validation_data=synthetic["PublicTest"])
+
+
+# --- parameters -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("setting", "what"), [
+    ("bow_svm.vocabulary_size=1", "vocabulary_size must be an integer in [2, inf), got 1"),
+    ("bow_svm.pyramid=(1,0)", "pyramid must be a sequence of integers in [1, 48], got (1, 0)"),
+    ("bow_svm.pyramid=(2,2)", "pyramid must list each grid size once"),
+    ("bow_svm.scales=(13,)", "scales must be a sequence of integers in [1, 12], got (13,)"),
+    ("bow_svm.descriptor=surf", "descriptor must be one of sift, hog, daisy, got 'surf'"),
+    ("bow_svm.kernel_map=rbf", "kernel_map must be one of hellinger, chi2, linear, got 'rbf'"),
+    ("bow_svm.Cs=(1.0,-1.0)", "Cs must be a sequence of numbers in (0, inf)"),
+    ("bow_svm.vocabulary_descriptors=10", "vocabulary_descriptors must be an integer in [400, inf)"),
+    ("bow_svm.batch_size=0", "batch_size must be an integer in [1, inf)"),
+])
+def test_bad_parameters_are_refused_in_one_line_before_any_cell(setting, what, tiny_fer_folder, tmp_path, capsys):
+    out = tmp_path / "results"
+    code, _, err = run_cli(["run", "--data", tiny_fer_folder, "--out", out, "--models", "bow_svm", "--tasks",
+                            "binary", "--set", setting], capsys)
+    one_line_error(code, err, what)
+    assert not out.exists()
+
+
+def test_bad_images_are_refused_in_one_line(fitted, synthetic):
+    images, labels = synthetic["Training"]
+    nan_images = images.astype(np.float64)
+    nan_images[3, 10, 10] = np.nan
+    for bad, message in [(images[:, :40], r"shape \(N, 48, 48\)"), (nan_images, "1 NaN or infinite pixel"),
+                         (images.astype(bool), "dtype bool"), (images.astype(object), "dtype object")]:
+        with pytest.raises(ValueError, match=message) as caught:
+            fitted.predict_proba(bad)
+        assert "\n" not in str(caught.value)
+        with pytest.raises(ValueError, match=message):
+            make_bow_svm(quick=True).fit(bad, labels)
+
+
+# --- determinism ------------------------------------------------------------------------------------------------
+
+def test_the_same_seed_gives_the_same_model_and_another_seed_another_vocabulary(fitted, synthetic):
+    again = make_bow_svm(seed=3, quick=True).fit(*synthetic["Training"], validation_data=synthetic["PublicTest"])
+    images = synthetic["PrivateTest"][0]
+    np.testing.assert_array_equal(again.predict_proba(images), fitted.predict_proba(images))
+    np.testing.assert_array_equal(again.word_centres_, fitted.word_centres_)
+    other = make_bow_svm(seed=4, quick=True).fit(*synthetic["Training"], validation_data=synthetic["PublicTest"])
+    assert not np.array_equal(other.word_centres_, fitted.word_centres_)
+
+
+def test_fit_records_its_choice_and_stages(fitted, synthetic):
+    selected = fitted.selected_params_
+    scores = {entry["C"]: entry["validation_accuracy"] for entry in fitted.validation_scores_}
+    assert set(scores) == set(fitted.Cs) and scores[selected["C"]] == max(scores.values())
+    assert selected["validation_accuracy"] == scores[selected["C"]]
+    assert selected["n_train_svm"] + selected["n_train_calibration"] == len(synthetic["Training"][1])
+    assert selected["n_features"] == (1 + 4) * fitted.vocabulary_size  # quick pyramid (1, 2)
+    assert set(fitted.stage_timings()) == {"descriptor_images_per_s", "vocabulary_seconds", "encode_seconds",
+                                           "encode_images_per_s", "svm_seconds"}
+
+
+# --- the spatial pyramid ----------------------------------------------------------------------------------------
+
+def test_pyramid_regions_and_weights_follow_the_levels():
+    centres = descriptor_centres("sift", (2, 3, 4), 4)
+    regions, weights = pyramid_regions(centres, (1, 2, 4))
+    assert regions.shape == (3, len(centres)) and weights.shape == (1 + 4 + 16,)
+    np.testing.assert_array_equal(regions[0], 0)
+    assert set(regions[1]) == set(range(1, 5)) and set(regions[2]) == set(range(5, 21))
+    np.testing.assert_allclose([weights[:1].sum(), weights[1:5].sum(), weights[5:].sum()], [0.25, 0.25, 0.5])
+    np.testing.assert_allclose(weights[1:5], 1 / 16)
+    # a descriptor's 4x4 region is the quarter of the face its centre lies in, per axis
+    top_left = (centres[:, 0] < 12) & (centres[:, 1] < 12)
+    np.testing.assert_array_equal(regions[2][top_left], 5)
+
+
+def test_pyramid_histograms_count_words_per_region_and_sum_to_one():
+    # four descriptors, one per quarter of the face: words 0, 1, 1, 2
+    centres = np.array([[10.0, 10.0], [10.0, 40.0], [40.0, 10.0], [40.0, 40.0]])
+    regions, weights = pyramid_regions(centres, (1, 2))
+    words = np.array([[0, 1, 1, 2], [2, 2, 2, 2]])
+    histograms = pyramid_histograms(words, regions, weights, vocabulary_size=3)
+    assert histograms.shape == (2, 5 * 3) and histograms.dtype == np.float32
+    np.testing.assert_allclose(histograms[0, :3], [0.5 * 1 / 4, 0.5 * 2 / 4, 0.5 * 1 / 4])  # 1x1 level: weight 1/2
+    np.testing.assert_allclose(histograms[0, 3:].reshape(4, 3), 0.125 * np.array(
+        [[1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1]]))  # each quarter: weight 1/2 shared by 4
+    np.testing.assert_allclose(histograms.sum(axis=1), 1, rtol=1e-6)
+    np.testing.assert_allclose(histograms[1].reshape(5, 3)[:, 2], [0.5, 0.125, 0.125, 0.125, 0.125])
+
+
+def test_encoded_images_are_pyramids_summing_to_one(fitted, synthetic):
+    histograms = fitted.encode(synthetic["PrivateTest"][0][:20])
+    assert histograms.shape == (20, len(fitted.region_weights_) * fitted.vocabulary_size)
+    blocks = histograms.reshape(20, -1, fitted.vocabulary_size).sum(axis=2)
+    np.testing.assert_allclose(blocks, np.broadcast_to(fitted.region_weights_, blocks.shape), rtol=1e-5)
+    np.testing.assert_allclose(histograms.sum(axis=1), 1, rtol=1e-5)
+
+
+# --- batching ---------------------------------------------------------------------------------------------------
+
+def test_batches_and_threads_give_the_same_features_as_one_batch(fitted, synthetic):
+    images = synthetic["PrivateTest"][0][:50]
+    whole = fitted.encode(images)
+    batched = BowSVMClassifier(**{**fitted.get_params(), "batch_size": 7, "n_jobs": 2})
+    for name in ("vocabulary_", "word_centres_", "word_norms_", "regions_", "region_weights_"):
+        setattr(batched, name, getattr(fitted, name))
+    np.testing.assert_array_equal(batched.encode(images), whole)
+    one_batch = BowSVMClassifier(**{**fitted.get_params(), "batch_size": 1000, "n_jobs": 1})
+    for name in ("vocabulary_", "word_centres_", "word_norms_", "regions_", "region_weights_"):
+        setattr(one_batch, name, getattr(fitted, name))
+    np.testing.assert_array_equal(one_batch.encode(images), whole)
+
+
+# --- descriptors ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", DESCRIPTORS)
+def test_descriptors_have_their_layout_and_batch_independence(kind, synthetic):
+    images = synthetic["Training"][0][:6]
+    descriptors = dense_descriptors(images, kind, (2, 3), 4)
+    assert descriptors.shape == (6, len(descriptor_centres(kind, (2, 3), 4)), descriptor_length(kind))
+    assert descriptors.dtype == np.float32 and np.isfinite(descriptors).all() and (descriptors >= 0).all()
+    np.testing.assert_allclose(dense_descriptors(images[2:3], kind, (2, 3), 4), descriptors[2:3], rtol=1e-5)
+
+
+def test_sift_descriptors_are_unit_length_and_see_the_gradient_direction():
+    flat = np.full((1, 48, 48), 128, dtype=np.uint8)
+    assert not dense_descriptors(flat, "sift", (3,), 4).any()  # no gradient, no descriptor energy
+    ramp = np.tile(np.arange(0, 240, 5, dtype=np.uint8), (48, 1))[None]  # brighter to the right: 0 degrees
+    descriptors = dense_descriptors(np.concatenate([ramp, ramp[:, :, ::-1]]), "sift", (3,), 4)
+    np.testing.assert_allclose(np.linalg.norm(descriptors, axis=-1), 1, rtol=1e-4)
+    by_orientation = descriptors.reshape(2, -1, 16, 8).sum(axis=(1, 2))
+    assert by_orientation[0].argmax() == 0 and by_orientation[1].argmax() == 4  # 0 and 180 degrees
+
+
+# --- a cell ---------------------------------------------------------------------------------------------------
+
+def test_a_cell_stores_stage_timings_and_occlusion_maps(tmp_path):
+    out = run_grid(dataset=make_synthetic(n_train=300, n_public=90, n_private=90, seed=0), tasks=["binary"],
+                   models=["bow_svm"], quick=True, out=tmp_path / "r", report=False)
+    cell = out / "runs" / "binary" / "bow_svm" / "seed0"
+    stages = json.loads((cell / "timings.json").read_text())["stages"]
+    assert stages["vocabulary_seconds"] > 0 and stages["encode_images_per_s"] > 0
+    with np.load(cell / "maps.npz") as maps:
+        assert maps["occlusion"].shape[1:] == (48, 48) and np.abs(maps["occlusion"]).max() > 0
+
+
+def test_the_timing_section_lists_the_stages_a_model_timed():
+    from fer_bench.report.timing import TIMING_COLUMNS, timing_markdown
+
+    def row(model, seed, stages):
+        return {**dict.fromkeys(TIMING_COLUMNS), "task": "7class", "model": model, "seed": seed, "stages": stages}
+
+    rows = [row("bow_svm", 0, {"vocabulary_seconds": 10.0, "encode_images_per_s": 1000.0}),
+            row("bow_svm", 1, {"vocabulary_seconds": 20.0, "encode_images_per_s": 3000.0}),
+            row("logreg", 0, None)]
+    text = timing_markdown(rows, "PrivateTest")
+    assert "| 7class | bow_svm | vocabulary 15.0 s; encode 2,000 images/s |" in text
+    assert "| 7class | logreg |" not in text.split("Stages of fit")[1]
+    assert "Stages of fit" not in timing_markdown(rows[2:], "PrivateTest")
