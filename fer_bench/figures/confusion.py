@@ -66,7 +66,7 @@ def confusion_difference_figure(tr: TaskResults, diffs: dict[str, np.ndarray]) -
         image = _annotated_matrix(ax, diff, texts, "RdBu_r", -limit, limit, tr.class_names,
                                   f"{tr.reference} − {baseline}", ylabel=k == 0)
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="difference (percentage points of the true class)")
-    fig.suptitle(f"{tr.task}: where the CNN's confusion matrix differs", fontsize=10)
+    fig.suptitle(f"{tr.task}: where the {tr.reference}'s confusion matrix differs", fontsize=10)
     return fig
 
 
@@ -81,7 +81,7 @@ def draw_confusion_difference(output: SectionOutput, ctx: FigureContext, tr: Tas
         where = f"({ctx.settings.headline_split}, {tr.seeds_text()}, n={len(tr.labels)})"
         output.figure(confusion_difference_figure(tr, confusion_differences(tr)),
                       f"confusion_diff_{tr.task}", f"{tr.task} confusion difference",
-                      f"{tr.task}: {tr.reference} minus each baseline, row-normalised confusion matrices in "
+                      f"{tr.task}: {tr.reference} minus each other model, row-normalised confusion matrices in "
                       f"percentage points {where}.")
 
 

@@ -83,7 +83,8 @@ def gain_figure(tr: TaskResults, gains: dict[str, Bars], colors) -> Figure:
                yerr=_error_bars(bars), capsize=2, error_kw={"lw": 0.8})
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(np.arange(tr.n_classes), tr.class_names, fontsize=8)
-    ax.set(ylabel="recall gain, points (95% paired CI)", title=f"{tr.task}: per-class recall gain of the CNN")
+    ax.set(ylabel="recall gain, points (95% paired CI)",
+           title=f"{tr.task}: per-class recall gain of the {tr.reference}")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return fig
@@ -126,7 +127,7 @@ def draw_recall_gain(output: SectionOutput, ctx: FigureContext, tr: TaskResults)
     if tr.reference and tr.baselines:
         output.figure(gain_figure(tr, recall_gains(tr, ctx.settings), ctx.colors), f"recall_gain_{tr.task}",
                       f"{tr.task} per-class recall gain", f"{tr.task}: per-class recall gain of {tr.reference} over "
-                      f"each baseline, paired 95% bootstrap intervals {_where(ctx, tr)}.")
+                      f"each other model, paired 95% bootstrap intervals {_where(ctx, tr)}.")
 
 
 def draw_confused_pairs(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
@@ -139,7 +140,7 @@ def draw_confused_pairs(output: SectionOutput, ctx: FigureContext, tr: TaskResul
 def note_without_reference(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     if not tr.reference:
         output.note(f"*{tr.task}: no {ctx.settings.reference_model or 'reference model'} cells, so no "
-                    "comparison with the CNN.*")
+                    "comparison with the reference model.*")
 
 
 RECALL = FigureSpec("recall", outline.GAIN_FIGURES, Needs.PREDICTIONS, draw_recall)
