@@ -23,7 +23,7 @@ from fer_bench.report.markdown import (
     spread,
     top_rates,
 )
-from fer_bench.report.seeds import distinct_rows, is_ensemble
+from fer_bench.report.seeds import distinct_rows, is_ensemble, several_seeds
 from fer_bench.settings import REFERENCE_MODEL
 
 #: the most bullets the findings hold (the summary opens with the headline table and these)
@@ -123,14 +123,14 @@ class Answer:
         parts, significant = [], []
         for task in tasks:
             ref, best = self.inputs.reference(task), self.best_rival(task)
-            parts.append(f"{task} {self.lead_text(task, best)} points over {best} "
+            parts.append(f"{task} {self.lead_text(task, best)} vs {best} "
                          f"({self.accuracy_text(task, ref)} vs {self.accuracy_text(task, best)})")
             if text := self.significance_text(task, best):
                 significant.append(f"{task} {text}")
         ref = self.inputs.reference(tasks[0])
         who = ref if all(self.inputs.reference(t) == ref for t in tasks) else "reference model"
-        return (f"**Accuracy** ({self.split}): the {who} leads the best {self.rival_kind(tasks[0])} in every "
-                f"task compared: " + "; ".join(parts) + "."
+        return (f"**Accuracy** ({self.split}), the {who} minus the best {self.rival_kind(tasks[0])} in points: "
+                + "; ".join(parts) + "."
                 + (f" Significant after Holm's correction in {', '.join(significant)}." if significant else ""))
 
     def class_sentences(self, tasks: list[str]) -> list[str]:
@@ -147,7 +147,8 @@ class Answer:
         if not parts:
             return ""
         level = confidence_text(self.inputs.settings)
-        return (f"**Per class, {task}** (recall points, {self.inputs.reference(task)} − rival, ± seed sd, paired "
+        spread_word = ", ± seed sd" if several_seeds(self.inputs.cells) else ""
+        return (f"**Per class, {task}** (recall points, {self.inputs.reference(task)} − rival{spread_word}, paired "
                 f"{level} interval over the images; *every seed*: each seed's interval excludes 0): {parts}.")
 
     def _class_parts(self, task: str, rivals: list[str], with_task: bool = True) -> str:
@@ -158,12 +159,13 @@ class Answer:
                 continue
             ordered = sorted(rows, key=lambda r: (-r["gain_mean"], r["class"]))
             largest, smallest = ordered[0], ordered[-1]
+            high_word = "largest gain" if largest["gain_mean"] >= 0 else "smallest loss"
             low_word = "largest loss" if smallest["gain_mean"] < 0 else "smallest gain"
-            held_losses = [r["class"] for r in ordered if r["holds"] == "loss"]
-            text = (f"vs {other} largest gain {self._class_gain(largest)}, {low_word} "
+            text = (f"vs {other} {high_word} {self._class_gain(largest)}, {low_word} "
                     f"{self._class_gain(smallest)}")
-            if held_losses:
-                text += f", losses in every seed on {joined(held_losses)}"
+            other_losses = [r["class"] for r in ordered if r["holds"] == "loss" and r not in (largest, smallest)]
+            if other_losses:
+                text += f", also losses in every seed on {joined(other_losses)}"
             parts.append(text)
         if not parts:
             return ""
@@ -228,14 +230,15 @@ class Answer:
             def clean_accuracy(model, task=task):
                 return 100 * float(np.mean([r["accuracy"] for r in clean[(task, model)]]))
 
-            parts.append(f"{task} {self.lead_text(task, best, 'clean')} points over {best} on "
-                         f"{clean[(task, ref)][0]['n']} clean images vs {self.lead_text(task, best)} on all ({ref} "
+            parts.append(f"{task} {self.lead_text(task, best, 'clean')} vs {best} on "
+                         f"{clean[(task, ref)][0]['n']} clean images, {self.lead_text(task, best)} on all ({ref} "
                          f"{clean_accuracy(ref):.1f}% vs {self.accuracy(task, ref):.1f}%)")
         if not parts:
             return ""
         ref = self.inputs.reference(tasks[0])
         return (f"**Clean subset** ({self.split} images without an exact or near copy in Training or the other "
-                f"test split, from the data audit; mean over seeds): the {ref}'s lead is " + "; ".join(parts) + ".")
+                f"test split, from the data audit; mean over seeds), the {ref} minus the best classic model in "
+                "points: " + "; ".join(parts) + ".")
 
     def peer_sentence(self, tasks: list[str]) -> str:
         """The models that are not classic, beside the answer: what they are and the reference's lead."""
@@ -245,14 +248,14 @@ class Answer:
         for task in tasks:
             for peer in self.inputs.peers(task):
                 significant = self.significance_text(task, peer)
-                parts.append(f"{task} {self.lead_text(task, peer)} points over {peer} ({self.accuracy_text(task, peer)}"
+                parts.append(f"{task} {self.lead_text(task, peer)} vs {peer} ({self.accuracy_text(task, peer)}"
                              + (f"; significant in {significant}" if significant else "") + ")")
         if not parts:
             return ""
         peers = list(dict.fromkeys(p for t in tasks for p in self.inputs.peers(t)))
         kinds = ", ".join(f"{p}: {_family_text(p)}" for p in peers)
         ref = self.inputs.reference(tasks[0])
-        return f"**Peers, not classic** ({kinds}): the {ref} leads " + "; ".join(parts) + "."
+        return f"**Peers, not classic** ({kinds}), the {ref} minus each in points: " + "; ".join(parts) + "."
 
     def cost_sentence(self, task: str) -> str:
         """Fit time and batch prediction speed per model on the first task, naming the machine(s) they ran on."""
@@ -275,10 +278,14 @@ class Answer:
         """One line: what the numbers' signs mean, which models are deterministic and which model is the
         reference when it is not the default."""
         level = confidence_text(self.inputs.settings)
-        text = (f"*Leads: paired, over the seeds both models have. ±: standard deviation over seeds (n − 1); "
-                f"brackets: paired bootstrap {level} interval over the {self.split} images (the mean of the seeds' "
-                "bounds); significance: exact McNemar test per seed, "
-                "Holm-corrected over the task's comparisons, adjusted p < 0.05.")
+        if several_seeds(self.inputs.cells):
+            text = (f"*Leads: paired, over the seeds both models have. ±: standard deviation over seeds (n − 1); "
+                    f"brackets: paired bootstrap {level} interval over the {self.split} images (the mean of the "
+                    "seeds' bounds); significance: exact McNemar test per seed, Holm-corrected over the task's "
+                    "comparisons, adjusted p < 0.05.")
+        else:
+            text = (f"*Brackets: paired bootstrap {level} interval over the {self.split} images; significance: "
+                    "exact McNemar test, Holm-corrected over the task's comparisons, adjusted p < 0.05.")
         deterministic = [f"{task} {model} ({len(rows)})" for (task, model), rows in self.private.items()
                          if (task, model) in self.inputs.identical_seeds]
         if deterministic:

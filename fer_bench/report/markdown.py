@@ -231,10 +231,14 @@ def per_class_markdown(ctx) -> str:
     compared = _compared(inputs, tasks)
     gains = {(r["task"], r["model_b"], r["class"]): r for r in ctx.tables.class_gain_rows}
     peer_columns = {m for t in tasks for m in inputs.peers(t)}
-    lines = [f"The reference model's recall per class in % ({split}; mean ± seed sd where its seeds differ) and "
-             "its gain in recall points over each other model (*model* − *other*): mean ± seed sd over the seeds "
-             f"both have, the paired bootstrap {level} interval over the images in brackets (the same resampled "
-             "images score both models; with several seeds the mean of the seeds' bounds), and **gain** or "
+    over_seeds = several_seeds(inputs.cells)
+    lines = [f"The reference model's recall per class in % ({split}"
+             + ("; mean ± seed sd where its seeds differ" if over_seeds else "")
+             + ") and its gain in recall points over each other model (*model* − *other*)"
+             + (": mean ± seed sd over the seeds both have, " if over_seeds else ", ")
+             + f"the paired bootstrap {level} interval over the images in brackets (the same resampled "
+             "images score both models" + ("; with several seeds the mean of the seeds' bounds" if over_seeds else "")
+             + "), and **gain** or "
              "**loss** where every seed's interval excludes 0 on that side. Classic models (as registered) "
              "first; a *peer* is not classic. Every model's precision, recall and F1: `per_class.csv`; the gains: "
              "`class_gains.csv`.", "",
@@ -270,8 +274,9 @@ def significance_markdown(ctx) -> str:
         return f"No {ctx.inputs.settings.reference_model or 'reference model'} cells to compare against."
     lines = [f"Exact McNemar test of the reference model (A) against each other model (B) on the same {split} "
              "images, one test per seed; p adjusted by Holm's method over the task's comparisons (all of A's "
-             "tests of that task and seed), significant: adjusted p < 0.05. A − B: accuracy points, mean ± seed sd. "
-             f"Every test, with its raw p and the {ctx.inputs.settings.selection_split} split's: `significance.csv`.",
+             "tests of that task and seed), significant: adjusted p < 0.05. A − B: accuracy points"
+             + (", mean ± seed sd" if several_seeds(ctx.inputs.cells) else "") + ". Every test, with its raw p "
+             f"and the {ctx.inputs.settings.selection_split} split's: `significance.csv`.",
              "", "| task | comparison | B is | seeds | A − B (points) | significant (Holm) | A more accurate | "
              "largest p (Holm) |", "|---|---|---|---|---|---|---|---|"]
     for (task, model_a, model_b), tests in _significance_groups(rows).items():
@@ -413,6 +418,6 @@ def title_markdown(ctx) -> str:
 FILES_MARKDOWN = (
     "Schemas of every file: `docs/results-format.md` in the fer-bench repository. "
     "`metrics.csv` (one row per task × model × seed × split × subset), `per_class.csv`, `confusions.csv`, "
-    "`significance.csv`, `floors.csv`, `timing.csv`, `summary.tex`, `figures/`, `audit.md` and `audit.csv` "
-    "(from `fer-bench data audit`), `runs/<task>/<model>/seed<k>/` (stored predictions, chosen "
+    "`significance.csv`, `class_gains.csv`, `floors.csv`, `timing.csv`, `summary.tex`, `figures/`, `audit.md` "
+    "and `audit.csv` (from `fer-bench data audit`), `runs/<task>/<model>/seed<k>/` (stored predictions, chosen "
     "parameters, timings, saliency maps, manifest).")

@@ -163,7 +163,7 @@ def with_holm(rows: list[dict]) -> list[dict]:
     for members in families.values():
         for k, adjusted in zip(members, holm_adjusted([rows[k]["p_value"] for k in members]), strict=True):
             rows[k]["p_holm"] = float(adjusted)
-            rows[k]["significant_holm_0.05"] = adjusted < 0.05
+            rows[k]["significant_holm_0.05"] = bool(adjusted < 0.05)  # a Python bool: written 1/0
     return rows
 
 
