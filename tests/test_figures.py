@@ -81,11 +81,13 @@ def test_every_figure_is_a_small_valid_png_linked_from_the_summary(finished_run,
             image.load()
             assert 250 <= image.width <= 1600 and 150 <= image.height <= 1600, (name, image.size)
         assert f"](figures/{name}.png)" in summary, f"{name}.png is not embedded in summary.md"
-    # every embedded figure exists (no dangling links), and each has a caption line under it
+    # every embedded figure exists (no dangling links), and each is one list item: the image, then its caption
     assert _linked(summary) <= set(written)
     for name in _linked(summary):
-        line_after = summary.split(f"](figures/{name}.png)", 1)[1].splitlines()[1]
-        assert line_after.startswith("*") and line_after.endswith("*") and len(line_after) > 20, name
+        before, after = summary.split(f"](figures/{name}.png)", 1)
+        assert before.splitlines()[-1].startswith("- !["), name
+        caption = after.splitlines()[0].strip()
+        assert caption.startswith("*") and caption.endswith("*") and len(caption) > 20, name
 
 
 def test_sections_come_after_the_tables_in_order(finished_run, models):
