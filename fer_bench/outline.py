@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fer_bench import saliency as saliency_maps
-from fer_bench.settings import ECE_BINS
 
 
 @dataclass(frozen=True)
@@ -19,7 +18,8 @@ class Section:
     """One `##` section of the report.
 
     id: a stable short key (not shown). title: the heading, a template naming the settings' splits, {headline}
-    and {selection}, and the {reference} model. intro: text above a figure section's figures (None: none)."""
+    and {selection}, and the {reference} model. intro: text above a figure section's figures (None: none), a
+    template naming the {reference} model and the settings' {ece_bins} (see intro_text)."""
 
     id: str
     title: str
@@ -33,13 +33,16 @@ class Section:
     def heading(self, *, headline: str, selection: str, reference: str) -> str:
         return self.title.format(headline=headline, selection=selection, reference=reference)
 
+    def intro_text(self, *, reference: str, ece_bins: int) -> str | None:
+        """The intro as the report shows it, with the report's reference model and settings."""
+        return None if self.intro is None else self.intro.format(reference=reference, ece_bins=ece_bins)
+
 
 HEADLINE = Section("headline", "Headline: {headline} ({selection} only used for model selection)")
 FINDINGS = Section("findings", "Findings")
 PROVENANCE = Section("provenance", "Provenance")
-PER_CLASS = Section("per_class", "Per-class recall and F1 ({headline})")
+PER_CLASS = Section("per_class", "Per-class recall and the {reference}'s gains ({headline})")
 SIGNIFICANCE = Section("significance", "Is the {reference}'s difference significant? ({headline})")
-CLASS_GAINS = Section("class_gains", "Per-class recall gains of the {reference} over seeds ({headline})")
 CONFUSIONS = Section("confusions", "Top confusions ({headline})")
 SELECTION = Section("selection", "What each model chose on {selection}")
 #: a table section that also holds the timing figure, below its table
@@ -48,9 +51,10 @@ TRAINING_FIGURES = Section("training", "Figures: CNN training curves ({selection
 ROC_FIGURES = Section("roc", "Figures: ROC curves ({headline})")
 CONFUSION_FIGURES = Section(
     "confusion", "Figures: confusion matrices ({headline})",
-    intro="Colour: share of the true class (rows sum to 1); numbers: images. In the difference matrices (CNN minus "
-          "a baseline, percentage points of the true class), red on the diagonal is a class the CNN recognises "
-          "more often; off the diagonal, blue is a confusion the CNN removes and red one it adds.")
+    intro="Colour: share of the true class (rows sum to 1); numbers: images. In the difference matrices ({reference} "
+          "minus another model, percentage points of the true class), red on the diagonal is a class the "
+          "{reference} recognises more often; off the diagonal, blue is a confusion the {reference} removes and "
+          "red one it adds.")
 GAIN_FIGURES = Section(
     "gain", "Figures: where the {reference} gains ({headline})",
     intro="Recall intervals: 95% percentile bootstrap over the images. Gain intervals: paired bootstrap (the same "
@@ -60,7 +64,7 @@ GAIN_FIGURES = Section(
           "the true label and the wrong predictions above each face.")
 CALIBRATION_FIGURES = Section(
     "calibration", "Figures: calibration ({headline})",
-    intro=f"Accuracy against mean top-label confidence in {ECE_BINS} equal-width bins (the ECE of `metrics.csv`); "
+    intro="Accuracy against mean top-label confidence in {ece_bins} equal-width bins (the ECE of `metrics.csv`); "
           "the lower panel shows the share of images in each bin.")
 SALIENCY_FIGURES = Section(
     "saliency", "Figures: what the models look at ({headline})",
@@ -70,15 +74,16 @@ SALIENCY_FIGURES = Section(
           "Red: hiding the area lowers the probability (the model relies on it); blue: hiding it raises it. One "
           "colour scale per row, so faces compare within a model. *Gradient* and *SmoothGrad* "
           f"({saliency_maps.SMOOTHGRAD_SAMPLES} noisy copies, noise {saliency_maps.SMOOTHGRAD_NOISE:.0%} of the pixel "
-          "range): magnitude of the derivative of the CNN's logit for the class w.r.t. each pixel, each map scaled "
-          "to its own 99th percentile. *Grad-CAM*: the CNN's last convolution block weighted by the logit's mean "
-          "gradient, rectified and scaled to 0..1.")
+          "range): magnitude of the derivative of a network model's logit for the class w.r.t. each pixel, each "
+          "map scaled to its own 99th percentile. *Grad-CAM*: the network's last convolution block weighted by the "
+          "logit's mean gradient, rectified and scaled to 0..1. Each caption names the model and seed the maps "
+          "come from; a model without maps is left out.")
 AUDIT = Section("audit", "Data audit")
 FILES = Section("files", "Files")
 
 #: every section of the report, in the order summary.md and index.html show them
 SECTIONS: tuple[Section, ...] = (
-    HEADLINE, FINDINGS, PROVENANCE, PER_CLASS, SIGNIFICANCE, CLASS_GAINS, CONFUSIONS, SELECTION, TIMING,
+    HEADLINE, FINDINGS, PROVENANCE, PER_CLASS, SIGNIFICANCE, CONFUSIONS, SELECTION, TIMING,
     TRAINING_FIGURES, ROC_FIGURES, CONFUSION_FIGURES, GAIN_FIGURES, CALIBRATION_FIGURES, SALIENCY_FIGURES,
     AUDIT, FILES,
 )

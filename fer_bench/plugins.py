@@ -8,7 +8,7 @@ A plugin is ordinary Python run once before the grid starts, e.g. my_models.py::
     def make_wide_cnn(seed=0, quick=False, **params):
         return make_cnn(seed=seed, quick=quick, filters=(48, 96, 192, 384), **params)
 
-    register_model("wide_cnn", make_wide_cnn, requires=("tensorflow",))
+    register_model("wide_cnn", make_wide_cnn, requires=("tensorflow",), family="network")
 
 then `fer-bench run --plugin my_models.py --models cnn,wide_cnn`. A mistake in the plugin is reported as one line
 naming the plugin's file and line, like every fer-bench error.

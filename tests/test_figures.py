@@ -82,11 +82,13 @@ def test_every_figure_is_a_small_valid_png_linked_from_the_summary(finished_run,
             image.load()
             assert 250 <= image.width <= 1600 and 150 <= image.height <= 1600, (name, image.size)
         assert f"](figures/{name}.png)" in summary, f"{name}.png is not embedded in summary.md"
-    # every embedded figure exists (no dangling links), and each has a caption line under it
+    # every embedded figure exists (no dangling links), and each is one list item: the image, then its caption
     assert _linked(summary) <= set(written)
     for name in _linked(summary):
-        line_after = summary.split(f"](figures/{name}.png)", 1)[1].splitlines()[1]
-        assert line_after.startswith("*") and line_after.endswith("*") and len(line_after) > 20, name
+        before, after = summary.split(f"](figures/{name}.png)", 1)
+        assert before.splitlines()[-1].startswith("- !["), name
+        caption = after.splitlines()[0].strip()
+        assert caption.startswith("*") and caption.endswith("*") and len(caption) > 20, name
 
 
 def test_sections_come_after_the_tables_in_order(finished_run, models):
@@ -307,3 +309,43 @@ def test_training_curves_come_from_the_stored_history(cnn_grid):
     assert history == cell.params["history"] and len(history) == cell.params["selected"]["epochs_run"]
     assert all(r["seconds"] > 0 and 0 <= r["val_accuracy"] <= 1 for r in history)
     assert "cnn_training_curves.png" in (finished_run / "summary.md").read_text()
+
+
+def test_saliency_names_the_network_model_whose_maps_it_draws_never_a_cnn_without_maps(baseline_grid):
+    """A folder whose cnn cell has no maps.npz while another network model has: the gradient rows and the
+    captions name that model (and its seed), the cnn is absent, and nothing says "CNN"."""
+    from dataclasses import replace
+
+    from matplotlib.text import Text
+
+    from fer_bench.figures import saliency
+    from fer_bench.figures.data import FigureContext
+
+    settings = Settings()
+    tr = next(t for t in figure_data.task_results(
+        [read_cell(p) for p in sorted((baseline_grid.out / "runs").glob("binary/*/seed0"))], settings)
+        if t.task == "binary")
+    ctx = FigureContext([tr], settings, baseline_grid.out, dataset=baseline_grid.dataset)
+    maps, _ = ctx.task_maps(tr)
+    # the hog_svm cell plays the cnn (no maps), the logreg cell another network model with gradient maps
+    renamed = replace(tr, cells={"cnn": tr.cells["hog_svm"], "other_net": tr.cells["logreg"]},
+                      proba={"cnn": tr.proba["hog_svm"], "other_net": tr.proba["logreg"]}, reference_model="cnn")
+    plain = maps["logreg"]
+    examples, errors = (len(plain.example_ids), 48, 48), (len(plain.error_ids), 48, 48)
+    network = replace(plain, gradient=np.full(examples, 200, np.uint8), smoothgrad=np.full(examples, 100, np.uint8),
+                      gradcam=np.full(examples, 50, np.uint8), error_gradcam_true=np.zeros(errors, np.uint8),
+                      error_gradcam_predicted=np.zeros(errors, np.uint8))
+    usable, missing = saliency.usable_maps(renamed, {"other_net": network}, {"cnn": figure_data.MAPS_MISSING})
+    assert list(usable) == ["other_net"] and "cnn" in missing
+    s = saliency.task_saliency(renamed, usable)
+    assert s.gradients_model == "other_net" and list(s.occlusion) == ["other_net"]
+    captions = saliency.saliency_captions(renamed, s, settings.headline_split)
+    seed = tr.cells["logreg"].seed
+    assert f"other_net's (seed {seed}) vanilla gradient" in captions[0]
+    assert all("other_net" in caption for caption in captions)
+    assert not any("cnn" in caption.lower() for caption in captions)
+    faces = np.zeros((len(s.examples), 48, 48), np.uint8)
+    fig = saliency.saliency_figure(renamed, faces, s.maps_of(s.examples), s.gradients, s.gradients_model)
+    labels = [t.get_text() for t in fig.findobj(Text)]
+    assert {"other_net: gradient", "other_net: SmoothGrad", "other_net: Grad-CAM"} <= set(labels)
+    assert not any("cnn" in label.lower() for label in labels)

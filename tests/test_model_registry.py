@@ -14,10 +14,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from fer_bench import models
 from fer_bench.errors import FerBenchError
 from fer_bench.models import (
+    CLASSIC,
+    NETWORK,
+    PRETRAINED,
     ModelSpec,
     available_models,
     make_model,
     model_description,
+    model_family,
     model_spec,
     register_model,
     registered_model,
@@ -49,6 +53,16 @@ def test_a_registered_model_is_one_frozen_record():
     assert "recorded" not in available_models()
     with pytest.raises(FerBenchError, match="unknown model 'recorded'"):
         model_spec("recorded")
+
+
+def test_a_model_says_its_family_which_the_report_reads_for_classic_rivals():
+    assert [model_family(m) for m in ("cnn", "hog_svm", "logreg[Cs=(1.0,)]", "fer_pkg")] == [
+        NETWORK, CLASSIC, CLASSIC, PRETRAINED]
+    assert model_family("not_registered") == ""  # a cell of a model this process does not know: no family
+    with registered_model("scoped", _factory, family=PRETRAINED) as spec:
+        assert spec.family == PRETRAINED and model_family("scoped") == PRETRAINED
+    with pytest.raises(ValueError, match="family 'handmade' is not one of classic, network, pretrained"):
+        ModelSpec("odd", _factory, family="handmade")
 
 
 def test_registered_model_is_undone_on_exit_and_restores_a_replaced_record():

@@ -72,3 +72,26 @@ def test_figures_are_drawn_stage_by_stage_in_registry_order(tmp_path):
              FigureSpec("timings", outline.TIMING, Needs.TIMINGS, recorder("timings"), scope=Scope.GRID))
     render_figures(FigureContext([], Settings(), tmp_path), figures=specs)
     assert drawn == ["history", "timings", "maps_once"]
+
+
+def test_figure_intros_name_the_reports_bins_and_reference(tmp_path):
+    """The calibration intro counts the settings' ECE bins and the confusion intro names the report's reference,
+    never "CNN" when the reference is another model."""
+    from types import SimpleNamespace
+
+    from fer_bench.report.sections import section_builder
+
+    def draw(output, ctx):
+        output.note("a figure")
+
+    specs = tuple(FigureSpec(f"note_{s.id}", s, Needs.TIMINGS, draw, scope=Scope.GRID)
+                  for s in (outline.CALIBRATION_FIGURES, outline.CONFUSION_FIGURES))
+    output = render_figures(FigureContext([], Settings(), tmp_path), figures=specs)
+    for reference_is_default, name in ((False, "reference model"), (True, "CNN")):
+        ctx = SimpleNamespace(figures=output, inputs=SimpleNamespace(settings=Settings(ece_bins=7),
+                                                                     reference_is_default=reference_is_default))
+        calibration = section_builder(outline.CALIBRATION_FIGURES)(ctx)
+        assert "in 7 equal-width bins" in calibration and "15" not in calibration
+        confusion = section_builder(outline.CONFUSION_FIGURES)(ctx)
+        assert f"({name} minus another model" in confusion
+        assert ("CNN" in confusion) == reference_is_default

@@ -14,14 +14,19 @@ import re
 import shutil
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import copy_grid
 
-from fer_bench.metrics import paired_recall_gain
+from fer_bench.metrics import holm_adjusted, paired_recall_gain
+from fer_bench.models import CLASSIC, PRETRAINED, registered_model
 from fer_bench.report import build_report
+from fer_bench.report.findings import MAX_FINDINGS
+from fer_bench.report.inputs import ReportInputs
 from fer_bench.report.seeds import ENSEMBLE_FIELD, SeedEnsemble, ensemble_of, is_ensemble, with_ensembles
+from fer_bench.settings import Settings
 
 SEEDS = (0, 1, 2)
 MODELS = ("hog_svm", "logreg")
@@ -85,43 +90,77 @@ def spread_text(values, scale: float = 100, decimals: int = 1) -> str:
 
 # --- tables: mean ± std over seeds ----------------------------------------------------------------------------
 
+def identical_seeds(grid: Path, task: str, model: str) -> bool:
+    """Whether every seed stored the same predictions, read straight from predictions.csv."""
+    texts = {(grid / "runs" / task / model / f"seed{seed}" / "predictions.csv").read_bytes() for seed in SEEDS}
+    return len(texts) == 1
+
+
+def mean_interval_text(rows: list[dict], metric: str) -> str:
+    low = 100 * np.mean([float(r[f"{metric}_ci_low"]) for r in rows])
+    high = 100 * np.mean([float(r[f"{metric}_ci_high"]) for r in rows])
+    return f"[{low:.1f}, {high:.1f}]"
+
+
 @pytest.mark.parametrize("task", ["binary", "5class"])
 @pytest.mark.parametrize("model", MODELS)
-def test_headline_shows_mean_std_of_the_per_seed_rows(report, task, model):
+def test_headline_shows_seed_sd_and_the_images_interval_in_separate_columns(report, grid, task, model):
     rows = per_seed(report, task, model)
     public = per_seed(report, task, model, "PublicTest")
-    line = table_line(report.sections[0].markdown, task, model, "3")
-    assert line[3] == spread_text([r["accuracy"] for r in rows])
-    assert line[4] == spread_text([r["f1_macro"] for r in rows])
-    assert line[5] == spread_text([r["roc_auc_macro"] for r in rows], scale=1, decimals=3)
-    assert line[8] == spread_text([r["accuracy"] for r in public])
-    assert line[9] == spread_text([r["fit_seconds"] for r in rows], scale=1) + " s"
+    deterministic = identical_seeds(grid, task, model)
+    assert report.inputs.is_deterministic(task, model) == deterministic
+    if deterministic:  # shown once: one seed's numbers, no spread, no ensemble row
+        line = table_line(report.sections[0].markdown, task, model, "deterministic (3 seeds identical)")
+        rows, public = rows[:1], public[:1]
+        assert line[3] == f"{100 * float(rows[0]['accuracy']):.1f}"
+        assert line[7] == f"{float(rows[0]['roc_auc_macro']):.3f}"
+        assert line[10] == f"{100 * float(public[0]['accuracy']):.1f}"
+    else:
+        line = table_line(report.sections[0].markdown, task, model, "3")
+        assert line[3] == spread_text([r["accuracy"] for r in rows])
+        assert line[5] == spread_text([r["f1_macro"] for r in rows])
+        assert line[7] == spread_text([r["roc_auc_macro"] for r in rows], scale=1, decimals=3)
+        assert line[10] == spread_text([r["accuracy"] for r in public])
+    assert line[4] == mean_interval_text(rows, "accuracy")
+    assert line[6] == mean_interval_text(rows, "f1_macro")
+    fits = [float(r["fit_seconds"]) for r in per_seed(report, task, model)]
+    assert line[11] == spread_text(fits, scale=1) + " s"  # every seed's fit, identical predictions or not
 
 
 def test_headline_says_how_many_seeds(report):
     headline = report.sections[0].markdown
-    assert headline.startswith("**3 seeds** per task and model (seeds 0, 1, 2)")
-    assert "| task | model | seeds | accuracy % |" in headline
+    assert headline.startswith("**3 seeds** per task and model (seeds 0, 1, 2")
+    assert ("| task | model | seeds | accuracy % ± seed sd | accuracy images' 95% CI | macro-F1 % ± seed sd | "
+            "macro-F1 images' 95% CI |") in headline
 
 
-def test_per_class_table_shows_recall_mean_std(report):
+def test_per_class_table_shows_the_references_recall_and_its_gains(report):
+    task, cls = "5class", "happy"
+    ref = report.inputs.reference(task)
     rows = [r for r in csv_rows(report, "per_class.csv")
-            if r["task"] == "5class" and r["model"] == "logreg" and r["split"] == HEADLINE and r["class"] == "happy"]
+            if r["task"] == task and r["model"] == ref and r["split"] == HEADLINE and r["class"] == cls]
     assert len(rows) == 3
-    section = next(s.markdown for s in report.sections if s.title.startswith("Per-class recall and F1"))
-    assert "mean ± std over 3 seeds" in section
-    line = table_line(section, "happy")
-    assert f"{spread_text([r['recall'] for r in rows])} | {spread_text([r['f1'] for r in rows])}" in " | ".join(line)
+    section = next(s.markdown for s in report.sections if s.title.startswith("Per-class recall and the"))
+    line = table_line(section, task, cls)
+    recalls = [r["recall"] for r in rows]
+    expected = (f"{100 * float(recalls[0]):.1f}" if report.inputs.is_deterministic(task, ref)
+                else spread_text(recalls))
+    assert line[3] == expected
+    assert f"{ref} recall %" in section
 
 
 def test_timing_table_shows_mean_std_and_seeds(report):
     rows = [r for r in csv_rows(report, "timing.csv") if r["task"] == "binary" and r["model"] == "hog_svm"]
     assert [int(r["seed"]) for r in rows] == list(SEEDS)  # per seed in the CSV
     section = next(s.markdown for s in report.sections if s.title.startswith("Timing"))
-    line = table_line(section, "binary", "hog_svm", "3")
-    assert line[3] == spread_text([r["accuracy"] for r in rows])
+    assert {r["machine"] for r in rows} == {rows[0]["machine"]}  # one machine: one row, named M1 below the table
+    assert f"Machines: M1 {rows[0]['machine']}." in section
+    line = table_line(section, "binary", "hog_svm", "M1", "3")
+    assert line[4] == spread_text([r["accuracy"] for r in rows])
     values = np.array([float(r["fit_seconds"]) for r in rows])
-    assert line[4] == f"{values.mean():,.1f} ± {values.std(ddof=1):,.1f}"
+    shared = any(r["fit_shared"] == "1" for r in rows)
+    assert line[5] == f"{values.mean():,.1f} ± {values.std(ddof=1):,.1f}" + (" †" if shared else "")
+    assert all(r["fit_load_average"] != "" for r in rows)  # the cells record the load around their fit
 
 
 # --- seed ensembles -------------------------------------------------------------------------------------------
@@ -136,6 +175,9 @@ def test_ensemble_row_scores_the_averaged_stored_probabilities(report, grid, tas
     expected = float(np.mean(averaged.argmax(axis=1) == labels))
     rows = [r for r in csv_rows(report, "metrics.csv")
             if r["model"] == f"{model} (seed ensemble, 3)" and r["task"] == task and r["split"] == split]
+    if identical_seeds(grid, task, model):  # the average of identical seeds is one seed again: no row
+        assert rows == []
+        return
     assert len(rows) == 1
     row = rows[0]
     assert row["seed"] == "ensemble"
@@ -147,10 +189,10 @@ def test_ensemble_row_scores_the_averaged_stored_probabilities(report, grid, tas
     assert row["predict_images_per_s"] == ""
 
 
-def test_an_ensemble_row_is_marked_by_its_field_not_its_text(report):
+def test_an_ensemble_row_is_marked_by_its_field_not_its_text(report, grid):
     ensembles = [r for r in report.metric_rows if is_ensemble(r)]
     assert {(r["task"], ensemble_of(r).model) for r in ensembles} == {
-        (task, model) for task in ("binary", "5class") for model in MODELS}
+        (task, model) for task in ("binary", "5class") for model in MODELS if not identical_seeds(grid, task, model)}
     assert all(ensemble_of(r).seeds == SEEDS for r in ensembles)
     assert all(ensemble_of(r) is None for r in report.metric_rows if r["seed"] != "ensemble")
     assert ENSEMBLE_FIELD not in report.files["metrics.csv"].splitlines()[0]
@@ -165,45 +207,57 @@ def test_ensemble_rows_are_placed_after_the_seeds_their_field_names():
     assert with_ensembles(seed_rows, [ensemble]) == [*seed_rows[:2], ensemble, seed_rows[2]]
 
 
-def test_ensemble_rows_follow_their_seeds_and_stay_out_of_other_tables(report):
+def test_ensemble_rows_follow_their_seeds_and_stay_out_of_other_tables(report, grid):
     metric_rows = csv_rows(report, "metrics.csv")
     keys = list(dict.fromkeys((r["task"], r["model"]) for r in metric_rows))
     assert keys == [(task, name) for task in ("5class", "binary")  # registered task order
-                    for model in MODELS for name in (model, f"{model} (seed ensemble, 3)")]
+                    for model in MODELS for name in (model, f"{model} (seed ensemble, 3)")
+                    if name == model or not identical_seeds(grid, task, model)]
     for name in ("per_class.csv", "confusions.csv", "timing.csv"):
         assert "ensemble" not in report.files[name], name
     assert "ensemble" not in report.files["significance.csv"]
-    line = table_line(report.sections[0].markdown, "binary", "logreg (seed ensemble, 3)")
+    assert not identical_seeds(grid, "binary", "hog_svm")  # the SVM's probability calibration draws on its seed
+    line = table_line(report.sections[0].markdown, "binary", "hog_svm (seed ensemble, 3)")
     assert line[2] == "3 averaged"
-    assert re.fullmatch(r"\d+\.\d \[\d+\.\d, \d+\.\d\]", line[3])
-    assert line[9].endswith("s (3 fits)")
-    findings = next(s.markdown for s in report.sections if s.title == "Findings")
-    assert "Seed ensembles (the average of a model's seeds' stored probabilities, no training" in findings
+    assert re.fullmatch(r"\d+\.\d", line[3]) and re.fullmatch(r"\[\d+\.\d, \d+\.\d\]", line[4])
+    assert line[11].endswith("s (3 fits)")
 
 
 # --- significance and per-class gains over seeds --------------------------------------------------------------
 
-def test_significance_summary_counts_the_per_seed_tests(report):
+def test_significance_summary_counts_the_holm_corrected_per_seed_tests(report):
     per_seed_tests = defaultdict(list)
     for r in csv_rows(report, "significance.csv"):
         per_seed_tests[(r["task"], r["split"], r["model_a"], r["model_b"])].append(r)
     summary = report.tables.significance_summary_rows
     assert {(r["task"], r["split"], r["model_a"], r["model_b"]) for r in summary} == set(per_seed_tests)
     section = next(s.markdown for s in report.sections if s.title.startswith("Is the reference model's"))
+    assert "Holm" in section.split("\n\n")[0]  # the caption says the correction
     for r in summary:
         tests = per_seed_tests[(r["task"], r["split"], r["model_a"], r["model_b"])]
         assert [int(t["seed"]) for t in tests] == list(SEEDS)
-        n_significant = sum(t["significant_0.05"] == "1" for t in tests)
-        max_p = max(float(t["p_value"]) for t in tests)
+        n_significant = sum(t["significant_holm_0.05"] == "1" for t in tests)
+        max_p = max(float(t["p_holm"]) for t in tests)
         assert r["n_significant"] == n_significant
-        assert r["max_p_value"] == pytest.approx(max_p, rel=1e-5)
-        line = table_line(section, r["task"], r["split"], f"{r['model_a']} vs {r['model_b']}")
-        assert line[3:5] == ["0, 1, 2", f"{n_significant}/3"]
+        assert r["max_p_holm"] == pytest.approx(max_p, rel=1e-5)
+        if r["split"] != HEADLINE:
+            continue
+        line = table_line(section, r["task"], f"{r['model_a']} vs {r['model_b']}")
+        differences = 100 * np.array([float(t["accuracy_a"]) - float(t["accuracy_b"]) for t in tests])
+        assert line[3:6] == ["0, 1, 2", f"{differences.mean():+.1f} ± {differences.std(ddof=1):.1f}",
+                             f"{n_significant}/3"]
         assert float(line[7]) == pytest.approx(max_p, rel=0.05)
     findings = next(s.markdown for s in report.sections if s.title == "Findings")
     binary = next(r for r in summary if r["task"] == "binary" and r["split"] == HEADLINE)
-    assert f"(significant in {binary['n_significant']}/3 seeds" in findings
-    assert "one test per seed" in findings
+    if binary["n_significant"]:
+        assert f"binary {binary['n_significant']}/3 seeds" in findings
+    assert "exact McNemar test per seed, Holm-corrected" in findings
+
+
+def test_holm_adjusts_within_a_family_and_keeps_the_order():
+    assert holm_adjusted([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm_adjusted([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm_adjusted([0.02]) == pytest.approx([0.02])  # one test: unchanged
 
 
 def test_class_gains_over_seeds_match_per_seed_recalls(report, grid):
@@ -212,14 +266,19 @@ def test_class_gains_over_seeds_match_per_seed_recalls(report, grid):
     rows = report.tables.class_gain_rows
     assert {(r["task"], r["model_b"]) for r in rows} == {
         (task, next(m for m in MODELS if m != report.inputs.reference(task))) for task in ("binary", "5class")}
-    section = next(s.markdown for s in report.sections if s.title.startswith("Per-class recall gains"))
+    assert len(csv_rows(report, "class_gains.csv")) == len(rows)
+    section = next(s.markdown for s in report.sections if s.title.startswith("Per-class recall and the"))
+    header = next(line for line in section.splitlines() if line.startswith("| task | class |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
     for r in rows:
         gains = [recall[(r["task"], r["model_a"], s, r["class"])] - recall[(r["task"], r["model_b"], s, r["class"])]
                  for s in SEEDS]
         assert r["gains"] == pytest.approx(gains, abs=1e-6)
         assert r["gain_mean"] == pytest.approx(np.mean(gains), abs=1e-6)
         assert r["gain_std"] == pytest.approx(np.std(gains, ddof=1), abs=1e-6)
-        table_line(section, r["task"], f"{r['model_a']} vs {r['model_b']}", r["class"], "0, 1, 2")
+        cell = table_line(section, r["task"], r["class"])[columns.index(f"− {r['model_b']}")]
+        assert cell.startswith(f"{100 * np.mean(gains):+.1f} ± {100 * np.std(gains, ddof=1):.1f} [")
+        assert cell.endswith(f"**{r['holds']}**") if r["holds"] else "**" not in cell
     # "holds" against each seed's paired interval, computed here from the stored predictions
     task = "5class"
     ref, other = report.inputs.reference(task), next(r["model_b"] for r in rows if r["task"] == task)
@@ -234,15 +293,54 @@ def test_class_gains_over_seeds_match_per_seed_recalls(report, grid):
         expected = ("gain" if (intervals[:, k, 0] > 0).all() else
                     "loss" if (intervals[:, k, 1] < 0).all() else None)
         assert r["holds"] == expected, r["class"]
+        assert r["ci_low"] == pytest.approx(intervals[:, k, 0].mean(), abs=1e-9)
     findings = next(s.markdown for s in report.sections if s.title == "Findings")
-    assert "Per-class differences that hold in every seed" in findings
+    assert "**Per class, binary**" in findings or "**Per class, 5class**" in findings
+    assert ("largest loss" in findings) or ("smallest gain" in findings)  # the low end is as visible as the top
 
 
 def test_html_holds_the_seed_sections(report):
     page = report.files["index.html"]
-    assert "significant (p &lt; 0.05)" in page
+    assert "significant (Holm)" in page
     assert "hog_svm (seed ensemble, 3)" in page
-    assert "Per-class recall gains of the reference model over seeds" in page
+    assert re.search(r"Per-class recall and the reference model(&#x27;|&#39;|')s gains", page)
+
+
+# --- the summary's shape and the rivals -------------------------------------------------------------------
+
+def summary_limits(summary: str) -> None:
+    """summary.md opens with the answer: the headline table and at most MAX_FINDINGS bullets within its first 60
+    lines, and no more than 250 lines in all."""
+    lines = summary.splitlines()
+    assert len(lines) <= 250, len(lines)
+    titles = [k for k, line in enumerate(lines) if line.startswith("## ")]
+    assert lines[titles[0]].startswith("## Headline") and lines[titles[1]] == "## Findings"
+    findings = lines[titles[1] + 1:titles[2]]
+    bullets = [line for line in findings if line.startswith("- ")]
+    assert 1 <= len(bullets) <= MAX_FINDINGS
+    assert titles[2] <= 60, "the headline and findings must fit in the first 60 lines"
+    assert not any(re.fullmatch(r"\|( –? \|)+( – \|){2,}", line) for line in lines), "an empty table row"
+
+
+def test_summary_opens_with_the_answer_within_its_limits(report, one_seed_report):
+    for built in (report, one_seed_report):
+        summary_limits(built.files["summary.md"])
+    findings = next(s.markdown for s in report.sections if s.title == "Findings")
+    assert findings.startswith("- **Accuracy** (PrivateTest), the ")
+
+
+def test_classic_rivals_come_from_the_registry_and_peers_are_labelled(report):
+    """A pretrained model is a peer, never the classic rival, however accurate; classic is the registry's word."""
+    def cell(model):
+        return SimpleNamespace(task="binary", model=model)
+
+    with registered_model("outside_net", lambda seed=0, quick=False: None, family=PRETRAINED), \
+            registered_model("my_classic", lambda seed=0, quick=False: None, family=CLASSIC):
+        inputs = ReportInputs(out=Path("."), cells=[cell(m) for m in ("cnn", "hog_svm", "outside_net", "my_classic",
+                                                                      "unknown")],
+                              settings=Settings(), references={"binary": "cnn"})
+        assert inputs.classic_rivals("binary") == ["hog_svm", "my_classic"]
+        assert inputs.peers("binary") == ["outside_net", "unknown"]
 
 
 # --- one seed: none of it -------------------------------------------------------------------------------------
@@ -250,12 +348,41 @@ def test_html_holds_the_seed_sections(report):
 def test_one_seed_grid_has_no_ensembles_and_no_spreads(one_seed_report):
     assert "ensemble" not in one_seed_report.files["metrics.csv"]
     assert not one_seed_report.tables.significance_summary_rows
-    assert not one_seed_report.tables.class_gain_rows
+    # the per-class gains stand on the one seed's paired interval
+    assert one_seed_report.tables.class_gain_rows
+    assert all(r["seeds"] == [0] for r in one_seed_report.tables.class_gain_rows)
     for name in ("summary.md", "index.html", "summary.tex"):
         text = one_seed_report.files[name]
         assert "±" not in text and "$\\pm$" not in text, name
         assert "seed ensemble" not in text, name
     summary = one_seed_report.files["summary.md"]
     assert "| task | model | accuracy % [95% CI] | macro-F1 % [95% CI] |" in summary
-    assert "over seeds (" not in summary and "Per-class recall gains" not in summary
-    assert "(p: exact McNemar test on the same PrivateTest images, seed 0.)" in summary
+    assert "over seeds (" not in summary and "seed sd" not in summary
+    assert "significance: exact McNemar test, Holm-corrected over the task's comparisons" in summary
+
+
+def test_the_lead_on_the_clean_subset_is_a_finding(grid, tiny_synthetic, tmp_path):
+    """With a data audit, the findings give the reference's lead over the best classic model on the clean
+    subset beside its lead on all images, paired over the seeds, as metrics.csv has them."""
+    from fer_bench.audit import run_audit
+
+    out = tmp_path / "results"
+    shutil.copytree(grid, out)
+    run_audit(dataset=tiny_synthetic, out=out)
+    audited = build_report(out)
+    findings = next(s.markdown for s in audited.sections if s.title == "Findings")
+    line = next(b for b in findings.splitlines() if b.startswith("- **Clean subset**"))
+    rows = [r for r in csv_rows(audited, "metrics.csv") if r["split"] == HEADLINE and r["seed"] != "ensemble"]
+    for task in ("5class", "binary"):
+        ref = audited.inputs.reference(task)
+        other = next(m for m in MODELS if m != ref)
+
+        def leads(subset, task=task, ref=ref, other=other):
+            accuracy = {(r["model"], r["seed"]): 100 * float(r["accuracy"]) for r in rows
+                        if r["task"] == task and r["subset"] == subset}
+            return np.array([accuracy[(ref, str(s))] - accuracy[(other, str(s))] for s in SEEDS])
+
+        clean, everything = leads("clean"), leads("all")
+        n_clean = next(r["n"] for r in rows if r["task"] == task and r["subset"] == "clean")
+        assert (f"{task} {clean.mean():+.1f} ± {clean.std(ddof=1):.1f} vs {other} on {n_clean} clean "
+                f"images, {everything.mean():+.1f} ± {everything.std(ddof=1):.1f} on all") in line

@@ -31,7 +31,7 @@ import itertools
 
 from fer_bench import outline
 from fer_bench.figures import confusion, curves, gains, mosaics, saliency, timing, training
-from fer_bench.figures.data import FigureContext, FigureOutput, FigureSpec, Scope, task_results
+from fer_bench.figures.data import FIGURE_ITEM, FigureContext, FigureOutput, FigureSpec, Scope, task_results
 from fer_bench.outline import Section
 
 FIGURES: tuple[FigureSpec, ...] = (*curves.FIGURES, *confusion.FIGURES, *gains.FIGURES, *timing.FIGURES,
@@ -56,12 +56,20 @@ def render_figures(ctx: FigureContext, figures: tuple[FigureSpec, ...] = FIGURES
     return output
 
 
-def section_markdown(output: FigureOutput, section: Section) -> str | None:
-    """A figure section's markdown: its intro and its figures, None when it has none."""
+def section_markdown(output: FigureOutput, section: Section, intro: str | None = None) -> str | None:
+    """A figure section's markdown: its intro (`intro`, default the section's own text) and its figures, None
+    when it has none. Consecutive figures form one list, a line each, so summary.md stays short."""
     parts = output.parts.get(section)
     if not parts:
         return None
-    return "\n\n".join(([section.intro] if section.intro else []) + parts)
+    intro = section.intro if intro is None else intro
+    blocks = [intro] if intro else []
+    for part, previous in zip(parts, [None, *parts[:-1]], strict=True):
+        if previous is not None and previous.startswith(FIGURE_ITEM) and part.startswith(FIGURE_ITEM):
+            blocks[-1] += "\n" + part  # a figure after a figure: the next item of the same list
+        else:
+            blocks.append(part)
+    return "\n\n".join(blocks)
 
 
 __all__ = ["FIGURES", "FigureContext", "FigureOutput", "FigureSpec", "render_figures", "section_markdown",

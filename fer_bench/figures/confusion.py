@@ -95,7 +95,7 @@ def draw_confusion(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -
 def draw_confusion_difference(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     if tr.reference and tr.baselines:
         output.figure(plot_confusion_difference(tr), f"confusion_diff_{tr.task}", f"{tr.task} confusion difference",
-                      f"{tr.task}: {tr.reference} minus each baseline, row-normalised confusion matrices in "
+                      f"{tr.task}: {tr.reference} minus each other model, row-normalised confusion matrices in "
                       f"percentage points ({tr.where_text()}).")
 
 

@@ -33,6 +33,8 @@ from fer_bench.settings import REFERENCE_MODEL, Settings
 from fer_bench.storage import StoredCell
 
 FIGURES_DIR = "figures"
+#: how a figure starts in summary.md: an item of a list of figures, one line each
+FIGURE_ITEM = "- !"
 MAPS_MISSING = "no maps.npz in the cells: run `fer-bench maps --out DIR` where their fitted models are"
 
 
@@ -222,9 +224,10 @@ class SectionOutput:
         return self.output.findings
 
     def figure(self, fig: Figure, name: str, alt: str, caption: str) -> None:
-        """`fig` as figures/<name>.png, embedded in the section with `alt` text and a one-line caption below."""
+        """`fig` as figures/<name>.png, embedded in the section as one list item: the image with `alt` text and
+        its one-line caption."""
         self.output.files[f"{FIGURES_DIR}/{name}.png"] = figure_png(fig)
-        self.note(f"![{alt}]({FIGURES_DIR}/{name}.png)\n*{caption}*")
+        self.note(f"{FIGURE_ITEM}[{alt}]({FIGURES_DIR}/{name}.png) *{caption}*")
 
     def skipped(self, names: list[str], reason: str) -> None:
         """One line saying why; PNGs of an earlier report are left in place and still linked."""

@@ -146,7 +146,7 @@ def draw_recall_gain(output: SectionOutput, ctx: FigureContext, tr: TaskResults)
     if tr.reference and tr.baselines:
         output.figure(plot_recall_gain(tr, ctx.settings, ctx.colors), f"recall_gain_{tr.task}",
                       f"{tr.task} per-class recall gain", f"{tr.task}: per-class recall gain of {tr.reference} over "
-                      f"each baseline, paired 95% bootstrap intervals ({tr.where_text()}).")
+                      f"each other model, paired 95% bootstrap intervals ({tr.where_text()}).")
 
 
 def draw_confused_pairs(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
@@ -158,7 +158,7 @@ def draw_confused_pairs(output: SectionOutput, ctx: FigureContext, tr: TaskResul
 def note_without_reference(output: SectionOutput, ctx: FigureContext, tr: TaskResults) -> None:
     if not tr.reference:
         output.note(f"*{tr.task}: no {ctx.settings.reference_model or 'reference model'} cells, so no "
-                    "comparison with the CNN.*")
+                    "comparison with the reference model.*")
 
 
 RECALL = FigureSpec("recall", outline.GAIN_FIGURES, Needs.PREDICTIONS, draw_recall)

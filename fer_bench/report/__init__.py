@@ -24,6 +24,7 @@ from fer_bench.report.html import index_html
 from fer_bench.report.inputs import ReportInputs, choose_references, load_cells
 from fer_bench.report.latex import latex_escape, latex_headline
 from fer_bench.report.sections import RenderedSection, SectionContext, summary_markdown
+from fer_bench.report.seeds import identical_seed_models
 from fer_bench.report.tables import Tables, compute_tables
 from fer_bench.report.timing import timing_csv, timing_rows
 from fer_bench.settings import Settings
@@ -63,7 +64,8 @@ def read_inputs(out, *, dataset: Dataset | None = None, settings: Settings | Non
     audit_rows = read_audit_rows(out)
     settings = settings or Settings()
     return ReportInputs(out=out, cells=cells, settings=settings, dataset=dataset, audit_rows=audit_rows,
-                        leaked_ids=leaked_ids(audit_rows, cells, out), references=choose_references(cells, settings))
+                        leaked_ids=leaked_ids(audit_rows, cells, out), references=choose_references(cells, settings),
+                        identical_seeds=identical_seed_models(cells))
 
 
 def report_tables(inputs: ReportInputs) -> Tables:

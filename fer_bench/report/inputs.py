@@ -11,7 +11,7 @@ import numpy as np
 
 from fer_bench.data.dataset import Dataset
 from fer_bench.errors import FerBenchError
-from fer_bench.models import available_models, parse_variant
+from fer_bench.models import CLASSIC, available_models, model_family, parse_variant
 from fer_bench.provenance import machine_label
 from fer_bench.settings import REFERENCE_MODEL, Settings
 from fer_bench.storage import StoredCell, check_cell_data, check_results_folder, list_cells, read_cell
@@ -32,9 +32,31 @@ class ReportInputs:
     leaked_ids: frozenset = frozenset()
     #: per task, the model every other one is compared against (choose_references), None: no comparisons
     references: dict = field(default_factory=dict)
+    #: (task, model) pairs whose seeds stored identical predictions (fer_bench.report.seeds.identical_seed_models):
+    #: shown once, as deterministic, with no seed ensemble
+    identical_seeds: frozenset = frozenset()
 
     def reference(self, task: str) -> str | None:
         return self.references.get(task)
+
+    def task_models(self, task: str) -> list[str]:
+        """The models of a task's cells, in report order."""
+        return list(dict.fromkeys(cell.model for cell in self.cells if cell.task == task))
+
+    def classic_rivals(self, task: str) -> list[str]:
+        """The models the reference is measured against in the CNN-vs-classic answer: those registered as
+        CLASSIC (fer_bench.models.ModelSpec.family), other than the reference."""
+        ref = self.reference(task)
+        return [m for m in self.task_models(task) if m != ref and model_family(m) == CLASSIC]
+
+    def peers(self, task: str) -> list[str]:
+        """The task's other models that are not classic (a network trained here or elsewhere, a model of no
+        registered family): shown beside the answer, never as its rival."""
+        ref, classic = self.reference(task), self.classic_rivals(task)
+        return [m for m in self.task_models(task) if m != ref and m not in classic]
+
+    def is_deterministic(self, task: str, model: str) -> bool:
+        return (task, model) in self.identical_seeds
 
     @property
     def reference_is_default(self) -> bool:

@@ -15,7 +15,14 @@ from fer_bench.errors import FerBenchError
 from fer_bench.metrics import Metric, headline_metrics
 from fer_bench.models import model_description
 from fer_bench.report.inputs import cell_provenance
-from fer_bench.report.seeds import cells_by_model, ensemble_of, is_ensemble, mean_and_std, several_seeds
+from fer_bench.report.seeds import (
+    cells_by_model,
+    distinct_rows,
+    ensemble_of,
+    is_ensemble,
+    mean_and_std,
+    several_seeds,
+)
 
 
 def pct(x: float) -> str:
@@ -75,11 +82,18 @@ def _one_decimal(x: float) -> str:
     return f"{x:.1f}"
 
 
-def _seeds_cell(rows: list[dict]) -> str:
-    """The seeds column of a multi-seed table: how many seeds a row summarises, or averages (an ensemble)."""
+def _seeds_cell(rows: list[dict], deterministic: bool = False) -> str:
+    """The seeds column of a multi-seed table: how many seeds a row summarises, or averages (an ensemble); a
+    deterministic model's one row stands for its identical seeds."""
     if ensemble := ensemble_of(rows[0]):
         return f"{len(ensemble.seeds)} averaged"
+    if deterministic:
+        return deterministic_text(len(rows))
     return str(len(rows))
+
+
+def deterministic_text(n_seeds: int) -> str:
+    return f"deterministic ({n_seeds} seeds identical)"
 
 
 def _fit_text(rows: list[dict]) -> str:
@@ -88,36 +102,63 @@ def _fit_text(rows: list[dict]) -> str:
     if ensemble := ensemble_of(rows[0]):
         total = rows[0]["fit_seconds"]
         return "–" if total is None else f"{total:.1f} s ({len(ensemble.seeds)} fits)"
+    if any(v is None for v in values):
+        return "–"
     return f"{spread(values, _one_decimal)} s"
 
 
 def seeds_note(cells, settings) -> str:
-    """The headline's sentence on the seeds: how many per (task, model), and what the spreads and ensembles are."""
+    """The headline's sentence on the seeds: how many per (task, model), and what the spreads, intervals and
+    ensembles are."""
     counts = sorted({len(group) for group in cells_by_model(cells).values()})
     seeds = ", ".join(str(seed) for seed in sorted({cell.seed for cell in cells}))
-    how_many = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}–{counts[-1]} seeds (column seeds)"
-    with_interval = [metric.label for metric in headline_metrics() if metric.interval]
-    intervals = (f"one seed's and a seed ensemble's {joined(with_interval)} have their "
-                 f"{confidence_text(settings)} bootstrap interval in brackets. " if with_interval else "")
-    return (f"**{how_many}** per task and model (seeds {seeds}). With several seeds a number is the mean ± "
-            "standard deviation over seeds (n − 1; each seed's bootstrap interval is in `metrics.csv`); "
-            f"{intervals}A row *model (seed ensemble, n)* scores the average of the n seeds' stored probabilities "
-            "(nothing is trained; its fit time is the n fits together); `metrics.csv` holds it with seed "
-            "`ensemble`.")
+    how_many = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}–{counts[-1]} seeds"
+    return (f"**{how_many}** per task and model (seeds {seeds}; column seeds). *± seed sd*: mean ± standard "
+            f"deviation over the seeds (n − 1); *images' {confidence_text(settings)} CI*: the percentile bootstrap "
+            "interval over the test images (with several seeds, the mean of the seeds' bounds). A model whose "
+            "seeds gave identical predictions is shown once, as deterministic. A row *model (seed ensemble, n)* "
+            "scores the average of the n seeds' stored probabilities (nothing is trained; its fit time is the n "
+            "fits together); `metrics.csv` holds it with seed `ensemble`.")
 
 
-def _headline_row(task: str, model: str, rows: list[dict], public_rows: list[dict], several: bool) -> str:
-    values = [*(metric_text(rows, metric, with_count=False) for metric in headline_metrics()),
-              spread(r["accuracy"] for r in public_rows), _fit_text(rows)]
-    return "| " + " | ".join([task, model, *([_seeds_cell(rows)] if several else []), *values]) + " |"
+def _interval_text(rows: list[dict], metric: Metric) -> str:
+    """The images' bootstrap interval of a metric: one row's, or the mean of several seeds' bounds."""
+    low = [r.get(f"{metric.name}_ci_low") for r in rows]
+    high = [r.get(f"{metric.name}_ci_high") for r in rows]
+    if any(v is None for v in (*low, *high)):
+        return "–"
+    return f"[{metric.format(float(np.mean(low)))}, {metric.format(float(np.mean(high)))}]"
+
+
+def _headline_row(task: str, model: str, rows: list[dict], public_rows: list[dict], several: bool,
+                  deterministic: bool) -> str:
+    shown = distinct_rows(rows, deterministic)
+    if not several:
+        values = [metric_text(shown, metric, with_count=False) for metric in headline_metrics()]
+    else:
+        values = []
+        for metric in headline_metrics():
+            values.append(metric_text(shown, metric, with_count=False) if len(shown) > 1
+                          else metric.format(shown[0][metric.name]))
+            if metric.interval:
+                values.append(_interval_text(shown, metric))
+    values += [spread(r["accuracy"] for r in distinct_rows(public_rows, deterministic)), _fit_text(rows)]
+    return "| " + " | ".join([task, model, *([_seeds_cell(rows, deterministic)] if several else []), *values]) + " |"
 
 
 def _headline_header(settings, several: bool) -> list[str]:
-    """The headline table's heading lines: one column per headline metric (with "[95% CI]" where one seed's
-    interval is shown), then the selection split's accuracy and the fit time."""
-    interval = f" [{confidence_text(settings)} CI]"
-    metrics = [metric.header + (interval if metric.interval and not several else "")
-               for metric in headline_metrics()]
+    """The headline table's heading lines: one column per headline metric (one seed: with "[95% CI]" where it
+    has an interval; several: its mean ± seed sd, and beside it the images' interval in a column of its own),
+    then the selection split's accuracy and the fit time."""
+    level = confidence_text(settings)
+    metrics = []
+    for metric in headline_metrics():
+        if not several:
+            metrics.append(metric.header + (f" [{level} CI]" if metric.interval else ""))
+            continue
+        metrics.append(f"{metric.header} ± seed sd")
+        if metric.interval:
+            metrics.append(f"{metric.label} images' {level} CI")
     columns = ["task", "model", *(["seeds"] if several else []), *metrics,
                f"{settings.selection_split} acc %", "fit time"]
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -145,7 +186,8 @@ def headline_markdown(ctx) -> str:
     lines = [seeds_note(ctx.inputs.cells, ctx.inputs.settings), ""] if several else []
     lines += _headline_header(ctx.inputs.settings, several)
     for (task, model), rows in private.items():
-        lines.append(_headline_row(task, model, rows, public[(task, model)], several))
+        deterministic = ctx.inputs.is_deterministic(task, model)
+        lines.append(_headline_row(task, model, rows, public[(task, model)], several, deterministic))
     floor_text = "; ".join(
         f"{r['task']}: majority ({r['majority_class']}) {pct(r['majority_accuracy'])}%, chance "
         f"{pct(r['chance_accuracy'])}%" for r in ctx.tables.floor_rows if r["split"] == split)
@@ -153,122 +195,132 @@ def headline_markdown(ctx) -> str:
     notes = _model_notes(model for (_, model), rows in private.items() if not is_ensemble(rows[0]))
     if notes:
         lines += ["", *notes]
-    clean = metric_rows_by_model(ctx.tables.metric_rows, split, "clean")
-    if clean:
-        lines += ["", f"**Leakage check.** {split} accuracy on the *clean* subset (test images with no "
-                  "duplicate in Training or in the other test split, from `fer-bench data audit`) vs all images"
-                  + (" (means over seeds)" if several else "") + ":"]
-        parts = []
-        for (task, model), rows in clean.items():
-            parts.append(f"{task}/{model} {pct(np.mean([r['accuracy'] for r in rows]))}% on {rows[0]['n']} clean "
-                         f"vs {pct(np.mean([r['accuracy'] for r in private[(task, model)]]))}% on all")
-        lines.append("; ".join(parts) + ".")
     return "\n".join(lines)
 
 
-def _seed_counts_text(counts: dict[str, int]) -> str:
-    """"3 seeds" when every model has as many, else "seeds: cnn 3, hog_svm 2"."""
-    if len(set(counts.values())) == 1:
-        return f"{next(iter(counts.values()))} seeds"
-    return "seeds: " + ", ".join(f"{model} {n}" for model, n in counts.items())
+def rival_label(inputs, task: str, model: str) -> str:
+    """How a compared model takes part in the CNN-vs-classic answer: "classic" or "peer"."""
+    return "classic" if model in inputs.classic_rivals(task) else "peer"
+
+
+def _compared(inputs, tasks) -> list[str]:
+    """The models compared with the reference in any of `tasks`: the classic ones first, then the peers."""
+    classic = [m for t in tasks for m in inputs.classic_rivals(t)]
+    peers = [m for t in tasks for m in inputs.peers(t)]
+    return list(dict.fromkeys([*classic, *peers]))
+
+
+def _gain_cell(row: dict | None) -> str:
+    """A per-class gain: mean ± seed sd (one seed: the value), the paired interval, and whether it holds."""
+    if row is None:
+        return "–"
+    holds = f" **{row['holds']}**" if row["holds"] else ""
+    return (f"{gain_text(row)} [{signed_points(100 * row['ci_low'])}, {signed_points(100 * row['ci_high'])}]"
+            + holds)
 
 
 def per_class_markdown(ctx) -> str:
-    split = ctx.inputs.settings.headline_split
-    several = several_seeds(ctx.inputs.cells)
-    per_class_rows = ctx.tables.per_class_rows
-    blocks = []
-    tasks = list(dict.fromkeys(r["task"] for r in per_class_rows))
+    """One table of every task: the reference's recall per class and its gain over each compared model, classic
+    models first; every model's per-class numbers are in per_class.csv and the gains in class_gains.csv."""
+    inputs, split = ctx.inputs, ctx.inputs.settings.headline_split
+    level = confidence_text(inputs.settings)
+    rows = [r for r in ctx.tables.per_class_rows if r["split"] == split]
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    references = list(dict.fromkeys(inputs.reference(t) for t in tasks if inputs.reference(t)))
+    ref_header = f"{references[0]} recall %" if len(references) == 1 else "reference recall %"
+    compared = _compared(inputs, tasks)
+    gains = {(r["task"], r["model_b"], r["class"]): r for r in ctx.tables.class_gain_rows}
+    peer_columns = {m for t in tasks for m in inputs.peers(t)}
+    over_seeds = several_seeds(inputs.cells)
+    lines = [f"The reference model's recall per class in % ({split}"
+             + ("; mean ± seed sd where its seeds differ" if over_seeds else "")
+             + ") and its gain in recall points over each other model (*model* − *other*)"
+             + (": mean ± seed sd over the seeds both have, " if over_seeds else ", ")
+             + f"the paired bootstrap {level} interval over the images in brackets (the same resampled "
+             "images score both models" + ("; with several seeds the mean of the seeds' bounds" if over_seeds else "")
+             + "), and **gain** or "
+             "**loss** where every seed's interval excludes 0 on that side. Classic models (as registered) "
+             "first; a *peer* is not classic. Every model's precision, recall and F1: `per_class.csv`; the gains: "
+             "`class_gains.csv`.", "",
+             "| " + " | ".join(["task", "class", "support", ref_header,
+                                *(f"− {m}" + (" (peer)" if m in peer_columns else "") for m in compared)]) + " |",
+             "|" + "---|" * (4 + len(compared))]
     for task in tasks:
-        rows = [r for r in per_class_rows if r["task"] == task and r["split"] == split]
-        models = list(dict.fromkeys(r["model"] for r in rows))
-        classes = list(dict.fromkeys(r["class"] for r in rows))
-        header = "| class | support | " + " | ".join(f"{m} recall | {m} F1" for m in models) + " |"
-        if several:
-            counts = {m: len({r["seed"] for r in rows if r["model"] == m}) for m in models}
-            caption = f"**{task}** ({split}; recall and F1 in %, mean ± std over {_seed_counts_text(counts)})"
-        else:
-            caption = f"**{task}** ({split}; recall and F1 in %, mean over seeds)"
-        lines = [caption, "", header, "|---|---|" + "---|---|" * len(models)]
-        for cls in classes:
-            cells = []
-            support = next(r["support"] for r in rows if r["class"] == cls)
-            for m in models:
-                sel = [r for r in rows if r["class"] == cls and r["model"] == m]
-                cells.append(f"{spread(r['recall'] for r in sel)} | {spread(r['f1'] for r in sel)}")
-            lines.append(f"| {cls} | {int(support)} | " + " | ".join(cells) + " |")
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
-
-
-def significance_summary_markdown(summary_rows: list[dict], headline: str) -> str:
-    """The seed-level table of the exact McNemar tests: the headline split first, then the selection split."""
-    ordered = sorted(summary_rows, key=lambda r: r["split"] != headline)
-    lines = ["Over seeds: in how many seeds the exact McNemar test finds the difference significant (p < 0.05), in "
-             "how many model A is the more accurate, the largest p of the seeds, and A − B in accuracy points "
-             "(mean ± std over seeds). The selection split is listed too, for reference; each seed's test is "
-             "below and in `significance.csv`.", "",
-             "| task | split | comparison | seeds | significant (p < 0.05) | A more accurate | A − B (points) | "
-             "largest p |", "|---|---|---|---|---|---|---|---|"]
-    for r in ordered:
-        n = len(r["seeds"])
-        lines.append(f"| {r['task']} | {r['split']} | {r['model_a']} vs {r['model_b']} | "
-                     f"{', '.join(map(str, r['seeds']))} | {r['n_significant']}/{n} | {r['n_a_better']}/{n} | "
-                     f"{signed_points(100 * r['difference_mean'])} ± {100 * r['difference_std']:.1f} | "
-                     f"{r['max_p_value']:.2g} |")
+        ref = inputs.reference(task)
+        task_rows = [r for r in rows if r["task"] == task]
+        for cls in dict.fromkeys(r["class"] for r in task_rows):
+            support = next(r["support"] for r in task_rows if r["class"] == cls)
+            recall = distinct_rows([r for r in task_rows if r["model"] == ref and r["class"] == cls],
+                                   inputs.is_deterministic(task, ref))
+            cells = [_gain_cell(gains.get((task, m, cls))) for m in compared]
+            lines.append("| " + " | ".join([task, cls, str(int(support)),
+                                            spread(r["recall"] for r in recall) if recall else "–", *cells]) + " |")
     return "\n".join(lines)
 
 
+def _significance_groups(rows: list[dict]) -> dict[tuple, list[dict]]:
+    grouped = defaultdict(list)
+    for row in rows:
+        grouped[(row["task"], row["model_a"], row["model_b"])].append(row)
+    return grouped
+
+
 def significance_markdown(ctx) -> str:
+    """Per task and comparison on the headline split: the accuracy difference, in how many seeds the exact
+    McNemar test is significant after Holm's correction over the task's comparisons, and the largest adjusted p."""
     split = ctx.inputs.settings.headline_split
     rows = [r for r in ctx.tables.significance_rows if r["split"] == split]
     if not rows:
         return f"No {ctx.inputs.settings.reference_model or 'reference model'} cells to compare against."
-    lines = []
-    if ctx.tables.significance_summary_rows:
-        lines += [significance_summary_markdown(ctx.tables.significance_summary_rows, split), "",
-                  f"Per seed ({split}):", ""]
-    lines += ["| task | seed | comparison | acc A % | acc B % | A right, B wrong | A wrong, B right | "
-              "p (exact McNemar) |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['task']} | {r['seed']} | {r['model_a']} vs {r['model_b']} | {pct(r['accuracy_a'])} | "
-                     f"{pct(r['accuracy_b'])} | {r['a_right_b_wrong']} | {r['a_wrong_b_right']} | "
-                     f"{r['p_value']:.2g} |")
+    lines = [f"Exact McNemar test of the reference model (A) against each other model (B) on the same {split} "
+             "images, one test per seed; p adjusted by Holm's method over the task's comparisons (all of A's "
+             "tests of that task and seed), significant: adjusted p < 0.05. A − B: accuracy points"
+             + (", mean ± seed sd" if several_seeds(ctx.inputs.cells) else "") + ". Every test, with its raw p "
+             f"and the {ctx.inputs.settings.selection_split} split's: `significance.csv`.",
+             "", "| task | comparison | B is | seeds | A − B (points) | significant (Holm) | A more accurate | "
+             "largest p (Holm) |", "|---|---|---|---|---|---|---|---|"]
+    for (task, model_a, model_b), tests in _significance_groups(rows).items():
+        n = len(tests)
+        difference = [100 * (r["accuracy_a"] - r["accuracy_b"]) for r in tests]
+        mean, std = mean_and_std(difference)
+        lines.append(f"| {task} | {model_a} vs {model_b} | {rival_label(ctx.inputs, task, model_b)} | "
+                     f"{', '.join(str(r['seed']) for r in tests)} | {signed_points(mean)}"
+                     + ("" if n == 1 else f" ± {std:.1f}")
+                     + f" | {sum(bool(r['significant_holm_0.05']) for r in tests)}/{n} | "
+                     f"{sum(r['accuracy_a'] > r['accuracy_b'] for r in tests)}/{n} | "
+                     f"{max(r['p_holm'] for r in tests):.2g} |")
     return "\n".join(lines)
 
 
 def gain_text(row: dict) -> str:
-    """A per-class gain over seeds in points: "+12.1 ± 1.0"."""
+    """A per-class gain in points: "+12.1 ± 1.0" over seeds, "+12.1" for one seed."""
+    if len(row["seeds"]) == 1:
+        return signed_points(100 * row["gain_mean"])
     return f"{signed_points(100 * row['gain_mean'])} ± {100 * row['gain_std']:.1f}"
 
 
-def class_gains_markdown(ctx) -> str | None:
-    """The reference's per-class recall gain over each other model across seeds (None with one seed)."""
-    rows = ctx.tables.class_gain_rows
-    if not rows:
-        return None
-    lines = [f"The reference model's recall minus the other model's, per class, on {ctx.inputs.settings.headline_split}"
-             ", in points: mean ± std over the seeds both models have, and each seed's value. A gain (or loss) "
-             f"*holds in every seed* when each seed's paired bootstrap {confidence_text(ctx.inputs.settings)} "
-             "interval (the same resampled images score both models) excludes 0 on the same side.", "",
-             "| task | comparison | class | seeds | recall gain (points) | per seed | holds in every seed |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        holds = f"yes, {r['holds']}" if r["holds"] else "no"
-        lines.append(f"| {r['task']} | {r['model_a']} vs {r['model_b']} | {r['class']} | "
-                     f"{', '.join(map(str, r['seeds']))} | {gain_text(r)} | "
-                     f"{', '.join(signed_points(100 * g) for g in r['gains'])} | {holds} |")
-    return "\n".join(lines)
+def top_rates(class_names, rates: np.ndarray, top: int) -> list[tuple[str, str, float]]:
+    """The `top` largest off-diagonal shares of a row-normalised confusion matrix: (true, predicted, share)."""
+    off = [(float(rates[i, j]), i, j) for i in range(len(class_names)) for j in range(len(class_names)) if i != j]
+    ranked = sorted(off, key=lambda item: (-item[0], item[1], item[2]))[:top]
+    return [(class_names[i], class_names[j], share) for share, i, j in ranked if share > 0]
+
+
+def _seed_list_text(inputs, task: str, model: str) -> str:
+    seeds = [cell.seed for cell in inputs.cells if cell.task == task and cell.model == model]
+    text = ", ".join(map(str, seeds))
+    return text + " (identical)" if inputs.is_deterministic(task, model) else text
 
 
 def confusions_markdown(ctx) -> str:
-    rows = [r for r in ctx.tables.confusion_rows if r["split"] == ctx.inputs.settings.headline_split
-            and r["rank"] <= 3]
-    grouped = defaultdict(list)
-    for r in rows:
-        grouped[(r["task"], r["model"], r["seed"])].append(f"{r['true']}→{r['predicted']} {pct(r['rate_of_true'])}%")
-    lines = ["| task | model | seed | top confusions (true→predicted, % of the true class) |", "|---|---|---|---|"]
-    lines += [f"| {t} | {m} | {s} | {', '.join(v)} |" for (t, m, s), v in grouped.items()]
+    """Each model's three largest confusions, as shares of the true class averaged over its seeds (one row per
+    model: identical seeds are one); every seed's ranked counts are in confusions.csv."""
+    lines = ["Share of the true class predicted as another, mean over the model's seeds; every seed's top "
+             f"{ctx.inputs.settings.top_confusions} with counts: `confusions.csv`.", "",
+             "| task | model | seeds | top confusions (true→predicted, % of the true class) |", "|---|---|---|---|"]
+    for (task, model), (names, rates) in ctx.tables.confusion_rates.items():
+        pairs = ", ".join(f"{t}→{p} {pct(share)}%" for t, p, share in top_rates(names, rates, 3))
+        lines.append(f"| {task} | {model} | {_seed_list_text(ctx.inputs, task, model)} | {pairs or '–'} |")
     return "\n".join(lines)
 
 
@@ -311,9 +363,10 @@ def stored_validation_accuracy(params: dict):
     return None
 
 
-def selection_markdown(ctx) -> str:
-    """One line per cell: the hyper-parameters, epoch and test-time views it chose on PublicTest, and their
-    PublicTest accuracy (PrivateTest played no part)."""
+def selection_markdown(ctx) -> str | None:
+    """One line per task and model: the hyper-parameters, epoch and test-time views its seeds chose on
+    PublicTest, and their PublicTest accuracy (PrivateTest played no part); a model that chose nothing is left
+    out, and seeds that chose alike are said once."""
     recorded = {key for cell in ctx.inputs.cells for key in ((cell.params or {}).get("selected") or {})}
     legend = ("Gamma scale s means gamma = s / (n_features × feature variance), scikit-learn's \"scale\" times s; "
               "epoch k/n: the CNN's weights after epoch k of n")
@@ -324,14 +377,22 @@ def selection_markdown(ctx) -> str:
         legend += ("; test views v: the CNN's probabilities averaged over v views of each face (1: the centre "
                    "crop; 2: and its mirror image; 10: the centre and the four corner crops, and their mirror "
                    "images), the number chosen on PublicTest")
-    lines = [legend + ".", "",
-             "| task | model | seed | chosen on PublicTest | PublicTest accuracy (%) |", "|---|---|---|---|---|"]
-    for cell in ctx.inputs.cells:
-        selected = (cell.params or {}).get("selected") or {}
-        accuracy = stored_validation_accuracy(cell.params or {})
-        lines.append(f"| {cell.task} | {cell.model} | {cell.seed} | {_selection_text(selected) or '–'} | "
-                     f"{pct(accuracy) if accuracy is not None else '–'} |")
-    return "\n".join(lines)
+    lines = [legend + ". Per seed, in seed order, separated by /; said once when every seed chose alike.", "",
+             "| task | model | seeds | chosen on PublicTest | PublicTest accuracy (%) |", "|---|---|---|---|---|"]
+    for (task, model), cells in cells_by_model(ctx.inputs.cells).items():
+        choices = [_selection_text((cell.params or {}).get("selected") or {}) for cell in cells]
+        accuracies = [stored_validation_accuracy(cell.params or {}) for cell in cells]
+        if not any(choices) and all(a is None for a in accuracies):
+            continue
+        accuracy_texts = [pct(a) if a is not None else "–" for a in accuracies]
+        lines.append(f"| {task} | {model} | {_seed_list_text(ctx.inputs, task, model)} | "
+                     f"{_once_or_each(choices) or '–'} | {_once_or_each(accuracy_texts)} |")
+    return "\n".join(lines) if len(lines) > 4 else None
+
+
+def _once_or_each(texts: list[str]) -> str:
+    """One text when every seed's is the same, else each seed's joined by " / "."""
+    return texts[0] if len(set(texts)) == 1 else " / ".join(texts)
 
 
 def provenance_markdown(ctx) -> str:
@@ -357,6 +418,6 @@ def title_markdown(ctx) -> str:
 FILES_MARKDOWN = (
     "Schemas of every file: `docs/results-format.md` in the fer-bench repository. "
     "`metrics.csv` (one row per task × model × seed × split × subset), `per_class.csv`, `confusions.csv`, "
-    "`significance.csv`, `floors.csv`, `timing.csv`, `summary.tex`, `figures/`, `audit.md` and `audit.csv` "
-    "(from `fer-bench data audit`), `runs/<task>/<model>/seed<k>/` (stored predictions, chosen "
+    "`significance.csv`, `class_gains.csv`, `floors.csv`, `timing.csv`, `summary.tex`, `figures/`, `audit.md` "
+    "and `audit.csv` (from `fer-bench data audit`), `runs/<task>/<model>/seed<k>/` (stored predictions, chosen "
     "parameters, timings, saliency maps, manifest).")

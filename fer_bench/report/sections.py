@@ -41,7 +41,8 @@ class RenderedSection:
 
 
 def _figures(section: Section, ctx: SectionContext) -> str | None:
-    return section_markdown(ctx.figures, section)
+    intro = section.intro_text(reference=reference_name(ctx.inputs), ece_bins=ctx.inputs.settings.ece_bins)
+    return section_markdown(ctx.figures, section, intro)
 
 
 def _files(ctx: SectionContext) -> str:
@@ -55,7 +56,6 @@ SECTION_MARKDOWN: Mapping[Section, Callable[[SectionContext], str | None]] = Map
     outline.PROVENANCE: markdown.provenance_markdown,
     outline.PER_CLASS: markdown.per_class_markdown,
     outline.SIGNIFICANCE: markdown.significance_markdown,
-    outline.CLASS_GAINS: markdown.class_gains_markdown,
     outline.CONFUSIONS: markdown.confusions_markdown,
     outline.SELECTION: markdown.selection_markdown,
     outline.TIMING: timing_section,  # the table, then the timing figure
@@ -69,11 +69,16 @@ def section_builder(section: Section) -> Callable[[SectionContext], str | None]:
     return SECTION_MARKDOWN.get(section, partial(_figures, section))
 
 
+def reference_name(inputs: ReportInputs) -> str:
+    """How headings and intros name the reference: "CNN" when every task compares against it, else "reference
+    model"."""
+    return "CNN" if inputs.reference_is_default else "reference model"
+
+
 def section_title(section: Section, inputs: ReportInputs) -> str:
-    """The section's heading with the settings' splits, and "CNN" as the reference when every task compares
-    against it."""
+    """The section's heading with the settings' splits and the reference model (reference_name)."""
     return section.heading(headline=inputs.settings.headline_split, selection=inputs.settings.selection_split,
-                           reference="CNN" if inputs.reference_is_default else "reference model")
+                           reference=reference_name(inputs))
 
 
 def summary_markdown(ctx: SectionContext,

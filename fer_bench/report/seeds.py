@@ -67,6 +67,24 @@ def cells_by_model(cells: list[StoredCell]) -> dict[tuple[str, str], list[Stored
     return dict(grouped)
 
 
+def identical_seed_models(cells: list[StoredCell]) -> frozenset[tuple[str, str]]:
+    """(task, model) pairs with two or more seeds whose stored predictions are identical on every split (a model
+    the seed does not change, e.g. logistic regression or a pretrained network): the report shows them once."""
+    identical = set()
+    for key, group in cells_by_model(cells).items():
+        first = group[0]
+        if len(group) > 1 and all(np.array_equal(first.image_ids, c.image_ids) and np.array_equal(
+                first.splits, c.splits) and np.array_equal(first.proba, c.proba) for c in group[1:]):
+            identical.add(key)
+    return frozenset(identical)
+
+
+def distinct_rows(rows: list[dict], deterministic: bool) -> list[dict]:
+    """A (task, model)'s per-seed rows as the tables show them: one row stands for all seeds of a deterministic
+    model (its seeds are the same numbers), else every seed's."""
+    return rows[:1] if deterministic else rows
+
+
 def several_seeds(cells: list[StoredCell]) -> bool:
     """Whether some (task, model) has more than one seed (the report then shows spreads and ensembles)."""
     return any(len(group) > 1 for group in cells_by_model(cells).values())
@@ -115,9 +133,10 @@ def ensemble_rows_of(inputs: ReportInputs, cells: list[StoredCell]) -> list[dict
 
 
 def ensemble_metric_rows(inputs: ReportInputs) -> list[dict]:
-    """Seed-ensemble rows of every (task, model) with two or more seeds, in report order."""
-    return [row for cells in cells_by_model(inputs.cells).values() if len(cells) > 1
-            for row in ensemble_rows_of(inputs, cells)]
+    """Seed-ensemble rows of every (task, model) with two or more seeds that differ, in report order (the average
+    of identical seeds is one seed again)."""
+    return [row for key, cells in cells_by_model(inputs.cells).items()
+            if len(cells) > 1 and key not in inputs.identical_seeds for row in ensemble_rows_of(inputs, cells)]
 
 
 def with_ensembles(metric_rows: list[dict], ensemble_rows: list[dict]) -> list[dict]:
@@ -139,8 +158,9 @@ def with_ensembles(metric_rows: list[dict], ensemble_rows: list[dict]) -> list[d
 
 def significance_summary(significance_rows: list[dict]) -> list[dict]:
     """Per (task, split, model_a, model_b) compared in two or more seeds: how many seeds the exact McNemar test
-    is significant at 0.05 in, in how many A is the more accurate, the largest p, and the accuracy difference
-    A - B (mean and std over seeds)."""
+    is significant at 0.05 in after Holm's correction over the task's comparisons, in how many A is the more
+    accurate, the largest p (raw and Holm-adjusted), and the accuracy difference A - B (mean and std over
+    seeds)."""
     grouped = defaultdict(list)
     for row in significance_rows:
         grouped[(row["task"], row["split"], row["model_a"], row["model_b"])].append(row)
@@ -151,9 +171,10 @@ def significance_summary(significance_rows: list[dict]) -> list[dict]:
         difference = mean_and_std([r["accuracy_a"] - r["accuracy_b"] for r in rows])
         summary.append({"task": task, "split": split, "model_a": model_a, "model_b": model_b,
                         "seeds": [r["seed"] for r in rows],
-                        "n_significant": sum(bool(r["significant_0.05"]) for r in rows),
+                        "n_significant": sum(bool(r["significant_holm_0.05"]) for r in rows),
                         "n_a_better": sum(r["accuracy_a"] > r["accuracy_b"] for r in rows),
                         "max_p_value": max(r["p_value"] for r in rows),
+                        "max_p_holm": max(r["p_holm"] for r in rows),
                         "accuracy_a_mean": float(np.mean([r["accuracy_a"] for r in rows])),
                         "accuracy_b_mean": float(np.mean([r["accuracy_b"] for r in rows])),
                         "difference_mean": difference[0], "difference_std": difference[1]})
@@ -192,9 +213,10 @@ def _pair_gains(inputs: ReportInputs, refs: dict[int, StoredCell], others: dict[
 
 
 def class_gain_rows(inputs: ReportInputs) -> list[dict]:
-    """Per task, other model (sharing two or more seeds with the reference) and class, on the headline split:
-    the reference's recall gain per seed, its mean and std over seeds, and `holds`: "gain"/"loss" when the paired
-    bootstrap interval excludes 0 on that side in every seed, else None."""
+    """Per task, other model (sharing one or more seeds with the reference) and class, on the headline split:
+    the reference's recall gain per seed, its mean and std over seeds (std NaN with one seed), the mean of the
+    seeds' paired bootstrap interval bounds, and `holds`: "gain"/"loss" when the paired interval excludes 0 on
+    that side in every seed, else None."""
     by_model = {key: {cell.seed: cell for cell in cells} for key, cells in cells_by_model(inputs.cells).items()}
     rows = []
     for (task, model), refs in by_model.items():
@@ -202,12 +224,14 @@ def class_gain_rows(inputs: ReportInputs) -> list[dict]:
             continue
         for (task_b, other), others in by_model.items():
             seeds = [seed for seed in refs if seed in others]
-            if task_b != task or other == model or len(seeds) < 2:
+            if task_b != task or other == model or not seeds:
                 continue
             gains, intervals = _pair_gains(inputs, refs, others, seeds)
             for k, name in enumerate(refs[seeds[0]].class_names):
                 mean, std = mean_and_std(gains[:, k])
                 rows.append({"task": task, "model_a": model, "model_b": other, "class": name, "seeds": seeds,
                              "gains": gains[:, k].tolist(), "gain_mean": mean, "gain_std": std,
+                             "ci_low": float(np.mean(intervals[:, k, 0])),
+                             "ci_high": float(np.mean(intervals[:, k, 1])),
                              "holds": _holds(intervals[:, k])})
     return rows

@@ -1,6 +1,6 @@
 """The report's tables, computed from the stored predictions: metrics.csv, per_class.csv, confusions.csv,
-significance.csv and floors.csv (timing.csv: fer_bench.report.timing). Rows are plain dicts, so the markdown,
-LaTeX and figures read the same numbers the CSVs hold."""
+significance.csv, class_gains.csv and floors.csv (timing.csv: fer_bench.report.timing). Rows are plain dicts, so
+the markdown, LaTeX and figures read the same numbers the CSVs hold."""
 
 from __future__ import annotations
 
@@ -11,15 +11,24 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fer_bench.metrics import (
+    confusion,
     floors,
+    holm_adjusted,
     mcnemar_exact,
     metric_columns,
     per_class_metrics,
+    row_normalise,
     summary_metrics,
     top_confusions,
 )
 from fer_bench.report.inputs import ReportInputs
-from fer_bench.report.seeds import class_gain_rows, ensemble_metric_rows, significance_summary, with_ensembles
+from fer_bench.report.seeds import (
+    cells_by_model,
+    class_gain_rows,
+    ensemble_metric_rows,
+    significance_summary,
+    with_ensembles,
+)
 from fer_bench.storage import PREDICTION_SPLITS
 
 
@@ -36,6 +45,8 @@ class Tables:
     #: seed-level rows (fer_bench.report.seeds), empty when every (task, model) has one seed
     significance_summary_rows: list[dict] = field(default_factory=list)
     class_gain_rows: list[dict] = field(default_factory=list)
+    #: (task, model) -> (class names, row-normalised confusion matrix on the headline split, mean over seeds)
+    confusion_rates: dict = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
 
 
@@ -141,11 +152,52 @@ def significance_table(inputs: ReportInputs) -> list[dict]:
                              "n": len(y_a), "accuracy_a": float(np.mean(p_a.argmax(1) == y_a)),
                              "accuracy_b": float(np.mean(p_b.argmax(1) == y_b)), **test,
                              "significant_0.05": test["p_value"] < 0.05})
+    return with_holm(rows)
+
+
+def with_holm(rows: list[dict]) -> list[dict]:
+    """Each test's Holm-adjusted p over its family: the reference's comparisons of one task, seed and split."""
+    families: dict[tuple, list[int]] = {}
+    for k, row in enumerate(rows):
+        families.setdefault((row["task"], row["seed"], row["split"]), []).append(k)
+    for members in families.values():
+        for k, adjusted in zip(members, holm_adjusted([rows[k]["p_value"] for k in members]), strict=True):
+            rows[k]["p_holm"] = float(adjusted)
+            rows[k]["significant_holm_0.05"] = bool(adjusted < 0.05)  # a Python bool: written 1/0
     return rows
 
 
 SIGNIFICANCE_HEADER = ["task", "seed", "split", "model_a", "model_b", "n", "accuracy_a", "accuracy_b",
-                       "a_right_b_wrong", "a_wrong_b_right", "p_value", "significant_0.05"]
+                       "a_right_b_wrong", "a_wrong_b_right", "p_value", "significant_0.05", "p_holm",
+                       "significant_holm_0.05"]
+
+
+def confusion_rates(inputs: ReportInputs) -> dict:
+    """Per (task, model): its class names and its row-normalised confusion matrix on the headline split, the
+    mean over its seeds (what the findings compare: which confusions every model shares, which the reference
+    removes)."""
+    split = inputs.settings.headline_split
+    rates = {}
+    for key, cells in cells_by_model(inputs.cells).items():
+        n_classes = len(cells[0].class_names)
+        matrices = []
+        for cell in cells:
+            _, y, proba = cell.split(split)
+            matrices.append(row_normalise(confusion(y, proba.argmax(axis=1), n_classes)))
+        rates[key] = (cells[0].class_names, np.mean(matrices, axis=0))
+    return rates
+
+
+CLASS_GAINS_HEADER = ["task", "model_a", "model_b", "class", "seeds", "gain_mean", "gain_std", "ci_low", "ci_high",
+                      "holds"]
+
+
+def _class_gain_field(column: str, value) -> str:
+    if column == "seeds":
+        return " ".join(map(str, value))
+    if column == "holds":
+        return value or ""
+    return fmt(value)
 
 
 def floors_table(inputs: ReportInputs) -> list[dict]:
@@ -179,8 +231,12 @@ def compute_tables(inputs: ReportInputs) -> Tables:
     tables.files["metrics.csv"] = csv_text(metrics_header(), tables.metric_rows)
     tables.files["per_class.csv"] = csv_text(PER_CLASS_HEADER, tables.per_class_rows)
     tables.files["confusions.csv"] = csv_text(CONFUSIONS_HEADER, tables.confusion_rows)
+    tables.confusion_rates = confusion_rates(inputs)
     # Significant digits, not fmt's fixed decimals: FER-2013's p-values go far below 1e-6.
     tables.files["significance.csv"] = csv_text(
-        SIGNIFICANCE_HEADER, [{**row, "p_value": f"{row['p_value']:.6g}"} for row in tables.significance_rows])
+        SIGNIFICANCE_HEADER, [{**row, "p_value": f"{row['p_value']:.6g}", "p_holm": f"{row['p_holm']:.6g}"}
+                              for row in tables.significance_rows])
+    if tables.class_gain_rows:
+        tables.files["class_gains.csv"] = csv_text(CLASS_GAINS_HEADER, tables.class_gain_rows, _class_gain_field)
     tables.files["floors.csv"] = csv_text(FLOORS_HEADER, tables.floor_rows)
     return tables

@@ -4,6 +4,7 @@ by fer_bench.measure at run time; the figure: fer_bench.figures.timing)."""
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 
 from fer_bench import outline
 from fer_bench.figures.timing import grouped_rows, mean_of
@@ -19,6 +20,7 @@ TIMING_COLUMNS = [
     "task", "model", "seed", "n_train", "fit_seconds", "train_images_per_s", "predict_images_per_s", "views",
     "single_view_images_per_s", "latency_p50_ms", "latency_p95_ms", "n_parameters", "model_bytes", "peak_rss_mb",
     "train_gflops", "matmul_peak_gflops", "matmul_dtype", "fraction_of_peak", "threads", "accuracy", "machine",
+    "fit_load_average", "fit_shared",
 ]
 
 TIMING_CSV_SCHEMA = """\
@@ -56,12 +58,16 @@ for that cell (e.g. GFLOP/s for models that are not Keras networks, or cells run
     machine                  where the cell ran: CPU, cores and widest instruction set (AVX2, AVX-512,
                              AVX512_BF16, AMX-BF16...; "instruction set not recorded" for cells run before it was):
                              compare times within one machine
+    fit_load_average         the machine's 1-minute load average at the start or end of fit, whichever is higher
+                             (empty for cells run before it was recorded) (2 decimals)
+    fit_shared               1 when that load exceeded the machine's cores (the fit shared the CPUs with other
+                             work, so its time is inflated), 0 when not, empty when not recorded
 """
 
 #: decimals of the float columns of timing.csv (fixed, so the same stored timings give the same bytes)
 _DECIMALS = {"fit_seconds": 3, "train_images_per_s": 1, "predict_images_per_s": 1, "single_view_images_per_s": 1,
              "latency_p50_ms": 3, "latency_p95_ms": 3, "peak_rss_mb": 1, "train_gflops": 3, "matmul_peak_gflops": 3,
-             "fraction_of_peak": 4, "accuracy": 6}
+             "fraction_of_peak": 4, "accuracy": 6, "fit_load_average": 2}
 
 
 def _threads_text(threads) -> str | None:
@@ -112,13 +118,25 @@ def timing_rows(inputs, metric_rows: list[dict]) -> list[dict]:
             "machine": machine_label(cell.manifest.machine) if cell.manifest.machine is not None else None,
             # not a timing.csv column: the timing section's stages table
             "stages": t.get("stages") if isinstance(t.get("stages"), dict) else None,
+            **_fit_load(t.get("load_average_fit"), (cell.manifest.machine or {}).get("cores")),
         })
     return rows
+
+
+def _fit_load(loads, cores) -> dict:
+    """The higher recorded load average around the fit, and whether it exceeded the machine's cores."""
+    loads = [value for value in (loads or []) if value is not None]
+    if not loads:
+        return {"fit_load_average": None, "fit_shared": None}
+    load = float(max(loads))
+    return {"fit_load_average": load, "fit_shared": None if not cores else load > cores}
 
 
 def _csv_value(column: str, value) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return str(int(value))
     if column in _DECIMALS:
         return f"{float(value):.{_DECIMALS[column]}f}"
     if isinstance(value, float) and value.is_integer():
@@ -179,23 +197,35 @@ def _gflops_text(group: list[dict]) -> str:
 def _table_head(split: str, several: bool) -> list[str]:
     """The timing section's opening sentence and table header (a seeds column when some model has several)."""
     return [
-        ("Mean ± std over seeds (n − 1) per task and model (parameters, size on disk and peak RSS: the mean)"
-         if several else "Mean over seeds per task and model")
+        ("Mean ± std over seeds (n − 1) per task, model and machine (parameters, size on disk and peak RSS: the "
+         "mean)" if several else "Mean over seeds per task, model and machine")
         + f"; accuracy on {split}. Inference = one batch predict_proba "
         f"call on {split}; latency = single-image predict_proba calls; train GFLOP/s = 3 × the CNN's "
-        "forward Conv/Dense FLOPs per image × training images/s. Schema of every column: `timing.csv`.",
+        "forward Conv/Dense FLOPs per image × training images/s. Compare times between rows of one machine "
+        "only. Schema of every column: `timing.csv`.",
         "",
-        "| task | model | " + ("seeds | " if several else "") + "accuracy % | fit time (s) | train img/s | "
+        "| task | model | machine | " + ("seeds | " if several else "") + "accuracy % | fit time (s) | train img/s | "
         "inference img/s | latency p50 / p95 (ms) | parameters | size on disk | peak RSS | train GFLOP/s (% of "
         "matmul peak) |",
-        "|---|---|" + ("---|" if several else "") + "---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|" + ("---|" if several else "") + "---|---|---|---|---|---|---|---|---|",
     ]
 
 
-def _table_line(task: str, model: str, group: list[dict], several: bool) -> str:
+def _accuracy_text(group: list[dict]) -> str:
+    """Accuracy over seeds; one value when every seed scored the same (a deterministic model)."""
+    values = {r["accuracy"] for r in group if r.get("accuracy") is not None}
+    return _spread(group[:1] if len(values) == 1 else group, "accuracy", 1, scale=100)
+
+
+def _fit_time_text(group: list[dict]) -> str:
+    """Fit seconds over seeds, marked † when a seed's fit shared the machine with other work."""
+    return _spread(group, "fit_seconds", 1) + (" †" if any(r.get("fit_shared") for r in group) else "")
+
+
+def _table_line(task: str, model: str, machine: str, group: list[dict], several: bool) -> str:
     peak_rss = mean_of(group, "peak_rss_mb")
-    return (f"| {task} | {model} | " + (f"{len(group)} | " if several else "")
-            + f"{_spread(group, 'accuracy', 1, scale=100)} | {_spread(group, 'fit_seconds', 1)} | "
+    return (f"| {task} | {model} | {machine} | " + (f"{len(group)} | " if several else "")
+            + f"{_accuracy_text(group)} | {_fit_time_text(group)} | "
             f"{_spread(group, 'train_images_per_s', 0)} | {_inference_text(group)} | "
             f"{_spread(group, 'latency_p50_ms', 2)} / {_spread(group, 'latency_p95_ms', 2)} | "
             f"{_count_text(mean_of(group, 'n_parameters'))} | {_bytes_text(mean_of(group, 'model_bytes'))} | "
@@ -230,14 +260,21 @@ def _stages_markdown(grouped: dict) -> list[str]:
 
 def timing_markdown(rows: list[dict], split: str, figure_parts: list[str] | None = None) -> str:
     """The timing section: the table, the notes on peaks and threads, then the timing figure when drawn."""
-    grouped = grouped_rows(rows)
+    machines = {name: f"M{k}" for k, name in enumerate(sorted({r["machine"] or "not recorded" for r in rows}), 1)}
+    grouped = defaultdict(list)  # by task, model and machine: times of different machines side by side
+    for (task, model), group in grouped_rows(rows).items():
+        for row in group:
+            grouped[(task, model, machines[row["machine"] or "not recorded"])].append(row)
     several = any(len(group) > 1 for group in grouped.values())
     lines = _table_head(split, several)
-    lines += [_table_line(task, model, group, several) for (task, model), group in grouped.items()]
+    lines += [_table_line(task, model, machine, group, several) for (task, model, machine), group in grouped.items()]
     peaks = sorted({(r["matmul_peak_gflops"], r["matmul_dtype"] or "float32") for r in rows
                     if r["matmul_peak_gflops"] is not None})
     threads = sorted({r["threads"] for r in rows if r["threads"]})
-    notes = []
+    notes = ["Machines: " + "; ".join(f"{label} {name}" for name, label in machines.items()) + "."]
+    if any(r.get("fit_shared") for r in rows):
+        notes.append("†: a seed's fit ran while the machine's load average exceeded its cores (shared with other "
+                     "work), so its time is inflated (`fit_load_average` in `timing.csv`).")
     if peaks:
         notes.append("Measured matmul peak (2048×2048, fastest call, in the CNN's compute dtype): "
                      + ", ".join(f"{gflops:.1f} GFLOP/s ({dtype})" for gflops, dtype in peaks) + ".")
@@ -252,7 +289,7 @@ def timing_markdown(rows: list[dict], split: str, figure_parts: list[str] | None
         notes.append("Thread settings: " + "; ".join(f"`{t}`" for t in threads) + ".")
     notes.append("Peak RSS is the process's maximum resident memory up to the end of the cell (it includes the "
                  "data set and any cells run before it in the same process). Times are wall-clock on the machine "
-                 "named above, which may have been shared with other work.")
+                 "named in the row.")
     lines += ["", " ".join(notes)]
     lines += _stages_markdown(grouped)
     for part in figure_parts or []:
