@@ -249,13 +249,14 @@ def _stage_text(group: list[dict]) -> str | None:
 
 
 def _stages_markdown(grouped: dict) -> list[str]:
-    """A table of the stages the models timed in their fits (timings.json `stages`), when any did."""
-    lines = [f"| {task} | {model} | {text} |" for (task, model), group in grouped.items()
+    """A table of the stages the models timed in their fits (timings.json `stages`), when any did; `grouped`: the
+    timing rows by (task, model, machine label), as the timing table groups them."""
+    lines = [f"| {task} | {model} | {machine} | {text} |" for (task, model, machine), group in grouped.items()
              if (text := _stage_text(group)) is not None]
     if not lines:
         return []
     return ["", "Stages of fit, as the models timed them (mean over seeds; `stages` in timings.json):", "",
-            "| task | model | stages |", "|---|---|---|", *lines]
+            "| task | model | machine | stages |", "|---|---|---|---|", *lines]
 
 
 def timing_markdown(rows: list[dict], split: str, figure_parts: list[str] | None = None) -> str:
