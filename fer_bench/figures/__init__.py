@@ -9,6 +9,7 @@
     training.py   training curves from the stored per-epoch history
     timing.py     the timing comparison
     png.py        the one PNG writer and palette; data.py: what figures are drawn from, the registry types
+    corruptions.py  the corruption suite's picture (docs/corruptions.png), drawn apart from the report
 
 Each module ends with its `FIGURES` tuple; `FIGURES` below is their concatenation, the registry. Adding a
 figure to a module is one draw function and one `FigureSpec(...)` entry in that module's tuple, naming its
