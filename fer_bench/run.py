@@ -223,9 +223,10 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
                                     slots=executor.slots, live=live)
             run_jobs(executor, jobs, compute_cell, dataset, out, progress)
         if report:
-            from fer_bench.report import write_report
+            from fer_bench.report import headline_text, write_report
             from fer_bench.settings import Settings
 
             # the image figures use the loaded data instead of loading it again
-            write_report(out, dataset=dataset, settings=Settings(reference_model=reference))
+            written = write_report(out, dataset=dataset, settings=Settings(reference_model=reference))
+            print(headline_text(written))
     return out

@@ -276,3 +276,19 @@ def test_summary_lists_what_each_cell_chose_on_publictest(finished_run, models):
             # the PublicTest accuracy of what predicts: the kept epoch with the chosen views
             assert cell.params["validation_accuracy"] == selected["val_accuracy_by_views"][str(views)]
             assert accuracy == f"{100 * cell.params['validation_accuracy']:.1f}"
+
+
+def test_run_ends_by_printing_the_headline_table(tiny_grid, tiny_synthetic, tmp_path, capsys):
+    """A run's last lines are the headline table (task, model, accuracy as metrics.csv has it), not just a path."""
+    from fer_bench.run import run_grid
+
+    out = copy_grid(tiny_grid, tmp_path / "out", cells=["binary/logreg/seed0"])
+    run_grid(dataset=tiny_synthetic, tasks=["binary"], models=["logreg"], seeds=(0,), quick=True, out=out,
+             report=True, live=False)
+    lines = capsys.readouterr().out.strip().splitlines()
+    with open(out / "metrics.csv", newline="", encoding="utf-8") as fh:
+        (row,) = [r for r in csv.DictReader(fh) if r["split"] == "PrivateTest" and r["subset"] == "all"]
+    header, only = lines[-2].split(), lines[-1].split()
+    assert header[:2] == ["task", "model"] and "accuracy" in header
+    assert only[:2] == ["binary", "logreg"] and only[2] == f"{100 * float(row['accuracy']):.1f}"
+    assert "summary.md" in lines[-3]

@@ -23,6 +23,7 @@ from fer_bench.report.audit import leaked_ids, read_audit_rows
 from fer_bench.report.html import index_html
 from fer_bench.report.inputs import ReportInputs, choose_references, load_cells
 from fer_bench.report.latex import latex_escape, latex_headline
+from fer_bench.report.markdown import headline_table
 from fer_bench.report.sections import RenderedSection, SectionContext, summary_markdown
 from fer_bench.report.seeds import identical_seed_models
 from fer_bench.report.tables import Tables, compute_tables
@@ -94,7 +95,24 @@ def build_report(out, *, dataset: Dataset | None = None, settings: Settings | No
     return report
 
 
-def write_report(out=None, *, dataset: Dataset | None = None, settings: Settings | None = None) -> Path:
+#: the headline columns `fer-bench run` prints at its end (the rest stays in summary.md: a terminal is narrow)
+TERMINAL_COLUMNS = ("task", "model", "seeds", "accuracy", "macro-F1", "fit time")
+
+
+def headline_text(report: Report) -> str:
+    """The headline table as plain aligned text (its task, model, seeds, accuracy, macro-F1 and fit-time
+    columns), for the end of `fer-bench run`."""
+    columns, rows = headline_table(report.inputs, report.metric_rows)
+    keep = [k for k, column in enumerate(columns) if column.startswith(TERMINAL_COLUMNS)]
+    table = [[columns[k] for k in keep], *[[row[k] for k in keep] for row in rows]]
+    widths = [max(len(line[k]) for line in table) for k in range(len(keep))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+             for line in table]
+    return "\n".join([f"{report.inputs.settings.headline_split} (full table and findings: summary.md)", *lines])
+
+
+def write_report(out=None, *, dataset: Dataset | None = None, settings: Settings | None = None) -> Report:
+    """Build the report of the results folder `out` and swap its files in as a set; returns the Report."""
     out = Path(out) if out else default_results_folder()
     check_results_folder(out)
     try:
@@ -110,8 +128,8 @@ def write_report(out=None, *, dataset: Dataset | None = None, settings: Settings
     if note:
         print(note, file=sys.stderr)
     print(f"report written to {out / 'summary.md'} (open {out / 'index.html'} in a browser)")
-    return out
+    return report
 
 
-__all__ = ["Report", "ReportInputs", "build_report", "latex_escape", "read_inputs", "report_tables",
-           "write_report"]
+__all__ = ["Report", "ReportInputs", "build_report", "headline_text", "latex_escape", "read_inputs",
+           "report_tables", "write_report"]

@@ -130,8 +130,8 @@ def _interval_text(rows: list[dict], metric: Metric) -> str:
     return f"[{metric.format(float(np.mean(low)))}, {metric.format(float(np.mean(high)))}]"
 
 
-def _headline_row(task: str, model: str, rows: list[dict], public_rows: list[dict], several: bool,
-                  deterministic: bool) -> str:
+def _headline_cells(task: str, model: str, rows: list[dict], public_rows: list[dict], several: bool,
+                    deterministic: bool) -> list[str]:
     shown = distinct_rows(rows, deterministic)
     if not several:
         values = [metric_text(shown, metric, with_count=False) for metric in headline_metrics()]
@@ -143,13 +143,13 @@ def _headline_row(task: str, model: str, rows: list[dict], public_rows: list[dic
             if metric.interval:
                 values.append(_interval_text(shown, metric))
     values += [spread(r["accuracy"] for r in distinct_rows(public_rows, deterministic)), _fit_text(rows)]
-    return "| " + " | ".join([task, model, *([_seeds_cell(rows, deterministic)] if several else []), *values]) + " |"
+    return [task, model, *([_seeds_cell(rows, deterministic)] if several else []), *values]
 
 
-def _headline_header(settings, several: bool) -> list[str]:
-    """The headline table's heading lines: one column per headline metric (one seed: with "[95% CI]" where it
-    has an interval; several: its mean ± seed sd, and beside it the images' interval in a column of its own),
-    then the selection split's accuracy and the fit time."""
+def _headline_columns(settings, several: bool) -> list[str]:
+    """The headline table's columns: one per headline metric (one seed: with "[95% CI]" where it has an interval;
+    several: its mean ± seed sd, and beside it the images' interval in a column of its own), then the selection
+    split's accuracy and the fit time."""
     level = confidence_text(settings)
     metrics = []
     for metric in headline_metrics():
@@ -159,9 +159,8 @@ def _headline_header(settings, several: bool) -> list[str]:
         metrics.append(f"{metric.header} ± seed sd")
         if metric.interval:
             metrics.append(f"{metric.label} images' {level} CI")
-    columns = ["task", "model", *(["seeds"] if several else []), *metrics,
-               f"{settings.selection_split} acc %", "fit time"]
-    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return ["task", "model", *(["seeds"] if several else []), *metrics, f"{settings.selection_split} acc %",
+            "fit time"]
 
 
 def _model_notes(models) -> list[str]:
@@ -178,16 +177,26 @@ def _model_notes(models) -> list[str]:
     return notes
 
 
+def headline_table(inputs, metric_rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The headline table as text cells: (columns, one row per (task, model) of the headline split). summary.md
+    and the table `fer-bench run` prints at its end both show it."""
+    split = inputs.settings.headline_split
+    several = several_seeds(inputs.cells)
+    private = metric_rows_by_model(metric_rows, split)
+    public = metric_rows_by_model(metric_rows, inputs.settings.selection_split)
+    rows = [_headline_cells(task, model, rows, public[(task, model)], several, inputs.is_deterministic(task, model))
+            for (task, model), rows in private.items()]
+    return _headline_columns(inputs.settings, several), rows
+
+
 def headline_markdown(ctx) -> str:
     split = ctx.inputs.settings.headline_split
     several = several_seeds(ctx.inputs.cells)
     private = metric_rows_by_model(ctx.tables.metric_rows, split)
-    public = metric_rows_by_model(ctx.tables.metric_rows, ctx.inputs.settings.selection_split)
     lines = [seeds_note(ctx.inputs.cells, ctx.inputs.settings), ""] if several else []
-    lines += _headline_header(ctx.inputs.settings, several)
-    for (task, model), rows in private.items():
-        deterministic = ctx.inputs.is_deterministic(task, model)
-        lines.append(_headline_row(task, model, rows, public[(task, model)], several, deterministic))
+    columns, rows = headline_table(ctx.inputs, ctx.tables.metric_rows)
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     floor_text = "; ".join(
         f"{r['task']}: majority ({r['majority_class']}) {pct(r['majority_accuracy'])}%, chance "
         f"{pct(r['chance_accuracy'])}%" for r in ctx.tables.floor_rows if r["split"] == split)
