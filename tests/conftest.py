@@ -9,7 +9,7 @@ The shared grids (`baseline_grid`, `cnn_grid`, `quick_grid`, `tiny_grid`) are se
 them, and one that changes a results folder works on its own copy (`copy_grid` into its tmp_path), so sharing
 never couples tests. The data sets they hand out are shared too: never change their arrays. Under pytest-xdist
 each results folder is still computed once per test run, by the first worker that needs it (`computed_once`);
-every worker builds its own data sets (deterministic, seconds).
+every worker builds its own data sets (deterministic: the same arrays in each).
 """
 
 from __future__ import annotations
