@@ -119,6 +119,13 @@ def bench_models() -> tuple[str, ...]:
     return tuple(chosen or available_models())
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config) -> int:
+    """pyproject's `-n auto` (for tests/) means serial here: benchmarks running side by side would time each
+    other, and pytest-benchmark switches itself off under xdist."""
+    return 0
+
+
 def pytest_configure(config):
     """Import the plugins named by $FER_BENCH_BENCH_PLUGINS once, before collection, so bench_models sees them."""
     for plugin in split_top_level(os.environ.get("FER_BENCH_BENCH_PLUGINS", "")):

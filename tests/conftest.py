@@ -7,7 +7,9 @@ start a Dask cluster or a browser: `pytest -m "not slow"` is the inner loop.
 
 The shared grids (`baseline_grid`, `cnn_grid`, `quick_grid`, `tiny_grid`) are session-scoped: a test reads
 them, and one that changes a results folder works on its own copy (`copy_grid` into its tmp_path), so sharing
-never couples tests. The data sets they hand out are shared too: never change their arrays.
+never couples tests. The data sets they hand out are shared too: never change their arrays. Under pytest-xdist
+each results folder is still computed once per test run, by the first worker that needs it (`computed_once`);
+every worker builds its own data sets (deterministic: the same arrays in each).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from filelock import FileLock
 from PIL import Image
 
 from fer_bench import CLASS_NAMES
@@ -136,6 +139,25 @@ def copy_grid(grid: Grid | Path, dest: Path | str, cells: Iterable[str] | None =
     return dest
 
 
+def computed_once(tmp_path_factory, name: str, compute: Callable[[Path], None]) -> Path:
+    """A folder `compute` has filled, once per test run. Run alone: a new tmp folder. Under pytest-xdist: one
+    folder beside the workers' tmp folders, filled by the first worker that asks while the others wait on its
+    lock, then handed to all (xdist's "making session-scoped fixtures execute only once"). Read it only."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        folder = tmp_path_factory.mktemp(name)
+        compute(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent  # this run's, common to its workers
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(shared / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker whose compute failed left
+            folder.mkdir()
+            compute(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def small_synthetic() -> Dataset:
     """700 Training, 210 PublicTest and 210 PrivateTest synthetic faces (seed 0, planted artifacts included)."""
@@ -167,8 +189,11 @@ def baseline_grid(tmp_path_factory, small_synthetic) -> Grid:
     the report the data set: these sizes are not the synthetic defaults and could not be re-loaded)."""
     from fer_bench.run import run_grid
 
-    out = tmp_path_factory.mktemp("baseline_grid") / "results"
-    run_grid(dataset=small_synthetic, tasks=list(TASKS), models=list(BASELINES), quick=True, out=out, live=False)
+    def compute(folder: Path) -> None:
+        run_grid(dataset=small_synthetic, tasks=list(TASKS), models=list(BASELINES), quick=True,
+                 out=folder / "results", live=False)
+
+    out = computed_once(tmp_path_factory, "baseline_grid", compute) / "results"
     return Grid(out, small_synthetic, TASKS, BASELINES)
 
 
@@ -180,9 +205,14 @@ def cnn_grid(tmp_path_factory, baseline_grid) -> Grid:
     pytest.importorskip("tensorflow", reason="the CNN needs TensorFlow (pip install 'fer-bench[cnn]')")
     from fer_bench.run import run_grid
 
-    out = copy_grid(baseline_grid, tmp_path_factory.mktemp("cnn_grid") / "results", cells=baseline_grid.cells)
     models = ("cnn", *BASELINES)
-    run_grid(dataset=baseline_grid.dataset, tasks=list(TASKS), models=list(models), quick=True, out=out, live=False)
+
+    def compute(folder: Path) -> None:
+        out = copy_grid(baseline_grid, folder / "results", cells=baseline_grid.cells)
+        run_grid(dataset=baseline_grid.dataset, tasks=list(TASKS), models=list(models), quick=True, out=out,
+                 live=False)
+
+    out = computed_once(tmp_path_factory, "cnn_grid", compute) / "results"
     return Grid(out, baseline_grid.dataset, TASKS, models)
 
 
@@ -198,12 +228,14 @@ def tiny_grid(tmp_path_factory, tiny_synthetic) -> Path:
     0; no report. Tests take the cells they need with copy_grid."""
     from fer_bench.run import run_grid
 
-    out = tmp_path_factory.mktemp("tiny_grid") / "results"
-    run_grid(dataset=tiny_synthetic, tasks=["binary", "5class"], models=list(BASELINES), seeds=(0, 1, 2),
-             quick=True, out=out, report=False, live=False)
-    run_grid(dataset=tiny_synthetic, tasks=["7class"], models=list(BASELINES), seeds=(0,), quick=True, out=out,
-             report=False, live=False)
-    return out
+    def compute(folder: Path) -> None:
+        out = folder / "results"
+        run_grid(dataset=tiny_synthetic, tasks=["binary", "5class"], models=list(BASELINES), seeds=(0, 1, 2),
+                 quick=True, out=out, report=False, live=False)
+        run_grid(dataset=tiny_synthetic, tasks=["7class"], models=list(BASELINES), seeds=(0,), quick=True, out=out,
+                 report=False, live=False)
+
+    return computed_once(tmp_path_factory, "tiny_grid", compute) / "results"
 
 
 def pytest_collection_modifyitems(config, items):

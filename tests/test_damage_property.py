@@ -1,7 +1,8 @@
 """Property: a stored cell's predictions.csv or manifest.json damaged at random (cut at a random byte, a byte
 flipped, a line deleted, a field replaced with garbage) makes `report` either succeed (the damage was harmless,
 e.g. a digit changed within the stored tolerance) or exit 2 with exactly one line on stderr, no traceback, and
-the folder unchanged. Few examples (hypothesis), on a copy of one cell of the shared tiny_grid."""
+the folder unchanged. Few examples (hypothesis), on a copy of one cell of the shared tiny_grid: 6 per file in the
+inner loop, 25 more (a report each) in the slow-marked thorough run."""
 
 from __future__ import annotations
 
@@ -94,17 +95,31 @@ def check_report(out: Path) -> None:
     assert snapshot(out) == before
 
 
-PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None,
+THOROUGH = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+QUICK = settings(THOROUGH, max_examples=6)
+TARGETS = ["predictions.csv", "manifest.json"]
 
 
-@pytest.mark.parametrize("target", ["predictions.csv", "manifest.json"])
-@PROPERTY
-@given(data=st.data())
-def test_a_randomly_damaged_cell_is_reported_or_refused_in_one_line(one_cell, target, data):
+def damage_and_report(one_cell: Path, target: str, data) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         shutil.copytree(one_cell, out)
         path = out / CELL / target
         damage_file(data, path, garbage_csv_field if target == "predictions.csv" else garbage_json_field)
         check_report(out)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@QUICK
+@given(data=st.data())
+def test_a_randomly_damaged_cell_is_reported_or_refused_in_one_line(one_cell, target, data):
+    damage_and_report(one_cell, target, data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", TARGETS)
+@THOROUGH
+@given(data=st.data())
+def test_a_randomly_damaged_cell_is_reported_or_refused_in_one_line_thoroughly(one_cell, target, data):
+    damage_and_report(one_cell, target, data)
