@@ -155,7 +155,7 @@ def test_figures_are_grouped_per_task_in_closed_details():
     text = ("- ![binary ROC](figures/roc_binary.png) *binary: ROC.*\n"
             "- ![7class ROC](figures/roc_7class.png) *7class: ROC.*\n"
             "- ![HOG visualisation](figures/hog.png) *HOG.*\n"
-            "- ![7class faces, cnn vs logreg](figures/faces_7class_logreg.png) *faces.*\n\n"
+            "- ![7class faces, cnn vs logreg](figures/faces_7class_logreg.png) *faces.*\n\nA paragraph.\n\n"
             "- a plain item\n- another\n")
     page = render_markdown(md, text, ["7class", "binary"])
     summaries = re.findall(r"<summary>(.*?)</summary>", page)
