@@ -21,7 +21,15 @@ import pytest
 from conftest import copy_grid
 
 from fer_bench.report import write_report
-from fer_bench.report.html import LINKED_FILES, anchors, index_html, linked_files
+from fer_bench.report.html import (
+    LINKED_FILES,
+    anchors,
+    figure_task,
+    index_html,
+    linked_files,
+    markdown_renderer,
+    render_markdown,
+)
 from fer_bench.report.inputs import ReportInputs, load_cells
 from fer_bench.report.sections import RenderedSection
 from fer_bench.report.tables import Tables
@@ -142,6 +150,22 @@ def test_markdown_is_converted_and_raw_html_escaped(results):
     assert 'id="tables-things"' in text and 'id="tables-things-2"' in text
 
 
+def test_figures_are_grouped_per_task_in_closed_details():
+    md = markdown_renderer()
+    text = ("- ![binary ROC](figures/roc_binary.png) *binary: ROC.*\n"
+            "- ![7class ROC](figures/roc_7class.png) *7class: ROC.*\n"
+            "- ![HOG visualisation](figures/hog.png) *HOG.*\n"
+            "- ![7class faces, cnn vs logreg](figures/faces_7class_logreg.png) *faces.*\n\nA paragraph.\n\n"
+            "- a plain item\n- another\n")
+    page = render_markdown(md, text, ["7class", "binary"])
+    summaries = re.findall(r"<summary>(.*?)</summary>", page)
+    assert summaries == ["<strong>7class</strong>: ROC", "<strong>7class</strong>: faces, cnn vs logreg",
+                         "<strong>binary</strong>: ROC", "HOG visualisation"]  # task order, then no task
+    assert page.count('<li class="figure"><details>') == 4 and "<details open" not in page
+    assert page.count("</details></li>") == 4 and "<li>a plain item</li>" in page
+    assert figure_task("5class ROC", ["7class", "binary"]) is None
+
+
 # --- in a headless browser ------------------------------------------------------------------------------------
 
 #: put first in <head>: collects uncaught errors, failed loads and console errors/warnings of the page
@@ -194,6 +218,90 @@ window.addEventListener("load", function () {
 </script>"""
 
 
+#: put last in <body>: after the load event, measures the layout as laid out (every <details> as the page leaves
+#: it: closed), the contents list, the images and the headline table's and findings' places
+LAYOUT = """<script>
+window.addEventListener("load", function () {
+  var result = {problems: window.__problems};
+  try {
+    var root = document.documentElement;
+    var top = function (element) { return element ? element.getBoundingClientRect().top + window.scrollY : null; };
+    result.viewport = {width: window.innerWidth, height: window.innerHeight};
+    result.scrollWidth = root.scrollWidth;
+    result.clientWidth = root.clientWidth;
+    result.height = root.scrollHeight;
+    result.openDetails = document.querySelectorAll("details[open]").length;
+    result.figureDetails = document.querySelectorAll("li.figure > details").length;
+    result.figureSummaries = Array.prototype.map.call(document.querySelectorAll("li.figure > details > summary"),
+                                                      function (s) { return s.textContent; });
+    result.contents = Array.prototype.map.call(document.querySelectorAll("nav.toc a"), function (a) {
+      return {href: a.getAttribute("href"), text: a.textContent};
+    });
+    result.images = Array.prototype.map.call(document.images, function (img) {
+      return {src: img.getAttribute("src"), loaded: img.complete && img.naturalWidth > 0};
+    });
+    result.headlineTableTop = top(document.querySelector("section.report-section table"));
+    result.findingsTop = top(document.getElementById("findings"));
+    // every element wider than its page: named, to say what overflows when the width check fails
+    result.overflowing = Array.prototype.filter.call(document.querySelectorAll("body *"), function (e) {
+      var box = e.getBoundingClientRect();
+      return box.width > 0 && box.right > root.clientWidth + 0.5 && !e.closest(".table-wrap");
+    }).slice(0, 5).map(function (e) { return e.tagName + "." + e.className + ": " + e.textContent.slice(0, 60); });
+  } catch (e) {
+    result.problems.push("layout: " + e);
+  }
+  var pre = document.createElement("pre");
+  pre.id = "browser-test-result";
+  pre.textContent = JSON.stringify(result);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+#: a page that shows the probe in a frame of a given size (headless Chromium's window is at least 500 px wide,
+#: a frame can be narrower) and copies the probe's result out of it once everything has loaded
+FRAME = """<!DOCTYPE html><html><head><meta charset="utf-8"></head><body style="margin:0">
+<iframe id="probe" src="_browser_test.html" style="border:0;width:{width}px;height:{height}px"></iframe>
+<script>
+window.addEventListener("load", function () {{
+  var inner = document.getElementById("probe").contentDocument;
+  var found = inner && inner.getElementById("browser-test-result");
+  var pre = document.createElement("pre");
+  pre.id = "browser-test-result";
+  pre.textContent = found ? found.textContent : JSON.stringify({{problems: ["frame: no result"]}});
+  document.body.appendChild(pre);
+}});
+</script></body></html>"""
+
+
+def _run_probe(results: Path, profile: Path, script: str, frame: tuple[int, int] | None = None) -> tuple[dict, str]:
+    """index.html with COLLECTOR and `script` injected, loaded beside it (so the figures resolve the same way) in
+    headless Chromium, in a frame of `frame` = (width, height) px when given: the result the script writes into
+    the page, and Chromium's stderr."""
+    page = (results / "index.html").read_text(encoding="utf-8")
+    assert page.count("<head>") == 1 and page.count("</body>") == 1
+    probe, wrapper = results / "_browser_test.html", results / "_browser_test_frame.html"
+    probe.write_text(page.replace("<head>", "<head>\n" + COLLECTOR, 1).replace("</body>", script + "\n</body>", 1),
+                     encoding="utf-8")
+    args, target = [], probe
+    if frame is not None:
+        wrapper.write_text(FRAME.format(width=frame[0], height=frame[1]), encoding="utf-8")
+        args, target = [f"--window-size={frame[0] + 200},{frame[1] + 200}", "--allow-file-access-from-files"], wrapper
+    try:
+        run = _chromium([*args, "--dump-dom", target.as_uri()], profile)
+    finally:
+        probe.unlink()
+        wrapper.unlink(missing_ok=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    match = re.search(r'<pre id="browser-test-result">(.*?)</pre>', run.stdout, re.S)
+    assert match, f"the page's checker did not run; stderr: {run.stderr[-3000:]}"
+    return json.loads(html.unescape(match.group(1))), run.stderr
+
+
+def _console_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+
+
 def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
     command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -209,24 +317,11 @@ def _leading_number(text: str) -> float:
 @needs_chromium
 def test_index_html_in_headless_chromium(results, tmp_path):
     page = (results / "index.html").read_text(encoding="utf-8")
-    assert page.count("<head>") == 1 and page.count("</body>") == 1
-    # beside index.html, so the figures resolve the same way
-    probe = results / "_browser_test.html"
-    probe.write_text(page.replace("<head>", "<head>\n" + COLLECTOR, 1).replace("</body>", CHECKER + "\n</body>", 1),
-                     encoding="utf-8")
-    try:
-        run = _chromium(["--dump-dom", probe.as_uri()], tmp_path / "profile")
-    finally:
-        probe.unlink()
-    assert run.returncode == 0, run.stderr[-3000:]
-    match = re.search(r'<pre id="browser-test-result">(.*?)</pre>', run.stdout, re.S)
-    assert match, f"the page's checker did not run; stderr: {run.stderr[-3000:]}"
-    result = json.loads(html.unescape(match.group(1)))
+    result, stderr = _run_probe(results, tmp_path / "profile", CHECKER)
 
     # no console output or uncaught error at all (the page logs nothing; a CSP violation would be logged too)
     assert result["problems"] == []
-    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
-    assert console == []
+    assert _console_lines(stderr) == []
 
     # every <img> loaded
     assert len(result["images"]) == page.count("<img ") > 0
@@ -244,6 +339,49 @@ def test_index_html_in_headless_chromium(results, tmp_path):
     assert [_leading_number(v) for v in result["descending"]["accuracy"]] == sorted(values, reverse=True)
     assert result["descending"]["sort"] == "descending"
     assert result["tables"] >= 5 and result["sections"] == page.count('<section class="report-section"')
+
+
+#: the page's height at 1,400 px wide with every figure closed, at most (what a reader scrolls past)
+MAX_COLLAPSED_HEIGHT = 12_000
+#: the height of the screen the headline table and the findings must start in
+SCREEN_HEIGHT = 900
+
+
+@pytest.mark.slow
+@needs_chromium
+@pytest.mark.parametrize("width", [1400, 390])
+def test_index_html_layout_fits_the_screen(results, tmp_path, width):
+    result, stderr = _run_probe(results, tmp_path / "profile", LAYOUT, frame=(width, SCREEN_HEIGHT))
+    print(json.dumps({k: result[k] for k in ("viewport", "scrollWidth", "clientWidth", "height", "headlineTableTop",
+                                             "findingsTop", "figureDetails")}))
+    assert result["problems"] == [] and _console_lines(stderr) == []
+    assert result["viewport"] == {"width": width, "height": SCREEN_HEIGHT}
+
+    # nothing wider than the screen: wide tables scroll inside their own wrapper, long strings wrap
+    assert result["scrollWidth"] <= result["clientWidth"], result["overflowing"]
+    assert result["overflowing"] == []
+
+    # every figure in a closed <details> whose summary names it; the page as it opens is short
+    page = (results / "index.html").read_text(encoding="utf-8")
+    assert result["openDetails"] == 0
+    assert result["figureDetails"] == page.count("<img ") == len(result["images"]) > 0
+    assert all(s.strip() for s in result["figureSummaries"])
+    assert any(s.startswith("binary: ") for s in result["figureSummaries"])  # task-named
+    assert result["height"] <= MAX_COLLAPSED_HEIGHT
+
+    # one contents entry per section, each leading to its section
+    hrefs = [entry["href"] for entry in result["contents"]]
+    texts = [entry["text"] for entry in result["contents"]]
+    assert len(set(hrefs)) == len(hrefs) and len(set(texts)) == len(texts)
+    assert len(hrefs) == page.count('<section class="report-section"')
+
+    # every image loaded, even inside a closed <details>
+    assert [i["src"] for i in result["images"] if not i["loaded"]] == []
+
+    # on a wide screen the headline table and the findings start in the first screenful
+    if width == 1400:
+        assert result["headlineTableTop"] < result["viewport"]["height"]
+        assert result["findingsTop"] < result["viewport"]["height"]
 
 
 @pytest.mark.slow

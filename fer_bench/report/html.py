@@ -4,8 +4,9 @@ The page holds the same sections as summary.md, in the same order (fer_bench.rep
 from its markdown by markdown-it-py (CommonMark with pipe tables; raw HTML in the markdown is escaped, not passed
 through). Around them the Jinja2 template `templates/index.html.j2` (autoescaping on) puts a table of contents
 linking every section's anchor, the provenance of the cells (data fingerprint, commits, machines), links to the
-report's CSVs and other files, inline CSS and a small inline script that sorts a table when its header is
-clicked (numbers numerically). Figures are linked relative to the results folder (`figures/<name>.png`), so the
+report's CSVs and other files (in a closed box under the title, so the headline opens the page), inline CSS and a small inline script that sorts a table when its header is
+clicked (numbers numerically). Each figure is a closed `<details>` named by its task and title, a section's
+figures grouped by task, so the page opens short. Figures are linked relative to the results folder (`figures/<name>.png`), so the
 page works opened from disk or served as a static folder, and it loads nothing from the network (its
 Content-Security-Policy forbids it).
 
@@ -54,9 +55,61 @@ def _environment() -> jinja2.Environment:
                               keep_trailing_newline=True)
 
 
+def figure_task(alt: str, tasks: Iterable[str]) -> str | None:
+    """The task a figure belongs to: its alt text's first word when that names a task ("7class ROC" -> 7class)."""
+    words = alt.split()
+    return words[0] if words and words[0] in set(tasks) else None
+
+
+def _figure_item(tokens, start: int) -> tuple[int, str] | None:
+    """(index of list_item_close, alt text) when the list item opening at `start` is a figure (its paragraph
+    starts with an image), else None."""
+    close = next(i for i in range(start + 1, len(tokens))
+                 if tokens[i].type == "list_item_close" and tokens[i].level == tokens[start].level)
+    inline = tokens[start + 2] if start + 2 < close else None
+    if inline is None or inline.type != "inline" or not inline.children or inline.children[0].type != "image":
+        return None
+    return close, inline.children[0].content
+
+
+def group_figures(tokens: list, tasks: Iterable[str]) -> list:
+    """Reorder each list of figures so that one task's figures sit together (tasks in `tasks` order, figures of
+    no task last, the order within a group kept)."""
+    order = {task: k for k, task in enumerate(tasks)}
+    result, i = [], 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.type != "bullet_list_open":
+            result.append(token)
+            i += 1
+            continue
+        end = next(j for j in range(i + 1, len(tokens))
+                   if tokens[j].type == "bullet_list_close" and tokens[j].level == token.level)
+        items, j, all_figures = [], i + 1, True
+        while j < end:
+            figure = _figure_item(tokens, j)
+            if figure is None:
+                all_figures = False
+                break
+            close, alt = figure
+            items.append((order.get(figure_task(alt, order), len(order)), tokens[j:close + 1]))
+            j = close + 1
+        if not all_figures or not items:
+            result.append(token)
+            i += 1
+            continue
+        result.append(token)
+        for _, item in sorted(items, key=lambda entry: entry[0]):
+            result.extend(item)
+        result.append(tokens[end])
+        i = end + 1
+    return result
+
+
 def markdown_renderer() -> MarkdownIt:
-    """CommonMark with pipe tables; raw HTML escaped. Tables get class "sortable" inside a scrolling wrapper, and
-    each image links to its full-size file."""
+    """CommonMark with pipe tables; raw HTML escaped. Tables get class "sortable" inside a scrolling wrapper, each
+    image links to its full-size file, and a list item that is a figure becomes a closed `<details>` whose summary
+    names the figure's task (from `env["tasks"]`, when its alt text starts with one) and the figure."""
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
 
     def table_open(self, tokens, idx, options, env):
@@ -71,10 +124,36 @@ def markdown_renderer() -> MarkdownIt:
         return (f'<a class="figure-link" href="{escapeHtml(src)}">'
                 + self.image(tokens, idx, options, env) + "</a>")
 
+    def list_item_open(self, tokens, idx, options, env):
+        figure = _figure_item(tokens, idx)
+        if figure is None:
+            return self.renderToken(tokens, idx, options, env)
+        alt = figure[1]
+        task = figure_task(alt, env.get("tasks", ()))
+        label = (f"<strong>{escapeHtml(task)}</strong>: {escapeHtml(alt[len(task):].strip(' ,:'))}" if task
+                 else escapeHtml(alt))
+        return f'<li class="figure"><details><summary>{label}</summary>\n'
+
+    def list_item_close(self, tokens, idx, options, env):
+        start = next(i for i in range(idx - 1, -1, -1)
+                     if tokens[i].type == "list_item_open" and tokens[i].level == tokens[idx].level)
+        if _figure_item(tokens, start) is None:
+            return self.renderToken(tokens, idx, options, env)
+        return "</details></li>\n"
+
     md.add_render_rule("table_open", table_open)
     md.add_render_rule("table_close", table_close)
     md.add_render_rule("image", image)
+    md.add_render_rule("list_item_open", list_item_open)
+    md.add_render_rule("list_item_close", list_item_close)
     return md
+
+
+def render_markdown(md: MarkdownIt, text: str, tasks: list[str]) -> str:
+    """`text` as HTML, each list of figures grouped by task (`tasks`: the report's, in report order)."""
+    env = {"tasks": tasks}
+    tokens = group_figures(md.parse(text, env), tasks)
+    return md.renderer.render(tokens, md.options, env)
 
 
 def anchors(titles: Iterable[str]) -> list[str]:
@@ -134,14 +213,17 @@ def index_html(inputs: ReportInputs, tables: Tables, sections: list[RenderedSect
     provenance of `inputs`' cells, and links to the report's `files` (relative paths under the results folder)."""
     md = markdown_renderer()
     titles = [s.title for s in sections]
-    rendered = [{"title": s.title, "anchor": anchor, "html": Markup(md.render(s.markdown))}
-                for s, anchor in zip(sections, anchors(titles), strict=True)]
     files = list(files)
+    grid_facts = grid(inputs, tables, files)
+    rendered = [{"title": s.title, "anchor": anchor,
+                 "html": Markup(render_markdown(md, s.markdown, grid_facts["tasks"]))}
+                for s, anchor in zip(sections, anchors(titles), strict=True)]
     title_html = Markup(md.render(markdown.title_markdown(SimpleNamespace(inputs=inputs))))
     info = provenance(inputs)
     return _environment().get_template(TEMPLATE).render(
         page_title=f"fer-bench results: {info['dataset']}", title_html=title_html, sections=rendered,
-        provenance=info, grid=grid(inputs, tables, files), files=linked_files(inputs, files))
+        provenance=info, grid=grid_facts, files=linked_files(inputs, files))
 
 
-__all__ = ["LINKED_FILES", "anchors", "index_html", "markdown_renderer"]
+__all__ = ["LINKED_FILES", "anchors", "figure_task", "group_figures", "index_html", "markdown_renderer",
+           "render_markdown"]
