@@ -221,7 +221,7 @@ def test_summary_opens_with_the_headline_then_findings_that_match_the_tables(cnn
     for family in families.values():  # Holm over the reference's comparisons of one task and seed
         adjusted = holm_adjusted([float(r["p_value"]) for r in family])
         assert [float(r["p_holm"]) for r in family] == pytest.approx(adjusted, rel=1e-5)
-    answer = findings.splitlines()[0]
+    answer = findings.strip().splitlines()[0]
     assert answer.startswith("- **Accuracy** (PrivateTest), the cnn minus the best classic model")
     for task in TASKS:
         best = max(("hog_svm", "logreg"), key=lambda b: accuracy[(task, b)])  # the registry's classic models

@@ -325,7 +325,7 @@ def test_timing_report_is_deterministic_and_embeds_the_figure(tmp_path):
     assert b"Software" not in png and b"matplotlib" not in png
     assert "](figures/timing.png)" in first_section
     assert first_section == second_section
-    assert "| 7class | cnn | 65.0 |" in first_section
+    assert "| 7class | cnn | M1 | 65.0 |" in first_section  # M1: the machine the legend names
 
 
 def test_timing_report_without_fit_times_has_no_figure(tmp_path):
