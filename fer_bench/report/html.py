@@ -4,11 +4,11 @@ The page holds the same sections as summary.md, in the same order (fer_bench.rep
 from its markdown by markdown-it-py (CommonMark with pipe tables; raw HTML in the markdown is escaped, not passed
 through). Around them the Jinja2 template `templates/index.html.j2` (autoescaping on) puts a table of contents
 linking every section's anchor, the provenance of the cells (data fingerprint, commits, machines), links to the
-report's CSVs and other files (in a closed box under the title, so the headline opens the page), inline CSS and a small inline script that sorts a table when its header is
-clicked (numbers numerically). Each figure is a closed `<details>` named by its task and title, a section's
-figures grouped by task, so the page opens short. Figures are linked relative to the results folder (`figures/<name>.png`), so the
-page works opened from disk or served as a static folder, and it loads nothing from the network (its
-Content-Security-Policy forbids it).
+report's CSVs and other files (in a closed box under the title, so the headline opens the page), inline CSS and a
+small inline script that sorts a table when its header is clicked (numbers numerically). Each figure is a closed
+`<details>` named by its task and title, a section's figures grouped by task, so the page opens short. Figures are
+linked relative to the results folder (`figures/<name>.png`), so the page works opened from disk or served as a
+static folder, and it loads nothing from the network (its Content-Security-Policy forbids it).
 
 The output depends only on its inputs: no timestamps but the cells' own, so regenerating the report gives a
 byte-identical page.
