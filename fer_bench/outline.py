@@ -40,6 +40,8 @@ class Section:
 
 HEADLINE = Section("headline", "Headline: {headline} ({selection} only used for model selection)")
 FINDINGS = Section("findings", "Findings")
+#: the headline table with every headline metric and the seed ensembles (the headline shows the brief metrics)
+ALL_METRICS = Section("all_metrics", "Every headline metric ({headline})")
 PROVENANCE = Section("provenance", "Provenance")
 PER_CLASS = Section("per_class", "Per-class recall and the {reference}'s gains ({headline})")
 SIGNIFICANCE = Section("significance", "Is the {reference}'s difference significant? ({headline})")
@@ -83,7 +85,7 @@ FILES = Section("files", "Files")
 
 #: every section of the report, in the order summary.md and index.html show them
 SECTIONS: tuple[Section, ...] = (
-    HEADLINE, FINDINGS, PROVENANCE, PER_CLASS, SIGNIFICANCE, CONFUSIONS, SELECTION, TIMING,
+    HEADLINE, FINDINGS, ALL_METRICS, PROVENANCE, PER_CLASS, SIGNIFICANCE, CONFUSIONS, SELECTION, TIMING,
     TRAINING_FIGURES, ROC_FIGURES, CONFUSION_FIGURES, GAIN_FIGURES, CALIBRATION_FIGURES, SALIENCY_FIGURES,
     AUDIT, FILES,
 )

@@ -242,6 +242,7 @@ window.addEventListener("load", function () {
     });
     result.headlineTableTop = top(document.querySelector("section.report-section table"));
     result.findingsTop = top(document.getElementById("findings"));
+    result.firstFindingTop = top(document.querySelector("#findings li"));
     // every element wider than its page: named, to say what overflows when the width check fails
     result.overflowing = Array.prototype.filter.call(document.querySelectorAll("body *"), function (e) {
       var box = e.getBoundingClientRect();
@@ -382,6 +383,28 @@ def test_index_html_layout_fits_the_screen(results, tmp_path, width):
     if width == 1400:
         assert result["headlineTableTop"] < result["viewport"]["height"]
         assert result["findingsTop"] < result["viewport"]["height"]
+
+
+#: the committed report of the real data set: the most seeds, models and rows any report has here
+COMMITTED_REPORT = Path(__file__).resolve().parents[1] / "results" / "fer2013"
+
+
+@pytest.mark.slow
+@needs_chromium
+@pytest.mark.skipif(not (COMMITTED_REPORT / "index.html").is_file(), reason="no committed results/fer2013 report")
+def test_committed_fer2013_report_opens_with_the_headline_and_findings(tmp_path):
+    """On the real report (every task, four models, up to three seeds, audit), a 1,400 x 900 screen shows the
+    headline table and the first finding; nothing is wider than the page."""
+    report = tmp_path / "fer2013"
+    report.mkdir()
+    shutil.copy(COMMITTED_REPORT / "index.html", report / "index.html")
+    shutil.copytree(COMMITTED_REPORT / "figures", report / "figures")
+    result, stderr = _run_probe(report, tmp_path / "profile", LAYOUT, frame=(1400, SCREEN_HEIGHT))
+    print(json.dumps({k: result[k] for k in ("height", "headlineTableTop", "findingsTop", "firstFindingTop")}))
+    assert result["problems"] == [] and _console_lines(stderr) == []
+    assert result["scrollWidth"] <= result["clientWidth"], result["overflowing"]
+    assert result["headlineTableTop"] < result["findingsTop"] < result["firstFindingTop"] < SCREEN_HEIGHT - 40
+    assert result["height"] <= MAX_COLLAPSED_HEIGHT
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from fer_bench.metrics import (
 )
 from fer_bench.report.inputs import ReportInputs, load_cells
 from fer_bench.report.latex import latex_headline
-from fer_bench.report.markdown import headline_markdown
+from fer_bench.report.markdown import all_metrics_markdown, headline_markdown
 from fer_bench.report.tables import compute_tables
 from fer_bench.run import run_grid
 from fer_bench.settings import Settings
@@ -72,6 +72,7 @@ def test_documented_example_gets_a_metrics_csv_column_with_an_interval(grid):
         rows = csv_rows(tables.files["metrics.csv"])
         header = tables.files["metrics.csv"].splitlines()[0].split(",")
         headline = headline_markdown(SimpleNamespace(inputs=inputs, tables=tables))
+        full = all_metrics_markdown(SimpleNamespace(inputs=inputs, tables=tables))
     for column in ("top2_accuracy", "top2_accuracy_ci_low", "top2_accuracy_ci_high"):
         assert column in header
     for row in rows:
@@ -80,8 +81,9 @@ def test_documented_example_gets_a_metrics_csv_column_with_an_interval(grid):
         assert value >= float(row["accuracy"])  # the top two classes include the top one
         if row["task"] == "binary":
             assert value == low == high == 1.0  # two classes: always among the top two
-    # headline=True: a headline column, with the interval of one seed in brackets
-    assert "| top-2 accuracy % [95% CI] |" in headline
+    # headline=True: a column of the full headline table, with the interval of one seed in brackets; not brief, so
+    # not in the headline itself
+    assert "| top-2 accuracy % [95% CI] |" in full and "top-2" not in headline
     # scoped: gone again, and the built-in columns are what they were
     assert "top2_accuracy" not in metric_columns()
     assert [m.name for m in registered_metrics()][-1] == "ece"
@@ -116,12 +118,14 @@ def test_a_brief_metric_shows_in_headline_latex_and_compare(grid):
     with metric_registered(errors):
         inputs, tables = report_tables(grid)
         headline = headline_markdown(SimpleNamespace(inputs=inputs, tables=tables))
+        full = all_metrics_markdown(SimpleNamespace(inputs=inputs, tables=tables))
         tex = latex_headline(inputs, tables.metric_rows)
         comparison = compare_folders(grid, grid)
         columns = record_columns()
         (record,) = [r for r in comparison_records(comparison, View()) if r["task"] == "binary"]
     row = next(r for r in tables.metric_rows if r["split"] == "PrivateTest" and r["task"] == "binary")
-    assert "| ECE | error rate | PublicTest acc % | fit time |" in headline
+    assert "| ROC AUC (macro) | error rate | PublicTest acc % | fit time |" in headline
+    assert "| ECE | error rate | PublicTest acc % | fit time |" in full
     assert f"| {row['error_rate']:.2f} | " in headline
     assert "& AUC & Err & Fit (s)" in tex and r"\begin{tabular}{llrrrrr}" in tex
     assert columns[columns.index("roc_auc_macro_difference") + 1:][:3] == [

@@ -22,7 +22,7 @@ from conftest import copy_grid
 
 from fer_bench.metrics import holm_adjusted, paired_recall_gain
 from fer_bench.models import CLASSIC, PRETRAINED, registered_model
-from fer_bench.report import build_report
+from fer_bench.report import build_report, latex_escape
 from fer_bench.report.findings import MAX_FINDINGS
 from fer_bench.report.inputs import ReportInputs
 from fer_bench.report.seeds import ENSEMBLE_FIELD, SeedEnsemble, ensemble_of, is_ensemble, with_ensembles
@@ -109,29 +109,55 @@ def test_headline_shows_seed_sd_and_the_images_interval_in_separate_columns(repo
     public = per_seed(report, task, model, "PublicTest")
     deterministic = identical_seeds(grid, task, model)
     assert report.inputs.is_deterministic(task, model) == deterministic
+    headline, full = report.sections[0].markdown, all_metrics_section(report)
     if deterministic:  # shown once: one seed's numbers, no spread, no ensemble row
-        line = table_line(report.sections[0].markdown, task, model, "deterministic (3 seeds identical)")
+        line = table_line(headline, task, model, "3, identical")
+        full_line = table_line(full, task, model, "3, identical")
         rows, public = rows[:1], public[:1]
         assert line[3] == f"{100 * float(rows[0]['accuracy']):.1f}"
         assert line[7] == f"{float(rows[0]['roc_auc_macro']):.3f}"
-        assert line[10] == f"{100 * float(public[0]['accuracy']):.1f}"
+        assert line[8] == f"{100 * float(public[0]['accuracy']):.1f}"
+        assert full_line[8] == f"{float(rows[0]['log_loss']):.3f}" and full_line[9] == f"{float(rows[0]['ece']):.3f}"
     else:
-        line = table_line(report.sections[0].markdown, task, model, "3")
+        line = table_line(headline, task, model, "3")
+        full_line = table_line(full, task, model, "3")
         assert line[3] == spread_text([r["accuracy"] for r in rows])
         assert line[5] == spread_text([r["f1_macro"] for r in rows])
         assert line[7] == spread_text([r["roc_auc_macro"] for r in rows], scale=1, decimals=3)
-        assert line[10] == spread_text([r["accuracy"] for r in public])
+        assert line[8] == spread_text([r["accuracy"] for r in public])
+        assert full_line[8] == spread_text([r["log_loss"] for r in rows], scale=1, decimals=3)
+        assert full_line[9] == spread_text([r["ece"] for r in rows], scale=1, decimals=3)
     assert line[4] == mean_interval_text(rows, "accuracy")
     assert line[6] == mean_interval_text(rows, "f1_macro")
     fits = [float(r["fit_seconds"]) for r in per_seed(report, task, model)]
-    assert line[11] == spread_text(fits, scale=1) + " s"  # every seed's fit, identical predictions or not
+    assert line[9] == spread_text(fits, scale=1) + " s"  # every seed's fit, identical predictions or not
+    # the full table: the headline's columns with the log loss and the ECE before the PublicTest accuracy
+    assert full_line[:8] == line[:8] and full_line[10:] == line[8:]
+
+
+def test_summary_tex_gives_a_deterministic_model_one_value_and_its_interval(report, grid):
+    tex_lines = report.files["summary.tex"].splitlines()
+    cases = [(task, model) for task in ("binary", "5class") for model in MODELS]
+    assert any(identical_seeds(grid, *case) for case in cases) and not all(identical_seeds(grid, *c) for c in cases)
+    for task, model in cases:
+        line = next(line for line in tex_lines if line.startswith(f"{task} & {latex_escape(model)} & "))
+        if identical_seeds(grid, task, model):  # no "± 0.0": the one seed's value and its images' interval
+            accuracy = 100 * float(per_seed(report, task, model)[0]["accuracy"])
+            assert "$\\pm$" not in line and line.split(" & ")[2].startswith(f"{accuracy:.1f} [")
+        else:
+            assert "$\\pm$" in line and "(3 seeds)" in line
+
+
+def all_metrics_section(report) -> str:
+    return next(s.markdown for s in report.sections if s.title.startswith("Every headline metric"))
 
 
 def test_headline_says_how_many_seeds(report):
     headline = report.sections[0].markdown
-    assert headline.startswith("**3 seeds** per task and model (seeds 0, 1, 2")
-    assert ("| task | model | seeds | accuracy % ± seed sd | accuracy images' 95% CI | macro-F1 % ± seed sd | "
-            "macro-F1 images' 95% CI |") in headline
+    assert headline.startswith("| task | model | seeds | accuracy % ± seed sd | accuracy images' 95% CI | macro-F1 % "
+                               "± seed sd | macro-F1 images' 95% CI | ROC AUC (macro) ± seed sd | PublicTest acc % "
+                               "| fit time |\n")  # the brief metrics: the answer first
+    assert "\n**3 seeds** per task and model (seeds 0, 1, 2" in headline
 
 
 def test_per_class_table_shows_the_references_recall_and_its_gains(report):
@@ -217,7 +243,9 @@ def test_ensemble_rows_follow_their_seeds_and_stay_out_of_other_tables(report, g
         assert "ensemble" not in report.files[name], name
     assert "ensemble" not in report.files["significance.csv"]
     assert not identical_seeds(grid, "binary", "hog_svm")  # the SVM's probability calibration draws on its seed
-    line = table_line(report.sections[0].markdown, "binary", "hog_svm (seed ensemble, 3)")
+    assert "seed ensemble, 3)" not in "".join(line for line in report.sections[0].markdown.splitlines()
+                                              if line.startswith("|"))  # the headline keeps to trained models
+    line = table_line(all_metrics_section(report), "binary", "hog_svm (seed ensemble, 3)")
     assert line[2] == "3 averaged"
     assert re.fullmatch(r"\d+\.\d", line[3]) and re.fullmatch(r"\[\d+\.\d, \d+\.\d\]", line[4])
     assert line[11].endswith("s (3 fits)")

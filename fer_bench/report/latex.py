@@ -6,7 +6,7 @@ import numpy as np
 
 from fer_bench.metrics import Metric, brief_metrics
 from fer_bench.report.markdown import confidence_text, joined, metric_rows_by_model, metric_text
-from fer_bench.report.seeds import several_seeds
+from fer_bench.report.seeds import distinct_rows, several_seeds
 
 #: characters LaTeX treats as commands, in a user's data set, task or model name (hog_svm has one)
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -35,8 +35,9 @@ def latex_headline(inputs, metric_rows: list[dict]) -> str:
     private = metric_rows_by_model(metric_rows, split)
     metrics = brief_metrics()
     level = latex_escape(confidence_text(inputs.settings))
-    how = (rf"{level} bootstrap CI for one seed or a seed ensemble (the average of the seeds' probabilities; fit: "
-           r"the seeds' fits together), mean $\pm$ std over several seeds" if several_seeds(inputs.cells)
+    how = (rf"{level} bootstrap CI for one seed, a deterministic model (its seeds identical) or a seed ensemble (the "
+           r"average of the seeds' probabilities; fit: the seeds' fits together), mean $\pm$ std over several seeds"
+           if several_seeds(inputs.cells)
            else rf"{level} bootstrap CI")
     in_percent = joined(metric.label for metric in metrics if metric.percent)
     lines = [r"\begin{table}[t]", r"\centering",
@@ -46,7 +47,8 @@ def latex_headline(inputs, metric_rows: list[dict]) -> str:
              " & ".join(["Task", "Model", *(latex_escape(_capitalised(m.short_label)) for m in metrics), "Fit (s)"])
              + r" \\", r"\midrule"]
     for (task, model), rows in private.items():
-        cells = [latex_escape(task), latex_escape(model), *(latex_cell(rows, metric) for metric in metrics),
+        shown = distinct_rows(rows, inputs.is_deterministic(task, model))  # identical seeds: one value, no "± 0"
+        cells = [latex_escape(task), latex_escape(model), *(latex_cell(shown, metric) for metric in metrics),
                  f"{np.mean([r['fit_seconds'] for r in rows]):.1f}"]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]

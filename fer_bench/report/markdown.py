@@ -12,7 +12,7 @@ import numpy as np
 
 from fer_bench import __version__
 from fer_bench.errors import FerBenchError
-from fer_bench.metrics import Metric, headline_metrics
+from fer_bench.metrics import Metric, brief_metrics, headline_metrics
 from fer_bench.models import model_description
 from fer_bench.report.inputs import cell_provenance
 from fer_bench.report.seeds import (
@@ -93,7 +93,7 @@ def _seeds_cell(rows: list[dict], deterministic: bool = False) -> str:
 
 
 def deterministic_text(n_seeds: int) -> str:
-    return f"deterministic ({n_seeds} seeds identical)"
+    return f"{n_seeds}, identical"
 
 
 def _fit_text(rows: list[dict]) -> str:
@@ -116,9 +116,10 @@ def seeds_note(cells, settings) -> str:
     return (f"**{how_many}** per task and model (seeds {seeds}; column seeds). *± seed sd*: mean ± standard "
             f"deviation over the seeds (n − 1); *images' {confidence_text(settings)} CI*: the percentile bootstrap "
             "interval over the test images (with several seeds, the mean of the seeds' bounds). A model whose "
-            "seeds gave identical predictions is shown once, as deterministic. A row *model (seed ensemble, n)* "
-            "scores the average of the n seeds' stored probabilities (nothing is trained; its fit time is the n "
-            "fits together); `metrics.csv` holds it with seed `ensemble`.")
+            "seeds gave identical predictions (*n, identical*) is shown once. The seed ensembles, *model (seed "
+            "ensemble, n)*: the average of the n seeds' stored probabilities (nothing is trained; its fit time is "
+            "the n fits together), are in the table of every headline metric below the findings; `metrics.csv` "
+            "holds them with seed `ensemble`.")
 
 
 def _interval_text(rows: list[dict], metric: Metric) -> str:
@@ -130,14 +131,14 @@ def _interval_text(rows: list[dict], metric: Metric) -> str:
     return f"[{metric.format(float(np.mean(low)))}, {metric.format(float(np.mean(high)))}]"
 
 
-def _headline_cells(task: str, model: str, rows: list[dict], public_rows: list[dict], several: bool,
-                    deterministic: bool) -> list[str]:
+def _headline_cells(task: str, model: str, rows: list[dict], public_rows: list[dict], metrics: list[Metric],
+                    several: bool, deterministic: bool) -> list[str]:
     shown = distinct_rows(rows, deterministic)
     if not several:
-        values = [metric_text(shown, metric, with_count=False) for metric in headline_metrics()]
+        values = [metric_text(shown, metric, with_count=False) for metric in metrics]
     else:
         values = []
-        for metric in headline_metrics():
+        for metric in metrics:
             values.append(metric_text(shown, metric, with_count=False) if len(shown) > 1
                           else metric.format(shown[0][metric.name]))
             if metric.interval:
@@ -146,20 +147,20 @@ def _headline_cells(task: str, model: str, rows: list[dict], public_rows: list[d
     return [task, model, *([_seeds_cell(rows, deterministic)] if several else []), *values]
 
 
-def _headline_columns(settings, several: bool) -> list[str]:
-    """The headline table's columns: one per headline metric (one seed: with "[95% CI]" where it has an interval;
+def _headline_columns(settings, metrics: list[Metric], several: bool) -> list[str]:
+    """The headline table's columns: one per metric (one seed: with "[95% CI]" where it has an interval;
     several: its mean ± seed sd, and beside it the images' interval in a column of its own), then the selection
     split's accuracy and the fit time."""
     level = confidence_text(settings)
-    metrics = []
-    for metric in headline_metrics():
+    columns = []
+    for metric in metrics:
         if not several:
-            metrics.append(metric.header + (f" [{level} CI]" if metric.interval else ""))
+            columns.append(metric.header + (f" [{level} CI]" if metric.interval else ""))
             continue
-        metrics.append(f"{metric.header} ± seed sd")
+        columns.append(f"{metric.header} ± seed sd")
         if metric.interval:
-            metrics.append(f"{metric.label} images' {level} CI")
-    return ["task", "model", *(["seeds"] if several else []), *metrics, f"{settings.selection_split} acc %",
+            columns.append(f"{metric.label} images' {level} CI")
+    return ["task", "model", *(["seeds"] if several else []), *columns, f"{settings.selection_split} acc %",
             "fit time"]
 
 
@@ -177,26 +178,35 @@ def _model_notes(models) -> list[str]:
     return notes
 
 
-def headline_table(inputs, metric_rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """The headline table as text cells: (columns, one row per (task, model) of the headline split). summary.md
-    and the table `fer-bench run` prints at its end both show it."""
+def headline_table(inputs, metric_rows: list[dict], *, full: bool = False) -> tuple[list[str], list[list[str]]]:
+    """The headline table as text cells: (columns, one row per (task, model) of the headline split).
+
+    Brief (default): the brief metrics of the trained models, the table summary.md and index.html open with and
+    `fer-bench run` prints at its end, narrow enough to leave the findings on the first screen. Full: every
+    headline metric, and the seed ensembles' rows."""
     split = inputs.settings.headline_split
     several = several_seeds(inputs.cells)
+    metrics = headline_metrics() if full else brief_metrics()
     private = metric_rows_by_model(metric_rows, split)
     public = metric_rows_by_model(metric_rows, inputs.settings.selection_split)
-    rows = [_headline_cells(task, model, rows, public[(task, model)], several, inputs.is_deterministic(task, model))
-            for (task, model), rows in private.items()]
-    return _headline_columns(inputs.settings, several), rows
+    rows = [_headline_cells(task, model, rows, public[(task, model)], metrics, several,
+                            inputs.is_deterministic(task, model))
+            for (task, model), rows in private.items() if full or not is_ensemble(rows[0])]
+    return _headline_columns(inputs.settings, metrics, several), rows
+
+
+def _table_markdown(columns: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+            *("| " + " | ".join(cells) + " |" for cells in rows)]
 
 
 def headline_markdown(ctx) -> str:
+    """The brief headline table, then what its spreads and intervals are, the floors and the models' notes."""
     split = ctx.inputs.settings.headline_split
-    several = several_seeds(ctx.inputs.cells)
     private = metric_rows_by_model(ctx.tables.metric_rows, split)
-    lines = [seeds_note(ctx.inputs.cells, ctx.inputs.settings), ""] if several else []
-    columns, rows = headline_table(ctx.inputs, ctx.tables.metric_rows)
-    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    lines = _table_markdown(*headline_table(ctx.inputs, ctx.tables.metric_rows))
+    if several_seeds(ctx.inputs.cells):
+        lines += ["", seeds_note(ctx.inputs.cells, ctx.inputs.settings)]
     floor_text = "; ".join(
         f"{r['task']}: majority ({r['majority_class']}) {pct(r['majority_accuracy'])}%, chance "
         f"{pct(r['chance_accuracy'])}%" for r in ctx.tables.floor_rows if r["split"] == split)
@@ -205,6 +215,14 @@ def headline_markdown(ctx) -> str:
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
+
+
+def all_metrics_markdown(ctx) -> str:
+    """The full headline table: every headline metric, with the seed ensembles' rows."""
+    ensembles = any(is_ensemble(row) for row in ctx.tables.metric_rows)
+    lead = ("The headline table with every headline metric" + (" and the seed ensembles' rows" if ensembles else "")
+            + "; columns as in the headline, every metric of every cell in `metrics.csv`.")
+    return "\n".join([lead, "", *_table_markdown(*headline_table(ctx.inputs, ctx.tables.metric_rows, full=True))])
 
 
 def rival_label(inputs, task: str, model: str) -> str:

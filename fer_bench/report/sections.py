@@ -53,6 +53,7 @@ def _files(ctx: SectionContext) -> str:
 SECTION_MARKDOWN: Mapping[Section, Callable[[SectionContext], str | None]] = MappingProxyType({
     outline.HEADLINE: markdown.headline_markdown,
     outline.FINDINGS: findings.findings_markdown,
+    outline.ALL_METRICS: markdown.all_metrics_markdown,
     outline.PROVENANCE: markdown.provenance_markdown,
     outline.PER_CLASS: markdown.per_class_markdown,
     outline.SIGNIFICANCE: markdown.significance_markdown,
