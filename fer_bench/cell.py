@@ -1,6 +1,7 @@
-"""One cell of the grid: fit a model on a task's Training images with one seed, predict PublicTest and PrivateTest,
-time it, compute its saliency maps and write its files (predictions.csv, params.json, timings.json, model/,
-maps.npz, manifest.json last, recording the others' size, sha256 and rows) into a folder.
+"""One cell of the grid: fit a model on a task's Training images with one seed, predict PublicTest and PrivateTest
+(and PrivateTest under every corruption), time it, compute its saliency maps and write its files (predictions.csv,
+params.json, robustness.npz, timings.json, model/, maps.npz, manifest.json last, recording the others' size, sha256
+and rows) into a folder.
 
 This module knows nothing of where a cell runs: the executors (fer_bench.executors) are handed `compute_cell`
 and run it in this process or in a worker's child process (fer_bench.cell_process), and store the folder it
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_bench.cell_maps import write_cell_maps
+from fer_bench.cell_robustness import write_cell_robustness
 from fer_bench.data.dataset import Dataset
 from fer_bench.data.reference import DatasetReference
 from fer_bench.manifest import MANIFEST_VERSION, Manifest
@@ -65,11 +67,11 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
                  quick: bool = False, command: str = "", reference: DatasetReference | None = None,
                  peaks: MatmulPeaks | None = None, checkpoints: Path | None = None,
                  execution: dict | None = None) -> Path:
-    """Fit and evaluate one cell, writing its files (predictions.csv, params.json, timings.json, model/, maps.npz,
-    manifest.json last) into `directory`, which must not exist yet. `reference`: the data set as the manifest
-    records it (default: `dataset` as loaded, without rgb_to_gray); `checkpoints`: where a CNN keeps its
-    per-epoch checkpoints, so an interrupted training resumes; `execution`: how and where the cell ran
-    (executor, worker), for the manifest."""
+    """Fit and evaluate one cell, writing its files (predictions.csv, params.json, model/, robustness.npz,
+    timings.json, maps.npz, manifest.json last) into `directory`, which must not exist yet. `reference`: the data
+    set as the manifest records it (default: `dataset` as loaded, without rgb_to_gray); `checkpoints`: where a
+    CNN keeps its per-epoch checkpoints, so an interrupted training resumes; `execution`: how and where the cell
+    ran (executor, worker), for the manifest."""
     task = get_task(task_name)
     data = prepare_task_data(dataset, task, seed=seed)
     directory = Path(directory)
@@ -120,6 +122,10 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
     # Serving cost (single-image latency, size on disk, memory) and, for Keras, FLOP/s against the matmul peak.
     timings.update(timing_measurements(model, data.tests["PrivateTest"][0], directory / "model",
                                        train_images_per_s=timings["train_images_per_s"], peaks=peaks))
+    # the report's robustness section: the same faces corrupted every way, predicted as the clean ones are
+    robustness = write_cell_robustness(model, data.tests, directory, task.n_classes,
+                                       where=f"model {model_name} ({task_name}/seed{seed})")
+    timings["robustness_seconds"] = robustness.seconds
     atomic_write(directory / "timings.json", dumps_json(timings))
     write_cell_maps(model, data.tests, directory)  # the report's saliency figures, drawn without the model
     manifest = Manifest(

@@ -18,10 +18,7 @@ timestamps, so the same maps give the same bytes (np.load reads it like np.savez
 
 from __future__ import annotations
 
-import io
 import json
-import sys
-import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -30,8 +27,9 @@ import numpy as np
 from fer_bench import saliency
 from fer_bench.errors import FerBenchError
 from fer_bench.models.capabilities import Capability, offered
+from fer_bench.refill import RefillOutcome, load_data_argument, refill_from_models, report_refill, task_split
 from fer_bench.settings import HEADLINE_SPLIT
-from fer_bench.storage import MAPS_FILE, atomic_write, read_predictions
+from fer_bench.storage import MAPS_FILE, atomic_write, npz_bytes, read_npz, read_predictions
 
 #: bumped when the arrays of maps.npz change incompatibly
 MAPS_FORMAT = 1
@@ -41,8 +39,6 @@ SALIENCY_FACES_PER_CLASS = 12
 EXAMPLE_FACES = 6
 MIN_EXAMPLE_CANDIDATES = 4
 ERROR_FACES = 6
-#: zip member timestamp: fixed, so rewriting the same maps gives the same bytes
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 @dataclass
@@ -182,25 +178,13 @@ def maps_bytes(maps: CellMaps) -> bytes:
         if value is None or f.name == "split":
             continue
         arrays[f.name] = np.asarray(json.dumps(value, sort_keys=True)) if f.name == "hog_settings" else value
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name in sorted(arrays):
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.asarray(arrays[name], order="C"), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, member.getvalue())
-    return buffer.getvalue()
+    return npz_bytes(arrays)
 
 
 def read_cell_maps(directory: Path) -> CellMaps:
     """A cell's maps.npz (FerBenchError when it cannot be read or is of another format)."""
     path = Path(directory) / MAPS_FILE
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise FerBenchError(f"cannot read {path}: {exc}") from None
+    arrays = read_npz(path)
     if int(arrays.pop("format", -1)) != MAPS_FORMAT:
         raise FerBenchError(f"{path} is of another maps format; rerun `fer-bench maps --force`")
     known = {f.name for f in fields(CellMaps)}
@@ -213,81 +197,16 @@ def read_cell_maps(directory: Path) -> CellMaps:
 
 # --- cells computed before maps were stored --------------------------------------------------------------------
 
-@dataclass
-class MapsOutcome:
-    """What `store_maps` did: the cells it wrote maps.npz for, those without a local model to compute them from,
-    and every cell it verified (the caller names those without integrity records)."""
-
-    written: list[Path]
-    without_model: list[Path]
-    cells: list
-
-
-def store_maps(out: Path, *, force: bool = False, dataset=None) -> MapsOutcome:
+def store_maps(out: Path, *, force: bool = False, dataset=None) -> RefillOutcome:
     """Write maps.npz for every finished cell of `out` without one (every cell with `force`) from its local
-    fitted model (`<cell>/model/`) and the data set (`dataset`, else the one the manifests name, re-loaded and
-    checked), and update its record in the cell's manifest. Every cell is verified first (its records, its
-    structure, its data set against fer-bench.json; a maps.npz about to be rewritten is not checked), so a damaged
-    or foreign cell stops the command before anything is written."""
-    from fer_bench.data.reference import loaded_or_reloaded
-    from fer_bench.models.base import load_model
-    from fer_bench.plugins import load_recorded_plugins
-    from fer_bench.staging import folder_lock
-    from fer_bench.storage import check_cell_data, check_results_folder, list_cells, read_cell, record_files
+    fitted model and the data set's faces (fer_bench.refill.refill_from_models)."""
+    def write(model, dataset, cell):
+        write_cell_maps(model, {HEADLINE_SPLIT: task_split(dataset, cell.task)}, cell.path)
 
-    info = check_results_folder(out)
-    load_recorded_plugins(out)  # a plugin model's saved class needs its module
-    outcome = MapsOutcome([], [], [])
-    with folder_lock(out):  # a run starting meanwhile must not take this command's .tmp files for leftovers
-        to_write = []
-        for path in list_cells(out):
-            has_model = (path / "model" / "estimator.json").is_file()
-            rewrite = has_model and (force or not (path / MAPS_FILE).is_file())
-            cell = read_cell(path, unchecked=(MAPS_FILE,) if rewrite else ())
-            check_cell_data(cell, info, out)
-            outcome.cells.append(cell)
-            if rewrite:
-                to_write.append(cell)
-            elif not (path / MAPS_FILE).is_file():
-                outcome.without_model.append(path)
-        for cell in to_write:
-            try:
-                dataset = loaded_or_reloaded(dataset, cell.manifest.dataset)
-            except FerBenchError as exc:
-                raise FerBenchError(f"maps need the data set's faces: {exc}") from None
-            write_cell_maps(load_model(cell.path / "model"), {HEADLINE_SPLIT: task_split(dataset, cell.task)},
-                            cell.path)
-            if cell.manifest.files is not None:
-                # after maps.npz: killed in between, the record differs and `maps --force` (which does not check
-                # the maps.npz it rewrites) mends it
-                record_files(cell.path, [MAPS_FILE])
-            outcome.written.append(cell.path)
-    return outcome
-
-
-def task_split(dataset, task_name: str, split: str = HEADLINE_SPLIT) -> tuple:
-    """(images, labels, ids) of a task's `split`, in the order the cell's predictions.csv stores them."""
-    from fer_bench.tasks import get_task
-
-    part = dataset.split(split)
-    return get_task(task_name).select(part.images, part.labels, part.ids)
+    return refill_from_models(out, MAPS_FILE, write, purpose="maps", force=force, dataset=dataset)
 
 
 def store_maps_command(out: Path, *, force: bool = False, data: str | None = None) -> None:
     """`fer-bench maps`: store_maps, then one line per outcome."""
-    dataset = None
-    if data is not None:
-        from fer_bench.data import load_dataset
-
-        dataset = load_dataset(data)
-    from fer_bench.storage import unrecorded_note
-
-    outcome = store_maps(out, force=force, dataset=dataset)
-    print(f"maps: {len(outcome.written)} maps.npz written under {Path(out) / 'runs'}")
-    if outcome.without_model:
-        names = ", ".join(str(cell.relative_to(Path(out) / "runs")) for cell in outcome.without_model)
-        print(f"maps: {len(outcome.without_model)} cells without maps.npz have no local model/ (run them here with "
-              f"`fer-bench run --force`, or `fer-bench maps` where they were computed): {names}", file=sys.stderr)
-    note = unrecorded_note(outcome.cells)
-    if note:
-        print(note, file=sys.stderr)
+    outcome = store_maps(out, force=force, dataset=load_data_argument(data))
+    report_refill(outcome, out, MAPS_FILE, "maps")

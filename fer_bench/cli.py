@@ -1,4 +1,4 @@
-"""The `fer-bench` command line: data info|download|audit, run, report, maps, verify, compare."""
+"""The `fer-bench` command line: data info|download|audit, run, report, maps, robustness, verify, compare."""
 
 from __future__ import annotations
 
@@ -104,6 +104,14 @@ def cmd_maps(args) -> int:
     return 0
 
 
+def cmd_robustness(args) -> int:
+    from fer_bench.cell_robustness import store_robustness_command
+    from fer_bench.storage import default_results_folder
+
+    store_robustness_command(args.out or default_results_folder(), force=args.force, data=args.data)
+    return 0
+
+
 def cmd_verify(args) -> int:
     from fer_bench.storage import default_results_folder
     from fer_bench.verify import verify_command
@@ -192,6 +200,21 @@ class _OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_refill_parser(sub, name: str, func, file_name: str, *, help: str, contents: str) -> None:
+    """A command that fills a file computed from the fitted model into the cells stored without it
+    (fer_bench.refill): maps, robustness."""
+    p = sub.add_parser(name, help=help, description=
+                       f"Write runs/<task>/<model>/seed<k>/{file_name} ({contents}) for every cell without one, from "
+                       "the cell's fitted model/ folder and the data set's faces; cells without a local model are "
+                       f"listed in one line. `fer-bench run` stores {file_name} itself.")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="results folder holding runs/ (default: results/fer2013 if present, else results/synthetic)")
+    p.add_argument("--force", action="store_true", help=f"recompute every cell's {file_name}, not only missing ones")
+    p.add_argument("--data", metavar="PATH", default=None,
+                   help="the data set the cells were computed on (default: the source their manifests name)")
+    p.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineErrorParser(prog="fer-bench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"fer-bench {__version__}")
@@ -241,18 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reference_arg(p)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("maps", help="store the saliency maps of cells computed before cells stored them (maps.npz), "
-                                     "from their local fitted models", description=
-                       "Write runs/<task>/<model>/seed<k>/maps.npz (the occlusion and gradient maps, templates and "
-                       "HOG settings the report's saliency figures are drawn from) for every cell without one, "
-                       "from the cell's fitted model/ folder and the data set's faces; cells without a local model "
-                       "are listed in one line. `fer-bench run` stores maps.npz itself.")
-    p.add_argument("--out", metavar="DIR", default=None,
-                   help="results folder holding runs/ (default: results/fer2013 if present, else results/synthetic)")
-    p.add_argument("--force", action="store_true", help="recompute every cell's maps.npz, not only missing ones")
-    p.add_argument("--data", metavar="PATH", default=None,
-                   help="the data set the cells were computed on (default: the source their manifests name)")
-    p.set_defaults(func=cmd_maps)
+    _add_refill_parser(sub, "maps", cmd_maps, "maps.npz", help="store the saliency maps of cells computed before "
+                       "cells stored them (maps.npz), from their local fitted models", contents=
+                       "the occlusion and gradient maps, templates and HOG settings the report's saliency figures "
+                       "are drawn from")
+    _add_refill_parser(sub, "robustness", cmd_robustness, "robustness.npz", help="store the corrupted-PrivateTest "
+                       "probabilities of cells computed before cells stored them (robustness.npz), from their local "
+                       "fitted models", contents="the model's probabilities on the task's PrivateTest faces under "
+                       "every corruption at every severity, for the report's robustness section")
 
     p = sub.add_parser("verify", help="check every stored cell against its integrity records and structure; "
                                        "--record adds records to cells stored without them", description=

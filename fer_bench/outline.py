@@ -46,6 +46,8 @@ PROVENANCE = Section("provenance", "Provenance")
 PER_CLASS = Section("per_class", "Per-class recall and the {reference}'s gains ({headline})")
 SIGNIFICANCE = Section("significance", "Is the {reference}'s difference significant? ({headline})")
 CONFUSIONS = Section("confusions", "Top confusions ({headline})")
+#: a table section that also holds the accuracy-against-severity figures, below its tables
+ROBUSTNESS = Section("robustness", "Robustness: accuracy under corruptions ({headline})")
 SELECTION = Section("selection", "What each model chose on {selection}")
 #: a table section that also holds the timing figure, below its table
 TIMING = Section("timing", "Timing: speed, size and efficiency")
@@ -85,8 +87,8 @@ FILES = Section("files", "Files")
 
 #: every section of the report, in the order summary.md and index.html show them
 SECTIONS: tuple[Section, ...] = (
-    HEADLINE, FINDINGS, ALL_METRICS, PROVENANCE, PER_CLASS, SIGNIFICANCE, CONFUSIONS, SELECTION, TIMING,
-    TRAINING_FIGURES, ROC_FIGURES, CONFUSION_FIGURES, GAIN_FIGURES, CALIBRATION_FIGURES, SALIENCY_FIGURES,
+    HEADLINE, FINDINGS, ALL_METRICS, PROVENANCE, PER_CLASS, SIGNIFICANCE, CONFUSIONS, ROBUSTNESS, SELECTION,
+    TIMING, TRAINING_FIGURES, ROC_FIGURES, CONFUSION_FIGURES, GAIN_FIGURES, CALIBRATION_FIGURES, SALIENCY_FIGURES,
     AUDIT, FILES,
 )
 #: the section holding the one line that names the figures left out for want of the images

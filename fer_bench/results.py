@@ -18,12 +18,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from fer_bench.errors import FerBenchError
-from fer_bench.figures import confusion, curves, gains
+from fer_bench.figures import confusion, curves, gains, robustness
 from fer_bench.figures.data import TaskResults, task_results
 from fer_bench.figures.png import model_colors
 from fer_bench.provenance import machine_label
 from fer_bench.report import read_inputs, report_tables
 from fer_bench.report.inputs import ReportInputs
+from fer_bench.report.robustness import ROBUSTNESS_HEADER
 from fer_bench.report.tables import (
     CONFUSIONS_HEADER,
     FLOORS_HEADER,
@@ -118,6 +119,12 @@ class Results:
         return _frame(self._tables.timing_rows, TIMING_COLUMNS)
 
     @property
+    def robustness(self) -> pd.DataFrame:
+        """robustness.csv: accuracy and macro-F1 of each cell under each corruption and severity (corruption "none",
+        severity 0: the clean faces); empty when no cell stored robustness.npz."""
+        return _frame(self._tables.robustness_rows, ROBUSTNESS_HEADER)
+
+    @property
     def floors(self) -> pd.DataFrame:
         """floors.csv: majority-class and chance accuracy per task and split."""
         return _frame(self._tables.floor_rows, FLOORS_HEADER)
@@ -183,6 +190,13 @@ class Results:
                          seed: int | None = None) -> Figure:
         """Reliability (calibration) diagram of each model, ECE in the legend."""
         return curves.plot_reliability(self.task_results(task, models, seed), self.settings.ece_bins, self._colors)
+
+    def plot_robustness(self, task: str) -> Figure:
+        """Accuracy against severity under each corruption, a line per model (mean over seeds, band ± seed sd)."""
+        curves_ = robustness.severity_curves(self._tables.robustness_rows, task)
+        if not curves_:
+            raise FerBenchError(f"no cell of {task} in {self.path} stored robustness.npz (`fer-bench robustness`)")
+        return robustness.robustness_figure(curves_, self._colors, task)
 
     def plot_recall(self, task: str, models: str | Sequence[str] | None = None, seed: int | None = None) -> Figure:
         """Per-class recall of each model with its 95% bootstrap interval."""

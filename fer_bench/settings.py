@@ -23,6 +23,9 @@ TOP_CONFUSIONS = 5
 #: is in a task; otherwise, and unless a reference is named (--reference), the task's most accurate model on the
 #: selection split (PublicTest: the choice of what to compare against never looks at PrivateTest)
 REFERENCE_MODEL = "cnn"
+#: the classic model the robustness section's corruption errors are relative to (ImageNet-C's mCE divides by
+#: AlexNet's errors); a task without its results uses its most accurate classic model
+ROBUSTNESS_REFERENCE = "hog_svm"
 
 
 @dataclass(frozen=True)
@@ -35,3 +38,4 @@ class Settings:
     top_confusions: int = TOP_CONFUSIONS
     #: None: REFERENCE_MODEL where a task has it, else the task's most accurate model on the selection split
     reference_model: str | None = None
+    robustness_reference: str = ROBUSTNESS_REFERENCE

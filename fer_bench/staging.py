@@ -47,7 +47,7 @@ COMPLETE_MARKER = ".complete"
 #: the files of `out` the swap removes once the new ones are in place (written before the marker)
 STALE_LIST = ".stale"
 #: the files the report owns: those of them that a new report does not write are removed by its swap
-REPORT_OWNED = ("figures/*.png",)
+REPORT_OWNED = ("figures/*.png", "robustness.csv", "robustness_per_class.csv")
 #: atomic_file's temporary files (".<name>.<random>.tmp")
 TMP_FILE = re.compile(r"^\..+\.tmp$")
 #: a cell's staging folder (storage.fresh_staging_dir) and replace_dir's folder moved aside

@@ -8,6 +8,8 @@
         timings.json                           fit/predict seconds and throughput
         maps.npz                               saliency maps, templates, HOG settings of the fitted model, for
                                                the report's saliency figures (fer_bench/cell_maps.py)
+        robustness.npz                         probabilities on the corrupted PrivateTest, every corruption and
+                                               severity (fer_bench/cell_robustness.py)
         model/                                 the fitted model (git-ignored; used for saliency figures)
     <out>/checkpoints/...                      in-progress CNN checkpoints (git-ignored, removed when a cell ends)
 
@@ -23,6 +25,7 @@ import io
 import json
 import os
 import shutil
+import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,10 +43,15 @@ RESULTS_FORMAT = 1
 PREDICTION_SPLITS = ("PublicTest", "PrivateTest")
 MANIFEST_FILE = "manifest.json"
 MAPS_FILE = "maps.npz"
+ROBUSTNESS_FILE = "robustness.npz"
 #: the stored files of a cell whose integrity its manifest records (model/ is local and git-ignored)
-RECORDED_FILES = ("predictions.csv", "params.json", "timings.json", MAPS_FILE)
-#: the ones every cell has (a cell stored before maps.npz existed lacks that one)
+RECORDED_FILES = ("predictions.csv", "params.json", "timings.json", MAPS_FILE, ROBUSTNESS_FILE)
+#: the ones every cell has (a cell stored before maps.npz or robustness.npz existed lacks those)
 REQUIRED_RECORDS = ("predictions.csv", "params.json", "timings.json")
+#: the command that recomputes a file computed from the fitted model, where the cell's model/ is
+RECOMPUTED_BY = {MAPS_FILE: "fer-bench maps --force", ROBUSTNESS_FILE: "fer-bench robustness --force"}
+#: zip member timestamp of the .npz files: fixed, so rewriting the same arrays gives the same bytes
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 RESULTS_ROOT = Path("results")
 
 
@@ -111,6 +119,29 @@ def check_results_folder(out: Path, *, dataset: str | None = None, fingerprint: 
     except OSError as exc:
         raise FerBenchError(f"cannot write to results folder {out}: {exc.strerror or exc}") from None
     return info
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An .npz's bytes (np.load reads it like np.savez_compressed's): one deflated .npy member per array, sorted by
+    name, with fixed timestamps, so the same arrays give the same bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asarray(arrays[name], order="C"), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, member.getvalue())
+    return buffer.getvalue()
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz (FerBenchError naming the file when it cannot be read)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise FerBenchError(f"cannot read {path}: {exc}") from None
 
 
 def predictions_csv(split_names, image_ids, labels, proba, class_names) -> str:
@@ -323,7 +354,8 @@ def check_file_records(cell: Path, records: dict, *, unchecked: Iterable[str] = 
         if name in unchecked:
             continue
         path = cell / name
-        repair = "; `fer-bench maps --force` recomputes it where the cell's model/ is" if name == MAPS_FILE else ""
+        repair = (f"; `{RECOMPUTED_BY[name]}` recomputes it where the cell's model/ is" if name in RECOMPUTED_BY
+                  else "")
         if name not in records:
             if path.exists():
                 raise FerBenchError(f"{path}: not in the manifest's records (added after the cell was stored{repair})")

@@ -2,9 +2,10 @@
 
 A cell is verified the way the report reads it (storage.read_cell): its files against the manifest's records
 (size, sha256, CSV rows) when it has them, its structure always (manifest fields, predictions.csv's rules,
-params.json and timings.json readable), its maps.npz readable, and its data set against the folder's
-fer-bench.json. With `record`, a cell stored without records (manifest version 2 or older) that passes gets them,
-computed from its files as they are; existing records are never rewritten and a failing cell is never recorded.
+params.json and timings.json readable), its maps.npz and robustness.npz readable (the latter holding the
+cell's own faces), and its data set against the folder's fer-bench.json. With `record`, a cell stored without
+records (manifest version 2 or older) that passes gets them, computed from its files as they are; existing records
+are never rewritten and a failing cell is never recorded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fer_bench.cell_maps import read_cell_maps
+from fer_bench.cell_robustness import cell_robustness
 from fer_bench.errors import FerBenchError
 from fer_bench.staging import folder_lock
 from fer_bench.storage import (
@@ -42,6 +44,7 @@ def verify_cell(path: Path, info: dict, out: Path) -> bool:
     check_cell_data(cell, info, out)
     if (path / MAPS_FILE).is_file():
         read_cell_maps(path)
+    cell_robustness(cell)
     return cell.manifest.files is not None
 
 

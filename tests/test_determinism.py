@@ -66,7 +66,7 @@ def test_manifest_holds_what_reproduces_the_cell(tmp_path, small_synthetic, monk
                                    "synthetic": {"seed": 0, "n_train": 700, "n_public": 210, "n_private": 210,
                                                  "artifacts": True}}
     assert manifest["version"] == 3
-    assert sorted(manifest["files"]) == ["maps.npz", "params.json", "predictions.csv", "timings.json"]
+    assert sorted(manifest["files"]) == ["maps.npz", "params.json", "predictions.csv", "robustness.npz", "timings.json"]
     assert json.loads((out / "fer-bench.json").read_text())["reference"] == manifest["dataset"]
     assert manifest["command"] == shlex.join(["fer-bench", *argv])
     assert re.fullmatch(r"[0-9a-f]{40}|unknown", manifest["code"]["commit"])

@@ -8,6 +8,7 @@
                   drawn from the cells' maps.npz (fer_bench/cell_maps.py)
     training.py   training curves from the stored per-epoch history
     timing.py     the timing comparison
+    robustness.py accuracy against corruption severity, from the cells' robustness.npz
     png.py        the one PNG writer and palette; data.py: what figures are drawn from, the registry types
     corruptions.py  the corruption suite's picture (docs/corruptions.png), drawn apart from the report
 
@@ -31,12 +32,12 @@ from __future__ import annotations
 import itertools
 
 from fer_bench import outline
-from fer_bench.figures import confusion, curves, gains, mosaics, saliency, timing, training
+from fer_bench.figures import confusion, curves, gains, mosaics, robustness, saliency, timing, training
 from fer_bench.figures.data import FIGURE_ITEM, FigureContext, FigureOutput, FigureSpec, Scope, task_results
 from fer_bench.outline import Section
 
 FIGURES: tuple[FigureSpec, ...] = (*curves.FIGURES, *confusion.FIGURES, *gains.FIGURES, *timing.FIGURES,
-                                    *training.FIGURES, *mosaics.FIGURES, *saliency.FIGURES)
+                                    *robustness.FIGURES, *training.FIGURES, *mosaics.FIGURES, *saliency.FIGURES)
 
 
 def render_figures(ctx: FigureContext, figures: tuple[FigureSpec, ...] = FIGURES) -> FigureOutput:

@@ -137,6 +137,8 @@ class FigureContext:
     dataset: Dataset | None = None
     #: the report's timing.csv rows (fer_bench.report.timing), for the timing figure
     timing_rows: list[dict] = field(default_factory=list)
+    #: the report's robustness rows (fer_bench.report.robustness): accuracy per corruption and severity
+    robustness_rows: list[dict] = field(default_factory=list)
     colors: dict[str, tuple] = field(default_factory=dict)
     _dataset_reason: str | None = None
     _maps: dict[Path, tuple] = field(default_factory=dict)
@@ -255,6 +257,7 @@ class Needs(enum.Flag):
     PREDICTIONS = enum.auto()  # the cells' stored predictions
     HISTORY = enum.auto()      # the per-epoch training history (params.json or the saved model's)
     TIMINGS = enum.auto()      # the report's timing rows
+    ROBUSTNESS = enum.auto()   # the report's robustness rows (the cells' robustness.npz)
     IMAGES = enum.auto()       # the data set's images (the caller's, or re-loaded once per report)
     MAPS = enum.auto()         # the cells' saliency maps (maps.npz)
 

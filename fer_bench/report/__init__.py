@@ -24,9 +24,11 @@ from fer_bench.report.html import index_html
 from fer_bench.report.inputs import ReportInputs, choose_references, load_cells
 from fer_bench.report.latex import latex_escape, latex_headline
 from fer_bench.report.markdown import headline_table
+from fer_bench.report.robustness import PER_CLASS_HEADER as ROBUSTNESS_CLASS_HEADER
+from fer_bench.report.robustness import ROBUSTNESS_HEADER, robustness_tables
 from fer_bench.report.sections import RenderedSection, SectionContext, summary_markdown
 from fer_bench.report.seeds import identical_seed_models
-from fer_bench.report.tables import Tables, compute_tables
+from fer_bench.report.tables import Tables, compute_tables, csv_text
 from fer_bench.report.timing import timing_csv, timing_rows
 from fer_bench.settings import Settings
 from fer_bench.staging import REPORT_OWNED, folder_lock, swap_in
@@ -75,6 +77,10 @@ def report_tables(inputs: ReportInputs) -> Tables:
     tables.timing_rows = timing_rows(inputs, tables.metric_rows)
     if tables.timing_rows:
         tables.files["timing.csv"] = timing_csv(tables.timing_rows)
+    tables.robustness_rows, tables.robustness_class_rows = robustness_tables(inputs)
+    if tables.robustness_rows:
+        tables.files["robustness.csv"] = csv_text(ROBUSTNESS_HEADER, tables.robustness_rows)
+        tables.files["robustness_per_class.csv"] = csv_text(ROBUSTNESS_CLASS_HEADER, tables.robustness_class_rows)
     return tables
 
 
@@ -85,7 +91,7 @@ def build_report(out, *, dataset: Dataset | None = None, settings: Settings | No
     tables = report_tables(inputs)
     figures = render_figures(FigureContext(task_results(inputs.cells, inputs.settings, inputs.references),
                                            inputs.settings, inputs.out, dataset=dataset,
-                                           timing_rows=tables.timing_rows))
+                                           timing_rows=tables.timing_rows, robustness_rows=tables.robustness_rows))
     summary, sections = summary_markdown(SectionContext(inputs, tables, figures))
     report = Report(inputs, tables, files={**tables.files, **figures.files}, sections=sections,
                     kept_figures=set(figures.kept))

@@ -1,7 +1,7 @@
 """summary.md's findings: the answer first (the reference model, by default the CNN, against the best classic
 model per task, where it gains and loses most per class, which confusions every model shares and which it
-removes, its lead on the clean subset), then its peers (models that are not classic), its cost and its saliency,
-in at most MAX_FINDINGS sentences made from the computed tables.
+removes, its lead on the clean subset and under corruptions), then its peers (models that are not classic), its
+cost and its saliency, in at most MAX_FINDINGS sentences made from the computed tables.
 
 "Classic" is what the model registry says (fer_bench.models.ModelSpec.family, through ReportInputs.classic_rivals):
 a pretrained outside network is a peer, never the CNN's classic rival.
@@ -23,11 +23,12 @@ from fer_bench.report.markdown import (
     spread,
     top_rates,
 )
+from fer_bench.report.robustness_section import robustness_sentence
 from fer_bench.report.seeds import distinct_rows, is_ensemble, several_seeds
 from fer_bench.settings import REFERENCE_MODEL
 
 #: the most bullets the findings hold (the summary opens with the headline table and these)
-MAX_FINDINGS = 8
+MAX_FINDINGS = 9
 #: a confusion the reference "removes": its share of the true class is at most this fraction of every classic
 #: model's
 REMOVED_FRACTION = 0.5
@@ -50,6 +51,7 @@ def findings_markdown(ctx) -> str:
     bullets = [answer.accuracy_sentence(compared)]
     bullets += answer.class_sentences(compared)
     bullets += [answer.confusion_sentence(compared[0]), answer.clean_sentence(compared),
+                robustness_sentence(ctx.inputs, ctx.tables, compared[0]),
                 answer.peer_sentence(compared), answer.cost_sentence(compared[0])]
     bullets += ctx.figures.findings
     bullets = [b for b in bullets if b][:MAX_FINDINGS]

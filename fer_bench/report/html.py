@@ -39,6 +39,8 @@ LINKED_FILES: tuple[tuple[str, str], ...] = (
     ("significance.csv", "exact McNemar tests against the reference model, Holm-corrected"),
     ("class_gains.csv", "the reference model's per-class recall gains, paired intervals"),
     ("floors.csv", "majority-class and chance accuracy"),
+    ("robustness.csv", "accuracy and macro-F1 under each corruption and severity"),
+    ("robustness_per_class.csv", "each class's recall and share of the predictions under each corruption"),
     ("timing.csv", "fit and inference speed, latency, size, memory"),
     ("summary.md", "this report as markdown"),
     ("summary.tex", "the headline table as LaTeX"),

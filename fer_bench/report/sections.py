@@ -19,6 +19,7 @@ from fer_bench.outline import Section
 from fer_bench.report import findings, markdown
 from fer_bench.report.audit import audit_markdown
 from fer_bench.report.inputs import ReportInputs
+from fer_bench.report.robustness_section import robustness_markdown
 from fer_bench.report.tables import Tables
 from fer_bench.report.timing import timing_section
 
@@ -59,6 +60,7 @@ SECTION_MARKDOWN: Mapping[Section, Callable[[SectionContext], str | None]] = Map
     outline.SIGNIFICANCE: markdown.significance_markdown,
     outline.CONFUSIONS: markdown.confusions_markdown,
     outline.SELECTION: markdown.selection_markdown,
+    outline.ROBUSTNESS: robustness_markdown,  # the tables, then the accuracy-against-severity figures
     outline.TIMING: timing_section,  # the table, then the timing figure
     outline.AUDIT: audit_markdown,
     outline.FILES: _files,

@@ -47,6 +47,9 @@ class Tables:
     class_gain_rows: list[dict] = field(default_factory=list)
     #: (task, model) -> (class names, row-normalised confusion matrix on the headline split, mean over seeds)
     confusion_rates: dict = field(default_factory=dict)
+    #: the cells' accuracy under each corruption and severity, and their classes' (fer_bench.report.robustness)
+    robustness_rows: list[dict] = field(default_factory=list)
+    robustness_class_rows: list[dict] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
 
 
