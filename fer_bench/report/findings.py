@@ -28,7 +28,7 @@ from fer_bench.report.seeds import distinct_rows, is_ensemble, several_seeds
 from fer_bench.settings import REFERENCE_MODEL
 
 #: the most bullets the findings hold (the summary opens with the headline table and these)
-MAX_FINDINGS = 9
+MAX_FINDINGS = 8
 #: a confusion the reference "removes": its share of the true class is at most this fraction of every classic
 #: model's
 REMOVED_FRACTION = 0.5
@@ -48,11 +48,11 @@ def findings_markdown(ctx) -> str:
         ref = settings.reference_model or "reference model"
         return f"*No findings: they compare the {ref} with the other models, and the grid lacks one side.*"
     answer = Answer(ctx, private)
-    bullets = [answer.accuracy_sentence(compared)]
+    # the peers (not classic) close the accuracy bullet: beside the answer, not a bullet of their own
+    bullets = [" ".join(filter(None, [answer.accuracy_sentence(compared), answer.peer_sentence(compared)]))]
     bullets += answer.class_sentences(compared)
     bullets += [answer.confusion_sentence(compared[0]), answer.clean_sentence(compared),
-                robustness_sentence(ctx.inputs, ctx.tables, compared[0]),
-                answer.peer_sentence(compared), answer.cost_sentence(compared[0])]
+                robustness_sentence(ctx.inputs, ctx.tables, compared[0]), answer.cost_sentence(compared[0])]
     bullets += ctx.figures.findings
     bullets = [b for b in bullets if b][:MAX_FINDINGS]
     return "\n".join(f"- {b}" for b in bullets) + "\n\n" + answer.notes()
