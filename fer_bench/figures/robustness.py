@@ -65,11 +65,13 @@ def draw_robustness(output: SectionOutput, ctx: FigureContext, tr: TaskResults) 
     curves = severity_curves(ctx.robustness_rows, tr.task)
     if not curves:
         return
-    seeds = ", ".join(f"{model} {len(_seeds(ctx.robustness_rows, tr.task, model))}" for model in curves)
+    counts = {model: len(_seeds(ctx.robustness_rows, tr.task, model)) for model in curves}
+    lines = ("line: one seed per model" if max(counts.values()) == 1 else
+             "line: mean over the seeds, band: ± one seed sd (seeds: "
+             + ", ".join(f"{model} {n}" for model, n in counts.items()) + ")")
     output.figure(robustness_figure(curves, ctx.colors, tr.task), f"robustness_{tr.task}",
                   f"{tr.task} accuracy under corruptions",
-                  f"{tr.task}: {tr.split} accuracy against severity under each corruption (0: clean faces); line: "
-                  f"mean over the seeds, band: ± one seed sd (seeds: {seeds}).")
+                  f"{tr.task}: {tr.split} accuracy against severity under each corruption (0: clean faces); {lines}.")
 
 
 def _seeds(rows: list[dict], task: str, model: str) -> set:

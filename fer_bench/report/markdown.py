@@ -181,11 +181,13 @@ def _model_notes(models) -> list[str]:
 def headline_table(inputs, metric_rows: list[dict], *, full: bool = False) -> tuple[list[str], list[list[str]]]:
     """The headline table as text cells: (columns, one row per (task, model) of the headline split).
 
-    Brief (default): the brief metrics of the trained models, the table summary.md and index.html open with and
-    `fer-bench run` prints at its end, narrow enough to leave the findings on the first screen. Full: every
-    headline metric, and the seed ensembles' rows."""
+    Brief (default, with several seeds): the brief metrics of the trained models, the table summary.md and
+    index.html open with and `fer-bench run` prints at its end, narrow enough to leave the findings on the first
+    screen. Full: every headline metric, and the seed ensembles' rows; one seed has no spreads or ensembles, so its
+    headline is the full table (it fits: one column per metric)."""
     split = inputs.settings.headline_split
     several = several_seeds(inputs.cells)
+    full = full or not several
     metrics = headline_metrics() if full else brief_metrics()
     private = metric_rows_by_model(metric_rows, split)
     public = metric_rows_by_model(metric_rows, inputs.settings.selection_split)
@@ -217,8 +219,11 @@ def headline_markdown(ctx) -> str:
     return "\n".join(lines)
 
 
-def all_metrics_markdown(ctx) -> str:
-    """The full headline table: every headline metric, with the seed ensembles' rows."""
+def all_metrics_markdown(ctx) -> str | None:
+    """The full headline table: every headline metric, with the seed ensembles' rows; None with one seed (the
+    headline is then the full table)."""
+    if not several_seeds(ctx.inputs.cells):
+        return None
     ensembles = any(is_ensemble(row) for row in ctx.tables.metric_rows)
     lead = ("The headline table with every headline metric" + (" and the seed ensembles' rows" if ensembles else "")
             + "; columns as in the headline, every metric of every cell in `metrics.csv`.")

@@ -32,6 +32,8 @@ class RobustnessView:
     def __init__(self, inputs, tables):
         self.inputs, self.tables = inputs, tables
         self.models = model_robustness(tables.robustness_rows, inputs.identical_seeds)
+        #: whether some model has several seeds (the tables then show spreads and a seeds column)
+        self.several = any(len(m.seeds) > 1 for m in self.models.values())
 
     def task_models(self, task: str) -> list[ModelRobustness]:
         return [self.models[(task, m)] for m in self.inputs.task_models(task) if (task, m) in self.models]
@@ -60,8 +62,10 @@ class RobustnessView:
 
 
 def _summary_table(view: RobustnessView) -> list[str]:
-    lines = ["| task | model | seeds | clean acc % | corrupted acc % (mean) | drop (points) | corruption error vs "
-             "reference % | weakest corruption (acc %) |", "|" + "---|" * 8]
+    seeds_column = ["seeds"] if view.several else []
+    header = ["task", "model", *seeds_column, "clean acc %", "corrupted acc % (mean)", "drop (points)",
+              "corruption error vs reference %", "weakest corruption (acc %)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task in view.tasks():
         reference = view.error_reference(task)
         for m in view.task_models(task):
@@ -74,9 +78,10 @@ def _summary_table(view: RobustnessView) -> list[str]:
                 error = (f"{100 * mean:.0f}" + (f" ± {100 * std:.0f}" if len(errors) > 1 else "")
                          + f" (vs {reference.model})")
             weakest = min(m.corruptions, key=lambda c, m=m: float(np.mean(m.under(c))))
-            seeds = str(len(m.seeds)) + (", identical" if view.inputs.is_deterministic(task, m.model) else "")
-            lines.append(f"| {task} | {m.model} | {seeds} | {spread_points(clean)} | {spread_points(corrupted)} | "
-                         f"{drop} | {error} | {weakest} ({100 * float(np.mean(m.under(weakest))):.1f}) |")
+            seeds = [str(len(m.seeds)) + (", identical" if view.inputs.is_deterministic(task, m.model) else "")]
+            cells = [task, m.model, *(seeds if view.several else []), spread_points(clean), spread_points(corrupted),
+                     drop, error, f"{weakest} ({100 * float(np.mean(m.under(weakest))):.1f})"]
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -90,7 +95,7 @@ def _corruption_table(view: RobustnessView, task: str) -> list[str]:
     models = view.task_models(task)
     reference, rival = view.reference(task), view.best_classic(task)
     pair = reference is not None and rival is not None and reference is not rival
-    header = ["corruption", *(f"{m.model} acc %" for m in models)]
+    header = [f"{task}: corruption", *(f"{m.model} acc %" for m in models)]
     if pair:
         severities = reference.severities
         shown = sorted({severities[0], severities[len(severities) // 2], severities[-1]})
@@ -122,15 +127,15 @@ def robustness_markdown(ctx) -> str | None:
     parts = [f"Each model's accuracy on its task's {ctx.inputs.settings.headline_split} faces under {n_corruptions} "
              f"corruptions at {n_severities} severities (docs/robustness.md; the same corrupted faces for every "
              "model, predicted as the clean ones are). *Corrupted acc*: the mean over every corruption and "
-             "severity, ± seed sd. *Corruption error*: ImageNet-C's mCE, per corruption the model's errors summed "
-             "over the severities divided by the reference's (its seeds' mean), averaged over the corruptions: "
-             "100 is as robust as the reference, lower is better. Every cell's numbers: `robustness.csv`; every "
-             "class's recall and share of the predictions: `robustness_per_class.csv`.", "",
-             *_summary_table(view), ""]
-    parts += [f"Per corruption, {first} (accuracy: mean over the severities; the lead in points at the severities "
-              f"named; *collapses first*: the class whose recall first falls below {COLLAPSE_SHARE:.0%} of its clean "
-              "recall, and at which severity; *drift*: the class whose share of the predictions grows most, in "
-              "points):", "", *_corruption_table(view, first)]
+             f"severity{', ± seed sd' if view.several else ''}. *Corruption error*: ImageNet-C's mCE, per "
+             "corruption the model's errors summed over the severities divided by the reference's (its seeds' "
+             "mean), averaged over the corruptions: "
+             f"100 is as robust as the reference, lower is better. The second table, on {first}: each model's "
+             "accuracy per corruption (mean over the severities), the lead in points at the severities named, the "
+             f"class whose recall first falls below {COLLAPSE_SHARE:.0%} of its clean recall (*collapses first*, "
+             "and at which severity) and the class whose share of the predictions grows most (*drift*, in points). "
+             "Every cell's numbers: `robustness.csv`; every class's recall and share of the predictions: "
+             "`robustness_per_class.csv`.", "", *_summary_table(view), "", *_corruption_table(view, first)]
     missing = view.without()
     if missing:
         parts += ["", f"*Not in these tables, stored without {ROBUSTNESS_FILE} ({len(missing)}): "
@@ -157,13 +162,13 @@ def robustness_sentence(inputs, tables, task: str) -> str | None:
     clean_lead = lead(reference, rival, CLEAN, CLEAN_SEVERITY)
     moves = {c: lead(reference, rival, c, last) - clean_lead for c in reference.corruptions}
     text = (f"**Robustness** ({task}, {len(moves)} corruptions × {len(reference.severities)} severities, mean "
-            f"accuracy): {reference.model} {ours:.1f}% vs {rival.model} {theirs:.1f}%, a lead of {ours - theirs:+.1f} "
-            f"points ({clean_lead:+.1f} on clean faces); its corruption error is {100 * error:.0f}% of "
-            f"{rival.model}'s")
+            f"accuracy): {reference.model} {ours:.1f}% vs {rival.model} {theirs:.1f}%, {reference.model} − "
+            f"{rival.model} {ours - theirs:+.1f} points ({clean_lead:+.1f} on clean faces); its corruption error is "
+            f"{100 * error:.0f}% of {rival.model}'s")
     grows = max(moves, key=moves.get)
     clauses = []
     if moves[grows] >= LEAD_MOVES:
-        clauses.append(f"grows most under {grows} ({clean_lead + moves[grows]:+.1f} at severity {last})")
+        clauses.append(f"grows most under {grows} ({clean_lead + moves[grows]:+.1f})")
     reversed_ = [c for c in moves if clean_lead > 0 and clean_lead + moves[c] < 0]
     held = {c: m for c, m in moves.items() if c not in reversed_}
     shrinks = min(held, key=held.get) if held else None
@@ -173,5 +178,5 @@ def robustness_sentence(inputs, tables, task: str) -> str | None:
         clauses.append("reverses under " + ", ".join(
             f"{c} ({clean_lead + moves[c]:+.1f})" for c in sorted(reversed_, key=moves.get)))
     if clauses:
-        text += f"; at severity {last} the lead " + ", ".join(clauses)
+        text += f"; at severity {last} the difference " + ", ".join(clauses)
     return text + "."
