@@ -183,6 +183,6 @@ def test_the_timing_section_lists_the_stages_a_model_timed():
             row("bow_svm", 1, {"vocabulary_seconds": 20.0, "encode_images_per_s": 3000.0}),
             row("logreg", 0, None)]
     text = timing_markdown(rows, "PrivateTest")
-    assert "| 7class | bow_svm | M1 | vocabulary 15.0 s; encode 2,000 images/s |" in text
-    assert "| 7class | logreg |" not in text.split("Stages of fit")[1]
+    assert "**7class bow_svm** (M1): vocabulary 15.0 s; encode 2,000 images/s." in text
+    assert "logreg" not in text.split("Stages of fit")[1]
     assert "Stages of fit" not in timing_markdown(rows[2:], "PrivateTest")

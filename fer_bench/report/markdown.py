@@ -113,13 +113,11 @@ def seeds_note(cells, settings) -> str:
     counts = sorted({len(group) for group in cells_by_model(cells).values()})
     seeds = ", ".join(str(seed) for seed in sorted({cell.seed for cell in cells}))
     how_many = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}–{counts[-1]} seeds"
-    return (f"**{how_many}** per task and model (seeds {seeds}; column seeds). *± seed sd*: mean ± standard "
-            f"deviation over the seeds (n − 1); *images' {confidence_text(settings)} CI*: the percentile bootstrap "
-            "interval over the test images (with several seeds, the mean of the seeds' bounds). A model whose "
-            "seeds gave identical predictions (*n, identical*) is shown once. The seed ensembles, *model (seed "
-            "ensemble, n)*: the average of the n seeds' stored probabilities (nothing is trained; its fit time is "
-            "the n fits together), are in the table of every headline metric below the findings; `metrics.csv` "
-            "holds them with seed `ensemble`.")
+    return (f"**{how_many}** per task and model (seeds {seeds}). *± seed sd*: mean ± standard deviation over the "
+            f"seeds (n − 1); *images' {confidence_text(settings)} CI*: percentile bootstrap over the test images "
+            "(the mean of the seeds' bounds); *n, identical*: a model whose seeds gave identical predictions, shown "
+            "once. The seed ensembles (the average of the seeds' stored probabilities, nothing trained; seed "
+            "`ensemble` in `metrics.csv`) are in the table of every headline metric, after the findings.")
 
 
 def _interval_text(rows: list[dict], metric: Metric) -> str:

@@ -249,14 +249,15 @@ def _stage_text(group: list[dict]) -> str | None:
 
 
 def _stages_markdown(grouped: dict) -> list[str]:
-    """A table of the stages the models timed in their fits (timings.json `stages`), when any did; `grouped`: the
-    timing rows by (task, model, machine label), as the timing table groups them."""
-    lines = [f"| {task} | {model} | {machine} | {text} |" for (task, model, machine), group in grouped.items()
-             if (text := _stage_text(group)) is not None]
-    if not lines:
+    """One paragraph on the stages the models timed in their fits (timings.json `stages`), when any did, a
+    clause per (task, model, machine); `grouped`: the timing rows by (task, model, machine label), as the timing
+    table groups them. A paragraph, not a table: a line or two, so summary.md stays within its length."""
+    sentences = [f"**{task} {model}** ({machine}): {text}." for (task, model, machine), group in grouped.items()
+                 if (text := _stage_text(group)) is not None]
+    if not sentences:
         return []
-    return ["", "Stages of fit, as the models timed them (mean over seeds; `stages` in timings.json):", "",
-            "| task | model | machine | stages |", "|---|---|---|---|", *lines]
+    return ["", "Stages of fit, as the models timed them (mean over seeds; `stages` in timings.json). "
+            + " ".join(sentences)]
 
 
 def timing_markdown(rows: list[dict], split: str, figure_parts: list[str] | None = None) -> str:
