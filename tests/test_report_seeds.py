@@ -414,3 +414,25 @@ def test_the_lead_on_the_clean_subset_is_a_finding(grid, tiny_synthetic, tmp_pat
         n_clean = next(r["n"] for r in rows if r["task"] == task and r["subset"] == "clean")
         assert (f"{task} {clean.mean():+.1f} ± {clean.std(ddof=1):.1f} vs {other} on {n_clean} clean "
                 f"images, {everything.mean():+.1f} ± {everything.std(ddof=1):.1f} on all") in line
+
+
+def test_the_cost_finding_marks_a_fit_that_shared_the_cpus(grid, tmp_path):
+    """A fit whose recorded load average exceeded the machine's cores is marked in the cost finding, as in the
+    timing table; the others are not."""
+    import json
+
+    from conftest import rerecord
+
+    out = copy_grid(grid, tmp_path / "shared")
+    for seed in SEEDS:
+        cell = out / "runs" / "5class" / "logreg" / f"seed{seed}"  # the cost finding is on the first task
+        timings = json.loads((cell / "timings.json").read_text())
+        timings["load_average_fit"] = [64.0, 64.0]
+        (cell / "timings.json").write_text(json.dumps(timings))
+        rerecord(cell)
+    report = build_report(out)
+    findings = next(s.markdown for s in report.sections if s.title == "Findings")
+    cost = next(line for line in findings.splitlines() if line.startswith("- **Cost**"))
+    assert "logreg" in cost.split("min †")[0].rsplit(",", 1)[-1] and cost.count("†") == 2
+    assert "shared the CPUs" in cost
+

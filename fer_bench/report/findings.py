@@ -271,10 +271,14 @@ class Answer:
             values = [r[key] for r in self.private[(task, model)] if r[key] is not None]
             return float(np.mean(values)) if values else float("nan")
 
-        costs = ", ".join(f"{m} {mean_of(m, 'fit_seconds') / 60:.1f} min" for m in models)
+        # a fit whose machine's load exceeded its cores shared the CPUs: its time is no measure of the model
+        shared = {r["model"] for r in self.ctx.tables.timing_rows if r["task"] == task and r.get("fit_shared")}
+        costs = ", ".join(f"{m} {mean_of(m, 'fit_seconds') / 60:.1f} min" + (" †" if m in shared else "")
+                          for m in models)
         speeds = ", ".join(f"{m} {mean_of(m, 'predict_images_per_s'):,.0f}" for m in models)
-        return (f"**Cost** ({task}, {where}): fit time {costs}; batch prediction {speeds} images/s (details in the "
-                "timing section).")
+        note = " (†: a seed's fit shared the CPUs with other work, by the load average it recorded)" if shared else ""
+        return (f"**Cost** ({task}, {where}): fit time {costs}{note}; batch prediction {speeds} images/s (details in "
+                "the timing section).")
 
     def notes(self) -> str:
         """One line: what the numbers' signs mean, which models are deterministic and which model is the
