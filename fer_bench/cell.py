@@ -107,6 +107,9 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
     stages = offered(model, Capability.STAGE_TIMINGS)
     if stages:  # the model's own stages of fit (descriptors, vocabulary, SVM ...), as it measured them
         timings["stages"] = dict(stages)
+    flops = offered(model, Capability.TRAINING_FLOPS)
+    if flops is not None:  # counted training arithmetic: the report's accuracy-vs-compute comparison
+        timings["train_flops"] = float(flops)
     timings["n_train"] = len(data.X_train)
     passes = offered(model, Capability.TRAINING_PASSES)
     passes = 1 if passes is None else int(passes)  # a model from outside the interface: one pass

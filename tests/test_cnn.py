@@ -1,6 +1,7 @@
 """The Keras CNN (fer_bench.models.cnn) on a small generated data set with quick=True. The tests that fit a
 network are marked slow; those of its parts (augmentation, batches, parameter checks) are not."""
 
+import copy
 import json
 
 import numpy as np
@@ -81,6 +82,19 @@ def test_records_history_and_selection(fitted):
     assert chosen["final_learning_rate"] >= 0
     assert fitted.training_history() is fitted.history_ and fitted.selected_on_validation() == chosen
     json.dumps(chosen)  # stored in params.json by the harness
+
+
+@pytest.mark.slow
+def test_training_flops_count_three_forward_passes_of_every_training_image_of_every_epoch(fitted, data):
+    from fer_bench.measure import forward_flops
+
+    n_train = len(data["train"][0])
+    per_epoch = n_train * 3 * forward_flops(fitted)
+    assert [r["train_flops"] for r in fitted.history_] == [per_epoch] * QUICK_PARAMS["epochs"]
+    assert fitted.training_flops() == QUICK_PARAMS["epochs"] * per_epoch
+    saved_before_counting = copy.copy(fitted)  # a new history_ on the copy leaves fitted alone
+    saved_before_counting.history_ = [{k: v for k, v in r.items() if k != "train_flops"} for r in fitted.history_]
+    assert saved_before_counting.training_flops() is None  # unknown, never 0
 
 
 @pytest.mark.slow

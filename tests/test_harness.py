@@ -68,7 +68,10 @@ def test_every_cell_is_stored_with_predictions_params_timings_manifest(finished_
         # one probability row per PublicTest and PrivateTest image of the task, each summing to 1
         assert set(cell.splits) == {"PublicTest", "PrivateTest"}
         assert np.allclose(cell.proba.sum(axis=1), 1)
-        assert json.loads((path / "timings.json").read_text())["fit_seconds"] > 0
+        timings = json.loads((path / "timings.json").read_text())
+        assert timings["fit_seconds"] > 0
+        # counted training arithmetic: the networks' (every epoch's images x 3 x forward FLOPs), nobody else's
+        assert (timings.get("train_flops", 0) > 0) == (manifest["model"] == "cnn")
     # no staging folders or temporary files left behind
     assert not list(finished_run.rglob(".*.staging")) and not list(finished_run.rglob("*.tmp"))
     assert not (finished_run / "checkpoints").exists() or not any((finished_run / "checkpoints").rglob("*.keras"))

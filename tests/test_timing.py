@@ -317,6 +317,39 @@ def test_timing_csv_columns_and_values(tmp_path):
     assert old["accuracy"] == "0.750000"
 
 
+def test_training_tflop_is_the_recorded_count_else_derived_from_the_epochs(tmp_path):
+    """train_tflop: the cell's own train_flops; for a network's cell stored before that was recorded, its FLOPs
+    per training image x training images x epochs run (params.json); empty for a model without counted FLOPs."""
+    recorded = _cell("7class", "cnn", 0, {**CNN_TIMINGS, "train_flops": 2.5e15})
+    derived = _cell("5class", "cnn", 0, CNN_TIMINGS)
+    derived.params["selected"] = {"epochs_run": 60}
+    unknown_epochs = _cell("binary", "cnn", 0, CNN_TIMINGS)
+    inputs = ReportInputs(out=tmp_path, cells=[recorded, derived, unknown_epochs,
+                                               _cell("7class", "hog_svm", 0, SVM_TIMINGS)], settings=Settings())
+    rows = timing.timing_rows(inputs, [])
+    assert [r["train_tflop"] for r in rows] == [pytest.approx(2500.0), pytest.approx(704702976 * 3000 * 60 / 1e12),
+                                                None, None]
+    section = timing.timing_markdown(rows, "PrivateTest")
+    assert f"| {2500:,.0f} TFLOP at " in section and f"| {704702976 * 3000 * 60 / 1e12:,.0f} TFLOP at " in section
+    figures = render_figures(FigureContext([], Settings(), tmp_path, timing_rows=rows),
+                             figures=(timing_figure.COMPUTE,))
+    assert "figures/accuracy_vs_compute.png" not in figures.files  # no accuracy: nothing to plot
+
+
+def test_the_compute_figure_plots_the_counted_models_only(tmp_path):
+    cells = [_cell("7class", "cnn", 0, {**CNN_TIMINGS, "train_flops": 2.5e15}),
+             _cell("7class", "hog_svm", 0, SVM_TIMINGS)]
+    metric_rows = [{"task": "7class", "model": m, "seed": 0, "split": "PrivateTest", "subset": "all",
+                    "accuracy": a} for m, a in (("cnn", 0.65), ("hog_svm", 0.5))]
+    rows = timing.timing_rows(ReportInputs(out=tmp_path, cells=cells, settings=Settings()), metric_rows)
+    fig = timing_figure.compute_figure(rows, "PrivateTest")
+    (ax,) = fig.axes
+    offsets = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert np.allclose(offsets, [[2500.0, 65.0], [2500.0, 65.0]])  # the seed and the mean of the one model
+    assert ax.get_xscale() == "log"
+    assert timing_figure.compute_figure(rows[1:], "PrivateTest") is None
+
+
 def test_timing_report_is_deterministic_and_embeds_the_figure(tmp_path):
     first_csv, first_section, png = _report(tmp_path / "a")
     second_csv, second_section, second_png = _report(tmp_path / "b")

@@ -1,5 +1,6 @@
-"""The timing comparison figure, drawn from the report's timing rows (fer_bench.report.timing): fit time,
-inference throughput and accuracy per task and model, and accuracy against fit time."""
+"""The timing comparison figures, drawn from the report's timing rows (fer_bench.report.timing): fit time,
+inference throughput and accuracy per task and model, and accuracy against fit time; and, for the models whose
+training FLOPs are counted (networks), accuracy against training compute."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from fer_bench.figures.data import FigureContext, FigureSpec, Needs, Scope, Sect
 from fer_bench.figures.png import model_colors, new_figure
 
 TIMING_FIGURE = "timing"
+COMPUTE_FIGURE = "accuracy_vs_compute"
+COMPUTE_CAPTION = ("Accuracy against training compute (TFLOP of the whole fit, log scale) of the models whose training "
+                   "FLOPs are counted, per task: small dots are seeds, large ones their mean. FLOPs do not depend on "
+                   "the machine, so points of cells run on different machines compare.")
 CAPTION = ("Fit time, inference throughput and accuracy per task and model; bottom right: accuracy against fit time "
            "(colour = model, marker = task).")
 
@@ -96,13 +101,50 @@ def timing_figure(rows: list[dict], split: str) -> Figure | None:
     return fig
 
 
+def compute_figure(rows: list[dict], split: str) -> Figure | None:
+    """Accuracy against training TFLOP, one panel per task, for the models with counted training FLOPs (None when
+    no cell has them)."""
+    counted = [r for r in rows if r.get("train_tflop") is not None and r.get("accuracy") is not None]
+    if not counted:
+        return None
+    grouped = grouped_rows(counted)
+    tasks = list(dict.fromkeys(task for task, _ in grouped))
+    colors = model_colors(list(dict.fromkeys(model for _, model in grouped_rows(rows))))
+    fig = new_figure(3.6 * len(tasks) + 0.6, 3.6)
+    axes = np.atleast_1d(fig.subplots(1, len(tasks), squeeze=False)[0])
+    for ax, task in zip(axes, tasks, strict=True):
+        for (row_task, model), group in grouped.items():
+            if row_task != task:
+                continue
+            ax.scatter([r["train_tflop"] for r in group], [100 * r["accuracy"] for r in group], s=14, alpha=0.5,
+                       color=colors[model])
+            x, y = mean_of(group, "train_tflop"), 100 * mean_of(group, "accuracy")
+            ax.scatter(x, y, s=70, color=colors[model], label=f"{model} ({len(group)} seed{'s' * (len(group) > 1)})")
+            ax.annotate(model, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("training compute (TFLOP, log scale)")
+        ax.set_ylabel(f"{split} accuracy (%)")
+        ax.set_title(task, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.margins(x=0.3, y=0.2)
+        ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
 def draw_timing(output: SectionOutput, ctx: FigureContext) -> None:
     fig = timing_figure(ctx.timing_rows, ctx.settings.headline_split)
     if fig is not None:
         output.figure(fig, TIMING_FIGURE, CAPTION, CAPTION)
 
 
+def draw_compute(output: SectionOutput, ctx: FigureContext) -> None:
+    fig = compute_figure(ctx.timing_rows, ctx.settings.headline_split)
+    if fig is not None:
+        output.figure(fig, COMPUTE_FIGURE, COMPUTE_CAPTION, COMPUTE_CAPTION)
+
+
 TIMING = FigureSpec("timing", outline.TIMING, Needs.TIMINGS, draw_timing, scope=Scope.GRID)
+COMPUTE = FigureSpec("accuracy_vs_compute", outline.TIMING, Needs.TIMINGS, draw_compute, scope=Scope.GRID)
 
 #: this module's figures, in the order their markdown appears within a section
-FIGURES = (TIMING,)
+FIGURES = (TIMING, COMPUTE)

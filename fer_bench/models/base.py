@@ -37,6 +37,9 @@ never 0.
     model.learned_pictures()        -> {"kind": ..., ...}: pictures of what the model learned (templates, HOG)
     model.stage_timings()           -> {name: number}: seconds or images/s of the stages of the last fit (e.g.
                                        descriptor extraction, vocabulary), stored as timings.json "stages"
+    model.training_flops()          -> the training arithmetic of the fit, in FLOPs (a network's forward and
+                                       backward passes over every training image of every epoch; validation and
+                                       test views excluded), stored as timings.json "train_flops"
 """
 
 from __future__ import annotations
@@ -112,6 +115,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         return None
 
     def stage_timings(self) -> dict | None:
+        return None
+
+    def training_flops(self) -> float | None:
         return None
 
 

@@ -31,6 +31,7 @@ class Capability(Enum):
     PREDICT_PROBA_SINGLE_VIEW = "predict_proba_single_view"
     LEARNED_PICTURES = "learned_pictures"
     STAGE_TIMINGS = "stage_timings"
+    TRAINING_FLOPS = "training_flops"
 
 
 class Hook(Enum):

@@ -296,7 +296,8 @@ class CNNClassifier(ImageClassifier):
             candidates.append(("ema", record["ema_val_accuracy"], ema_weights))
         seconds = time.perf_counter() - start
         record.update(lr=current_learning_rate(model), seconds=seconds,
-                      images_per_s=len(X) / seconds if seconds > 0 else None)
+                      images_per_s=len(X) / seconds if seconds > 0 else None,
+                      train_flops=len(X) * self._train_flops_per_image(model))
         state["history"].append(record)
         state["epoch"] = epoch + 1
         return candidates
@@ -387,6 +388,16 @@ class CNNClassifier(ImageClassifier):
         fit time covers those alone."""
         selected = self.selected_on_validation()
         return max(int(selected.get("epochs_run") or 1) - int(selected.get("resumed_from_epoch") or 0), 1)
+
+    def training_flops(self) -> float | None:
+        """FLOPs of the whole training (every epoch, a resumed one's earlier epochs too): per epoch the training
+        images x 3 x the network's forward Conv/Dense FLOPs per image (fer_bench.measure.forward_flops);
+        validation passes, BatchNorm re-estimation and test views excluded. None for a model saved before
+        epochs recorded it."""
+        history = self.training_history() or []
+        if not history or any(record.get("train_flops") is None for record in history):
+            return None
+        return float(sum(record["train_flops"] for record in history))
 
     def parameter_count(self) -> int | None:
         check_is_fitted(self, "keras_model_")
@@ -531,6 +542,13 @@ class CNNClassifier(ImageClassifier):
         return build_network(n_classes, filters=self.filters, convs_per_block=self.convs_per_block, head=self.head,
                              dropout=self.dropout, seed=self.seed, input_size=self._input_size(),
                              bfloat16=self._uses_bfloat16(), centre_crop=centre_crop)
+
+    @staticmethod
+    def _train_flops_per_image(model) -> int:
+        """Forward and backward FLOPs of one training image through `model` (3 x the forward pass)."""
+        from fer_bench.measure import TRAINING_FLOPS_PER_FORWARD, forward_flops
+
+        return TRAINING_FLOPS_PER_FORWARD * forward_flops(model)
 
     def _uses_bfloat16(self) -> bool:
         if self.mixed_precision == "auto":

@@ -20,7 +20,7 @@ TIMING_COLUMNS = [
     "task", "model", "seed", "n_train", "fit_seconds", "train_images_per_s", "predict_images_per_s", "views",
     "single_view_images_per_s", "latency_p50_ms", "latency_p95_ms", "n_parameters", "model_bytes", "peak_rss_mb",
     "train_gflops", "matmul_peak_gflops", "matmul_dtype", "fraction_of_peak", "threads", "accuracy", "machine",
-    "fit_load_average", "fit_shared",
+    "fit_load_average", "fit_shared", "train_tflop",
 ]
 
 TIMING_CSV_SCHEMA = """\
@@ -62,12 +62,16 @@ for that cell (e.g. GFLOP/s for models that are not Keras networks, or cells run
                              (empty for cells run before it was recorded) (2 decimals)
     fit_shared               1 when that load exceeded the machine's cores (the fit shared the CPUs with other
                              work, so its time is inflated), 0 when not, empty when not recorded
+    train_tflop              networks only: the training arithmetic of the whole fit in TFLOP (10^12): every
+                             epoch's training images x 3 x forward FLOPs per image (timings.json train_flops;
+                             for cells stored before it was recorded, train_flops_per_image x n_train x the
+                             epochs params.json records); validation passes and test views excluded (3 decimals)
 """
 
 #: decimals of the float columns of timing.csv (fixed, so the same stored timings give the same bytes)
 _DECIMALS = {"fit_seconds": 3, "train_images_per_s": 1, "predict_images_per_s": 1, "single_view_images_per_s": 1,
              "latency_p50_ms": 3, "latency_p95_ms": 3, "peak_rss_mb": 1, "train_gflops": 3, "matmul_peak_gflops": 3,
-             "fraction_of_peak": 4, "accuracy": 6, "fit_load_average": 2}
+             "fraction_of_peak": 4, "accuracy": 6, "fit_load_average": 2, "train_tflop": 3}
 
 
 def _threads_text(threads) -> str | None:
@@ -119,8 +123,22 @@ def timing_rows(inputs, metric_rows: list[dict]) -> list[dict]:
             # not a timing.csv column: the timing section's stages table
             "stages": t.get("stages") if isinstance(t.get("stages"), dict) else None,
             **_fit_load(t.get("load_average_fit"), (cell.manifest.machine or {}).get("cores")),
+            "train_tflop": _training_tflop(t, cell.params),
         })
     return rows
+
+
+def _training_tflop(timings: dict, params: dict) -> float | None:
+    """TFLOP of the whole training: as the cell recorded it, else (a network's cell stored before that was
+    recorded) its FLOPs per training image x training images x the epochs it ran; None for other models."""
+    flops = _number(timings.get("train_flops"))
+    if flops is None:
+        per_image, n_train = _number(timings.get("train_flops_per_image")), _number(timings.get("n_train"))
+        epochs = _number(((params or {}).get("selected") or {}).get("epochs_run"))
+        if per_image is None or n_train is None or epochs is None:
+            return None
+        flops = per_image * n_train * epochs
+    return flops / 1e12
 
 
 def _fit_load(loads, cores) -> dict:
@@ -189,9 +207,16 @@ def _inference_text(group: list[dict]) -> str:
     return text
 
 
-def _gflops_text(group: list[dict]) -> str:
+def _compute_text(group: list[dict]) -> str:
+    """Training TFLOP, then the achieved GFLOP/s and its fraction of the matmul peak ("972 TFLOP at 255.8 (61.4%)";
+    "–" for models without counted FLOPs)."""
     fraction = mean_of(group, "fraction_of_peak")
-    return _spread(group, "train_gflops", 2) + (f" ({100 * fraction:.1f}%)" if fraction is not None else "")
+    rate = _spread(group, "train_gflops", 1) + (f" ({100 * fraction:.1f}%)" if fraction is not None else "")
+    tflop = mean_of(group, "train_tflop")
+    if tflop is None:
+        return rate
+    decimals = 0 if tflop >= 100 else 1 if tflop >= 1 else 3  # a full FER-2013 fit, a short one, a synthetic one
+    return f"{_spread(group, 'train_tflop', decimals)} TFLOP at {rate}"
 
 
 def _table_head(split: str, several: bool) -> list[str]:
@@ -200,13 +225,13 @@ def _table_head(split: str, several: bool) -> list[str]:
         ("Mean ± std over seeds (n − 1) per task, model and machine (parameters, size on disk and peak RSS: the "
          "mean)" if several else "Mean over seeds per task, model and machine")
         + f"; accuracy on {split}. Inference = one batch predict_proba "
-        f"call on {split}; latency = single-image predict_proba calls; train GFLOP/s = 3 × the CNN's "
-        "forward Conv/Dense FLOPs per image × training images/s. Compare times between rows of one machine "
-        "only. Schema of every column: `timing.csv`.",
+        f"call on {split}; latency = single-image predict_proba calls; training compute = the fit's "
+        "TFLOP (3 × the network's forward Conv/Dense FLOPs per image × images × epochs) at the achieved "
+        "GFLOP/s. Compare times between rows of one machine only. Schema of every column: `timing.csv`.",
         "",
         "| task | model | machine | " + ("seeds | " if several else "") + "accuracy % | fit time (s) | train img/s | "
-        "inference img/s | latency p50 / p95 (ms) | parameters | size on disk | peak RSS | train GFLOP/s (% of "
-        "matmul peak) |",
+        "inference img/s | latency p50 / p95 (ms) | parameters | size on disk | peak RSS | training compute: TFLOP "
+        "at GFLOP/s (% of matmul peak) |",
         "|---|---|---|" + ("---|" if several else "") + "---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -229,7 +254,7 @@ def _table_line(task: str, model: str, machine: str, group: list[dict], several:
             f"{_spread(group, 'train_images_per_s', 0)} | {_inference_text(group)} | "
             f"{_spread(group, 'latency_p50_ms', 2)} / {_spread(group, 'latency_p95_ms', 2)} | "
             f"{_count_text(mean_of(group, 'n_parameters'))} | {_bytes_text(mean_of(group, 'model_bytes'))} | "
-            f"{_bytes_text(None if peak_rss is None else peak_rss * 2**20)} | {_gflops_text(group)} |")
+            f"{_bytes_text(None if peak_rss is None else peak_rss * 2**20)} | {_compute_text(group)} |")
 
 
 def _stage_text(group: list[dict]) -> str | None:
