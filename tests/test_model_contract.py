@@ -40,7 +40,7 @@ PRETRAINED_CONTRACT = {"fer_pkg": ("7class", ("parameters", "fit_predict", "save
 
 
 #: registered models whose contract check trains a CNN: marked slow
-SLOW_CONTRACT = {"cnn"}
+SLOW_CONTRACT = {"cnn", "cnn_fast"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_CONTRACT else name

@@ -290,6 +290,9 @@ def model_variant(base: str, assignments: dict[str, str]) -> str:
 
 
 register_model("cnn", "fer_bench.models.cnn:make_cnn", requires=("tensorflow",), family=NETWORK)
+register_model("cnn_fast", "fer_bench.models.cnn_fast:make_cnn_fast", requires=("tensorflow",), family=NETWORK,
+               description=("the CNN with a recipe for accuracy per training FLOP: SGD one-cycle, progressive "
+                            "resizing, patch whitening, dirac init, alternating flips (docs/cnn-recipe.md)"))
 register_model("hog_svm", "fer_bench.baselines.hog_svm:make_hog_svm", family=CLASSIC)
 register_model("logreg", "fer_bench.baselines.logreg:make_logreg", family=CLASSIC)
 register_model("bow_svm", "fer_bench.baselines.bow_svm:make_bow_svm", family=CLASSIC, description=(

@@ -47,7 +47,14 @@ from sklearn.utils.validation import check_is_fitted
 from fer_bench.data.dataset import check_images
 from fer_bench.errors import FerBenchError
 from fer_bench.models.base import ImageClassifier
-from fer_bench.models.cnn_network import HEADS, LAST_CONV_LAYER, LOGITS_LAYER, build_network  # noqa: F401
+from fer_bench.models.cnn_network import (  # noqa: F401
+    HEADS,
+    LAST_CONV_LAYER,
+    LOGITS_LAYER,
+    build_network,
+    set_whitening,
+    whitening_filters,
+)
 from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are part of cnn's API)
     CHECKPOINT_FORMAT,
     ERASING_ASPECT,
@@ -101,7 +108,7 @@ QUICK_PARAMS = dict(
 PLATEAU_PATIENCE = 3  # schedule="plateau": epochs without PublicTest improvement before the rate is halved
 PLATEAU_FACTOR = 0.5
 OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "plateau", "constant")
+SCHEDULES = ("cosine", "onecycle", "plateau", "constant")
 
 
 def make_cnn(seed: int = 0, quick: bool = False, **params) -> CNNClassifier:
@@ -141,6 +148,14 @@ class CNNClassifier(ImageClassifier):
             accuracy of the selected weights, ties going to fewer views; 1 without validation data. With
             crop_size None the views are the full face (1) and it with its mirror (2); 10 needs crops.
             Recorded in selected_params_["test_views"], with "val_accuracy_by_views".
+        batchnorm_scale: BatchNorm layers learn a scale (False: a shift only, as in airbench).
+        dirac_init: convolutions start as the identity on their first channels plus he_normal noise.
+        whitening: k > 0 puts a frozen convolution of the k x k training patches' whitening filters (and their
+            negatives) before the first block; 0: none.
+        progressive: (size, fraction): the first `fraction` of the epochs train on the crops resampled to
+            size x size pixels (fewer FLOPs per image), the rest at crop_size; None: crop_size throughout.
+        flip may also be "alternate": each image mirrored in every other epoch (a random half in the first).
+        schedule may also be "onecycle": linear warmup to learning_rate over warmup_epochs, linear decay to 0.
         mixed_precision: bfloat16 compute with float32 weights; jit_compile: XLA.
         deterministic: seed everything and enable TensorFlow's op determinism.
         checkpoint_dir: where to checkpoint every epoch and resume from (None: no checkpoints).
@@ -156,6 +171,7 @@ class CNNClassifier(ImageClassifier):
                  batch_size=128, optimizer="adamw", learning_rate=2e-3, weight_decay=0.01, schedule="cosine",
                  warmup_epochs=2, patience=None, label_smoothing=0.1, flip=True, shift=0.0, rotation=10.0,
                  zoom=0.1, crop_size=44, erasing=0.5, erasing_area=(0.02, 0.2), ema=None, test_views="auto",
+                 batchnorm_scale=True, dirac_init=False, whitening=0, progressive=None,
                  mixed_precision="auto", jit_compile=False, deterministic=True, checkpoint_dir=None, callbacks=None,
                  verbose="auto"):
         self.seed = seed
@@ -181,6 +197,10 @@ class CNNClassifier(ImageClassifier):
         self.erasing_area = erasing_area
         self.ema = ema
         self.test_views = test_views
+        self.batchnorm_scale = batchnorm_scale
+        self.dirac_init = dirac_init
+        self.whitening = whitening
+        self.progressive = progressive
         self.mixed_precision = mixed_precision
         self.jit_compile = jit_compile
         self.deterministic = deterministic
@@ -214,6 +234,8 @@ class CNNClassifier(ImageClassifier):
 
         if best_weights is not None:
             model.set_weights(best_weights)
+        if self.progressive:
+            model = self._fixed_size_copy(model, n_classes)  # predicts, saves and counts FLOPs at crop_size
         elif self.ema and validation is None and state["epoch"] > 0:
             # without validation data the last epoch's average is kept, with statistics of its own
             overwrite_with_average(model)
@@ -258,6 +280,8 @@ class CNNClassifier(ImageClassifier):
         state = checkpoint.load_state() if checkpoint else None
         if state is None:
             model = self._build_network(n_classes)
+            if self.whitening:
+                set_whitening(model, whitening_filters(X, self.whitening, self.seed))
             self._compile(model, int(np.ceil(len(X) / self.batch_size)))
             state = {"epoch": 0, "best_val_accuracy": None, "best_epoch": None, "epochs_without_improvement": 0,
                      "plateau_wait": 0, "finished": False, "stopped_early": False, "history": [],
@@ -268,6 +292,21 @@ class CNNClassifier(ImageClassifier):
         if not state["finished"]:
             state["resumed_from_epoch"] = state["epoch"]
         return model, state, best_weights, checkpoint
+
+    def _fixed_size_copy(self, model, n_classes: int):
+        """The network trained at several input sizes as one at crop_size (same weights), uncompiled: what
+        predicts, is saved and has its FLOPs counted."""
+        fixed = build_network(n_classes, **self._network_options(), input_size=self._input_size())
+        fixed.set_weights(model.get_weights())
+        return fixed
+
+    def _epoch_input_size(self, epoch: int) -> int:
+        """The side of the training images in `epoch`: progressive's smaller size in its first epochs."""
+        if self.progressive:
+            size, fraction = self.progressive
+            if epoch < round(float(fraction) * int(self.epochs)):
+                return int(size)
+        return self._input_size()
 
     def _train_epoch(self, model, state, X, y_index, weights, n_classes: int, validation, validation_ds) -> list:
         """One epoch of training; its record goes into state["history"]. Returns the selection candidates:
@@ -297,7 +336,7 @@ class CNNClassifier(ImageClassifier):
         seconds = time.perf_counter() - start
         record.update(lr=current_learning_rate(model), seconds=seconds,
                       images_per_s=len(X) / seconds if seconds > 0 else None,
-                      train_flops=len(X) * self._train_flops_per_image(model))
+                      train_flops=len(X) * self._train_flops_per_image(n_classes, self._epoch_input_size(epoch)))
         state["history"].append(record)
         state["epoch"] = epoch + 1
         return candidates
@@ -506,6 +545,22 @@ class CNNClassifier(ImageClassifier):
                                 f"{self.erasing_area!r}")
         if self.ema is not None and not 0 < float(self.ema) < 1:
             raise FerBenchError(f"cnn: ema must be None or a decay in (0, 1), got {self.ema!r}")
+        if self.flip not in (True, False, "alternate"):
+            raise FerBenchError(f"cnn: flip must be true, false or \"alternate\", got {self.flip!r}")
+        if not isinstance(self.whitening, int | np.integer) or isinstance(self.whitening, bool) \
+                or not 0 <= self.whitening <= 5:
+            raise FerBenchError(f"cnn: whitening is a patch size in 0..5 (0: off), got {self.whitening!r}")
+        if self.progressive is not None:
+            try:
+                size, fraction = self.progressive
+                valid = 8 <= int(size) <= self._input_size() and int(size) == size and 0 < float(fraction) < 1
+            except (TypeError, ValueError):
+                valid = False
+            if not valid:
+                raise FerBenchError(f"cnn: progressive must be None or (size, fraction) with 8 <= size <= the input "
+                                    f"size ({self._input_size()}) and 0 < fraction < 1, got {self.progressive!r}")
+            if self.head != "gap":
+                raise FerBenchError("cnn: progressive resizing needs head=\"gap\" (flatten fixes the input size)")
         if self.verbose not in (0, 1, 2, "auto"):
             raise FerBenchError(f"cnn: verbose must be 0, 1, 2 or \"auto\", got {self.verbose!r}")
         if len(self.filters) < 1 or min(self.filters) < 1 or self.convs_per_block < 1:
@@ -538,17 +593,26 @@ class CNNClassifier(ImageClassifier):
         keras.utils.set_random_seed(int(self.seed))
 
     def _build_network(self, n_classes: int, centre_crop: bool = False):
-        """The network of these parameters (cnn_network.build_network)."""
-        return build_network(n_classes, filters=self.filters, convs_per_block=self.convs_per_block, head=self.head,
-                             dropout=self.dropout, seed=self.seed, input_size=self._input_size(),
-                             bfloat16=self._uses_bfloat16(), centre_crop=centre_crop)
+        """The network of these parameters (cnn_network.build_network); with progressive resizing and without
+        centre_crop, one that takes any input size."""
+        size = None if self.progressive and not centre_crop else self._input_size()
+        return build_network(n_classes, **self._network_options(), input_size=size, centre_crop=centre_crop)
 
-    @staticmethod
-    def _train_flops_per_image(model) -> int:
-        """Forward and backward FLOPs of one training image through `model` (3 x the forward pass)."""
+    def _network_options(self) -> dict:
+        return dict(filters=self.filters, convs_per_block=self.convs_per_block, head=self.head, dropout=self.dropout,
+                    seed=self.seed, bfloat16=self._uses_bfloat16(), batchnorm_scale=bool(self.batchnorm_scale),
+                    dirac_init=bool(self.dirac_init), whitening=int(self.whitening))
+
+    def _train_flops_per_image(self, n_classes: int, size: int) -> int:
+        """Forward and backward FLOPs of one size x size training image (3 x the forward pass), counted on the
+        network built at that size (cached: building one takes a fraction of a second)."""
         from fer_bench.measure import TRAINING_FLOPS_PER_FORWARD, forward_flops
 
-        return TRAINING_FLOPS_PER_FORWARD * forward_flops(model)
+        cache = self.__dict__.setdefault("_flops_by_size", {})
+        if size not in cache:
+            cache[size] = TRAINING_FLOPS_PER_FORWARD * forward_flops(
+                build_network(n_classes, **self._network_options(), input_size=size))
+        return cache[size]
 
     def _uses_bfloat16(self) -> bool:
         if self.mixed_precision == "auto":
@@ -558,8 +622,13 @@ class CNNClassifier(ImageClassifier):
     def _compile(self, model, steps_per_epoch: int):
         import keras
 
+        from fer_bench.models.keras_layers import LinearOneCycle
+
         total = self.epochs * steps_per_epoch
-        if self.schedule == "cosine":
+        if self.schedule == "onecycle":
+            learning_rate = LinearOneCycle(self.learning_rate, min(int(self.warmup_epochs * steps_per_epoch),
+                                                                   total - 1), total)
+        elif self.schedule == "cosine":
             warmup = min(int(self.warmup_epochs * steps_per_epoch), total - 1)
             learning_rate = keras.optimizers.schedules.CosineDecay(
                 initial_learning_rate=self.learning_rate / 25 if warmup else self.learning_rate,
@@ -589,17 +658,23 @@ class CNNClassifier(ImageClassifier):
 
         order = np.random.default_rng([int(self.seed), epoch]).permutation(len(X))
         augment = make_augmenter(self.flip, self.shift, self.rotation, self.zoom, crop_size=self.crop_size,
-                                  erasing=self.erasing, erasing_area=self.erasing_area)
+                                  erasing=self.erasing, erasing_area=self.erasing_area,
+                                  output_size=self._epoch_input_size(epoch))
         epoch_seed = derive_seed(self.seed, epoch, 1 << 20)
+        # alternating flips: a random half of the images mirrored in even epochs, the other half in odd ones
+        first_mirror = np.random.default_rng([int(self.seed), 0xF1]).integers(0, 2, len(X))
+        mirror = np.where((first_mirror + epoch) % 2 == 1, -1.0, 1.0).astype(np.float32)
 
         def prepare(index, batch):
-            images, labels, batch_weights = batch
+            images, labels, batch_weights, batch_mirror = batch
             images = tf.cast(images, tf.float32)[..., None]
             if augment is not None:
-                images = augment(images, tf.stack([tf.constant(epoch_seed, tf.int64), index]))
+                seed = tf.stack([tf.constant(epoch_seed, tf.int64), index])
+                images = augment(images, seed, batch_mirror if self.flip == "alternate" else None)
             return images, tf.one_hot(labels, n_classes), batch_weights
 
-        return (tf.data.Dataset.from_tensor_slices((X[order], y_index[order].astype(np.int32), weights[order]))
+        return (tf.data.Dataset.from_tensor_slices((X[order], y_index[order].astype(np.int32), weights[order],
+                                                    mirror[order]))
                 .batch(int(self.batch_size)).enumerate()
                 .map(prepare, num_parallel_calls=pipeline_threads(), deterministic=True)
                 .prefetch(PREFETCH_BATCHES).with_options(pipeline_options()))

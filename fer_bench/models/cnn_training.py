@@ -165,26 +165,34 @@ def validation_dataset(X, y_index, n_classes: int):
             .prefetch(PREFETCH_BATCHES).with_options(pipeline_options()))
 
 
-def make_augmenter(flip: bool, shift: float, rotation: float, zoom: float, *, crop_size: int | None = None,
-                    erasing: float = 0.0, erasing_area=(0.02, 0.2)):
-    """A function (images (B, 48, 48, 1) float32, seed (2,) int64) -> augmented images (B, crop, crop, 1), or
-    None when there is nothing to do. One bilinear affine warp per image (reflecting at the border) does mirror,
-    rotation about the centre, zoom, shift and the random crop at once (the crop is a whole-pixel translation of
-    the output grid, so a crop alone copies pixels exactly); random erasing then replaces a rectangle by noise.
-    Random numbers are stateless, so the same seed gives the same batch."""
+def make_augmenter(flip: bool | str, shift: float, rotation: float, zoom: float, *, crop_size: int | None = None,
+                   erasing: float = 0.0, erasing_area=(0.02, 0.2), output_size: int | None = None):
+    """A function (images (B, 48, 48, 1) float32, seed (2,) int64[, mirror (B,) float32]) -> augmented images
+    (B, out, out, 1), or None when there is nothing to do. One bilinear affine warp per image (reflecting at the
+    border) does mirror, rotation about the centre, zoom, shift and the random crop at once (the crop is a
+    whole-pixel translation of the output grid, so a crop alone copies pixels exactly); random erasing then
+    replaces a rectangle by noise. Random numbers are stateless, so the same seed gives the same batch.
+
+    flip: True mirrors each image with probability 1/2; "alternate" takes the mirror of each image from the
+    caller (the third argument, -1 mirrored, 1 not): alternating flips mirror an image in every other epoch.
+    output_size: the crop resampled to out x out pixels (progressive resizing trains on smaller images first);
+    None: the crop's own size."""
     import tensorflow as tf
 
     size = IMAGE_SIZE if crop_size is None else int(crop_size)
-    if not flip and not shift and not rotation and not zoom and size == IMAGE_SIZE and not erasing:
+    out = size if output_size is None else int(output_size)
+    if (not flip and not shift and not rotation and not zoom and size == IMAGE_SIZE and not erasing
+            and out == size):
         return None
     max_angle = np.deg2rad(rotation)
     centre = (IMAGE_SIZE - 1) / 2
     min_area, max_area = (float(a) for a in erasing_area)
     log_aspect = np.log(ERASING_ASPECT)
 
-    def warp(images, seeds):
+    def warp(images, seeds, mirror=None):
         n = tf.shape(images)[0]
-        mirror = tf.where(tf.random.stateless_uniform([n], seeds[0]) < 0.5, -1.0, 1.0) if flip else tf.ones([n])
+        if mirror is None:
+            mirror = tf.where(tf.random.stateless_uniform([n], seeds[0]) < 0.5, -1.0, 1.0) if flip else tf.ones([n])
         angle = tf.random.stateless_uniform([n], seeds[1], -max_angle, max_angle)
         scale = 1.0 + tf.random.stateless_uniform([n], seeds[2], -zoom, zoom)
         tx = tf.random.stateless_uniform([n], seeds[3], -shift, shift) * IMAGE_SIZE
@@ -200,28 +208,33 @@ def make_augmenter(flip: bool, shift: float, rotation: float, zoom: float, *, cr
         b0, b1, b2 = -sin, cos, -sin * dx + cos * dy + centre
         a0, a1, a2 = mirror * a0, mirror * a1, mirror * a2 + centre
         a2, b2 = a2 + a0 * ox + a1 * oy, b2 + b0 * ox + b1 * oy
+        if out != size:
+            # output pixel (u, v) samples the crop at ((u + 0.5) * size / out - 0.5, ...): pixel centres align
+            step, start = size / out, (size / out - 1) / 2
+            a2, b2 = a2 + (a0 + a1) * start, b2 + (b0 + b1) * start
+            a0, a1, b0, b1 = a0 * step, a1 * step, b0 * step, b1 * step
         transforms = tf.stack([a0, a1, a2, b0, b1, b2, tf.zeros([n]), tf.zeros([n])], axis=1)
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=images, transforms=transforms, output_shape=[size, size],
+            images=images, transforms=transforms, output_shape=[out, out],
             fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
 
     def erase(images, seeds):
         n = tf.shape(images)[0]
         on = tf.random.stateless_uniform([n], seeds[7]) < erasing
-        area = tf.random.stateless_uniform([n], seeds[8], min_area, max_area) * size * size
+        area = tf.random.stateless_uniform([n], seeds[8], min_area, max_area) * out * out
         aspect = tf.exp(tf.random.stateless_uniform([n], seeds[9], log_aspect[0], log_aspect[1]))
         half_h, half_w = tf.sqrt(area * aspect) / 2, tf.sqrt(area / aspect) / 2
-        centres = tf.random.stateless_uniform([n, 2], seeds[10], 0.0, float(size))
-        grid = tf.range(size, dtype=tf.float32) + 0.5
+        centres = tf.random.stateless_uniform([n, 2], seeds[10], 0.0, float(out))
+        grid = tf.range(out, dtype=tf.float32) + 0.5
         rows = tf.abs(grid[None, :] - centres[:, :1]) < half_h[:, None]
         cols = tf.abs(grid[None, :] - centres[:, 1:]) < half_w[:, None]
         mask = rows[:, :, None] & cols[:, None, :] & on[:, None, None]
         noise = tf.random.stateless_uniform(tf.shape(images), seeds[11], 0.0, 255.0)
         return tf.where(mask[..., None], noise, images)
 
-    def augment(images, seed):
+    def augment(images, seed, mirror=None):
         seeds = tf.random.experimental.stateless_split(seed, 12)
-        images = warp(images, seeds)
+        images = warp(images, seeds, mirror)
         return erase(images, seeds) if erasing else images
 
     return augment

@@ -1,6 +1,8 @@
 """Keras layers of the CNN that Keras itself does not provide in the form needed. Imports TensorFlow: import
 this module lazily (cnn.py does, before building or loading a network).
 
+DiracHeNormal: he_normal plus the identity (a convolution initialised to pass its first channels through).
+
 FusedBatchNormalization: Keras 3's BatchNormalization computes the moments, the normalisation and the
 moving averages as separate element-wise ops in float32. On the 2-core CPU that made BatchNorm the largest
 cost of a training step (default net, batch 128, bfloat16: 411 ms/step, 52% of the matmul peak). The same
@@ -60,3 +62,42 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             self.moving_mean.assign(moving_mean)
             self.moving_variance.assign(moving_variance)
         return outputs
+
+
+@keras.saving.register_keras_serializable(package="fer_bench")
+class DiracHeNormal(keras.initializers.HeNormal):
+    """he_normal for a (k, k, c_in, c_out) convolution kernel, plus 1 at the centre tap from input channel i to
+    output channel i for i < min(c_in, c_out): the layer starts close to the identity on those channels
+    (airbench's dirac initialisation), so a deep stack starts as a shallow one."""
+
+    def __call__(self, shape, dtype=None):
+        kernel = super().__call__(shape, dtype=dtype)
+        if len(shape) != 4:
+            raise ValueError(f"DiracHeNormal initialises 2-D convolution kernels, got shape {tuple(shape)}")
+        k_h, k_w, c_in, c_out = shape
+        channels = min(c_in, c_out)
+        identity = tf.scatter_nd([[k_h // 2, k_w // 2, i, i] for i in range(channels)],
+                                 tf.ones([channels], kernel.dtype), shape)
+        return kernel + identity
+
+
+@keras.saving.register_keras_serializable(package="fer_bench")
+class LinearOneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """The one-cycle learning rate of short schedules (airbench, Page's ResNet series): linear from
+    peak / 25 to `peak` over `warmup_steps`, then linear down to 0 at `total_steps`."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
+        self.peak = float(peak)
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = int(total_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        start = self.peak / 25
+        warmup = max(self.warmup_steps, 1)
+        rising = start + (self.peak - start) * step / warmup
+        falling = self.peak * (self.total_steps - step) / max(self.total_steps - self.warmup_steps, 1)
+        return tf.maximum(tf.where(step < self.warmup_steps, rising, falling), 0.0)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
