@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 from fer_bench.data import load_dataset
-from fer_bench.measure import TRAINING_FLOPS_PER_FORWARD, forward_flops
 from fer_bench.models import make_model
 from fer_bench.models.cnn_fast import FAST_PARAMS
 from fer_bench.models.cnn_network import build_network
+from fer_bench.models.flops import TRAINING_FLOPS_PER_FORWARD, forward_flops
 from fer_bench.provenance import git_commit, machine_info, machine_label
 from fer_bench.tasks import get_task, prepare_task_data
 

@@ -66,12 +66,13 @@ def _checked_probabilities(proba, n_images: int, n_classes: int, where: str) -> 
 def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, directory: Path, *,
                  quick: bool = False, command: str = "", reference: DatasetReference | None = None,
                  peaks: MatmulPeaks | None = None, checkpoints: Path | None = None,
-                 execution: dict | None = None) -> Path:
+                 execution: dict | None = None, robustness: bool = True) -> Path:
     """Fit and evaluate one cell, writing its files (predictions.csv, params.json, model/, robustness.npz,
     timings.json, maps.npz, manifest.json last) into `directory`, which must not exist yet. `reference`: the data
     set as the manifest records it (default: `dataset` as loaded, without rgb_to_gray); `checkpoints`: where a
     CNN keeps its per-epoch checkpoints, so an interrupted training resumes; `execution`: how and where the cell
-    ran (executor, worker), for the manifest."""
+    ran (executor, worker), for the manifest; `robustness`: False stores the cell without robustness.npz (`fer-bench
+    robustness` fills it later from model/)."""
     task = get_task(task_name)
     data = prepare_task_data(dataset, task, seed=seed)
     directory = Path(directory)
@@ -126,9 +127,10 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
     timings.update(timing_measurements(model, data.tests["PrivateTest"][0], directory / "model",
                                        train_images_per_s=timings["train_images_per_s"], peaks=peaks))
     # the report's robustness section: the same faces corrupted every way, predicted as the clean ones are
-    robustness = write_cell_robustness(model, data.tests, directory, task.n_classes,
+    if robustness:
+        stored = write_cell_robustness(model, data.tests, directory, task.n_classes,
                                        where=f"model {model_name} ({task_name}/seed{seed})")
-    timings["robustness_seconds"] = robustness.seconds
+        timings["robustness_seconds"] = stored.seconds
     atomic_write(directory / "timings.json", dumps_json(timings))
     write_cell_maps(model, data.tests, directory)  # the report's saliency figures, drawn without the model
     manifest = Manifest(

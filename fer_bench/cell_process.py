@@ -68,7 +68,7 @@ def run_job(job: dict) -> None:
     compute = _function(job["compute"])
     compute(dataset, job["task"], job["model"], job["seed"], Path(job["directory"]), quick=job["quick"],
             command=job["command"], reference=reference, checkpoints=Path(job["checkpoints"]),
-            execution=job["execution"])
+            execution=job["execution"], robustness=job.get("robustness", True))
 
 
 def main(argv: list[str]) -> int:

@@ -59,7 +59,7 @@ def cmd_run(args) -> int:
     run_grid(data=args.data, tasks=args.tasks, models=models, seeds=args.seeds, out=args.out,
              force=args.force, quick=args.quick, rgb_to_gray=args.rgb_to_gray, report=not args.no_report,
              reference=args.reference, plugins=tuple(args.plugin), workers=args.workers,
-             scheduler=args.scheduler)
+             scheduler=args.scheduler, robustness=not args.no_robustness)
     return 0
 
 
@@ -244,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="small, fast model configurations for smoke checks (always used on the synthetic data)")
     p.add_argument("--no-report", action="store_true", help="skip `fer-bench report` at the end")
+    p.add_argument("--no-robustness", action="store_true",
+                   help="store the cells without robustness.npz (the 60 corrupted PrivateTest predictions; "
+                        "`fer-bench robustness` fills them later from the cells' models)")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
                    help="Python file or module to import first, to register your own models or tasks (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="MODEL.PARAM=VALUE",

@@ -37,7 +37,8 @@ from fer_bench.errors import FerBenchError, Interrupted
 from fer_bench.storage import MANIFEST_FILE, atomic_write, cell_dir, fresh_staging_dir, staged_dir
 
 #: computes one cell's files into a folder that does not exist yet:
-#: compute(dataset, task, model, seed, directory, *, quick, command, reference, peaks, checkpoints, execution);
+#: compute(dataset, task, model, seed, directory, *, quick, command, reference, peaks, checkpoints, execution,
+#: robustness);
 #: a worker's child process imports it by its module and name, so it must be a module-level function
 CellFunction = Callable[..., Path]
 
@@ -73,6 +74,7 @@ class CellJob:
     data: DatasetReference  # the client's data set, which the worker loads (fer_bench.data.reference)
     plugins: tuple[dict, ...] = ()  # {"spec": ..., "source": file text or None for a module}
     threads: int | None = None  # per cell; None: the worker's cores divided by its thread count
+    robustness: bool = True  # compute robustness.npz with the cell (False: `fer-bench robustness` fills it later)
 
 
 @dataclass
@@ -191,6 +193,7 @@ def run_cell_in_child(job: CellJob, compute: str) -> CellOutcome:
         job_file = scratch / "job.json"
         job_file.write_text(json.dumps({
             "task": job.cell.task, "model": job.cell.model, "seed": job.cell.seed, "quick": job.quick,
+            "robustness": job.robustness,
             "command": job.command, "data": job.data.to_json(), "plugins": list(job.plugins), "compute": compute,
             "directory": str(scratch / "cell"), "checkpoints": str(checkpoints), "parent_pid": os.getpid(),
             "execution": {"executor": "dask" if worker is not None else "child process", "worker": name,
@@ -288,7 +291,7 @@ class SerialExecutor:
                 with staged_dir(final) as staging:
                     compute(dataset, cell.task, cell.model, cell.seed, staging, quick=job.quick,
                             command=job.command, reference=job.data, peaks=peaks, checkpoints=checkpoints,
-                            execution={"executor": self.where})
+                            execution={"executor": self.where}, robustness=job.robustness)
             except Interrupted:
                 raise
             except Exception as exc:  # noqa: BLE001 - like a worker's cell: one line, the other cells go on

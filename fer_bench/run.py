@@ -171,12 +171,13 @@ def _cells_to_run(out: Path, cells, *, force: bool, quick: bool) -> list[tuple[s
 def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=False, quick=False,
              rgb_to_gray=False, report=True, dataset: Dataset | None = None, reference: str | None = None,
              plugins: tuple[str, ...] = (), workers: int | None = None, scheduler: str | None = None,
-             live: bool | None = None) -> Path:
+             live: bool | None = None, robustness: bool = True) -> Path:
     """Run every (task, model, seed) cell not already finished under `out`, then write the report (comparing
     against `reference`, see fer_bench.settings). `plugins`: the --plugin files or modules the grid's models
     come from, recorded in the results folder so that later reports import them again. Cells run in this
     process, or on `workers` local worker processes, or on the Dask cluster at `scheduler` (see
-    fer_bench.executors); `live`: the progress panel (default: when stdout is a terminal)."""
+    fer_bench.executors); `live`: the progress panel (default: when stdout is a terminal); `robustness`: compute
+    each cell's robustness.npz (60 more PrivateTest predictions; False leaves it to `fer-bench robustness`)."""
     task_names = resolve_names(tasks, available_tasks(), "task", get_task)
     model_names = resolve_names(models, available_models(), "model", get_factory_spec)
     seeds = _check_seeds(seeds)
@@ -217,7 +218,7 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
             command = _command_line()
             shipped_plugins = job_plugins(plugins) if workers or scheduler else ()
             jobs = [CellJob(Cell(*cell), quick=quick, command=command, data=data_reference, plugins=shipped_plugins,
-                            threads=executor.threads_per_cell) for cell in todo]
+                            threads=executor.threads_per_cell, robustness=robustness) for cell in todo]
             progress = GridProgress([job.cell for job in jobs],
                                     {name: _stored_cell_seconds(out, name, quick) for name in model_names},
                                     slots=executor.slots, live=live)

@@ -186,12 +186,14 @@ def isolated_session_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def baseline_grid(tmp_path_factory, small_synthetic) -> Grid:
     """hog_svm and logreg, quick, seed 0, on the three tasks of small_synthetic, report included (run_grid hands
-    the report the data set: these sizes are not the synthetic defaults and could not be re-loaded)."""
+    the report the data set: these sizes are not the synthetic defaults and could not be re-loaded). Like the
+    other shared grids it is stored without robustness.npz (60 predictions more per cell); tests/test_robustness.py
+    has a grid of its own with them."""
     from fer_bench.run import run_grid
 
     def compute(folder: Path) -> None:
         run_grid(dataset=small_synthetic, tasks=list(TASKS), models=list(BASELINES), quick=True,
-                 out=folder / "results", live=False)
+                 out=folder / "results", live=False, robustness=False)
 
     out = computed_once(tmp_path_factory, "baseline_grid", compute) / "results"
     return Grid(out, small_synthetic, TASKS, BASELINES)
@@ -210,7 +212,7 @@ def cnn_grid(tmp_path_factory, baseline_grid) -> Grid:
     def compute(folder: Path) -> None:
         out = copy_grid(baseline_grid, folder / "results", cells=baseline_grid.cells)
         run_grid(dataset=baseline_grid.dataset, tasks=list(TASKS), models=list(models), quick=True, out=out,
-                 live=False)
+                 live=False, robustness=False)
 
     out = computed_once(tmp_path_factory, "cnn_grid", compute) / "results"
     return Grid(out, baseline_grid.dataset, TASKS, models)
@@ -231,9 +233,9 @@ def tiny_grid(tmp_path_factory, tiny_synthetic) -> Path:
     def compute(folder: Path) -> None:
         out = folder / "results"
         run_grid(dataset=tiny_synthetic, tasks=["binary", "5class"], models=list(BASELINES), seeds=(0, 1, 2),
-                 quick=True, out=out, report=False, live=False)
+                 quick=True, out=out, report=False, live=False, robustness=False)
         run_grid(dataset=tiny_synthetic, tasks=["7class"], models=list(BASELINES), seeds=(0,), quick=True, out=out,
-                 report=False, live=False)
+                 report=False, live=False, robustness=False)
 
     return computed_once(tmp_path_factory, "tiny_grid", compute) / "results"
 

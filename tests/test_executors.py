@@ -56,7 +56,7 @@ def wait_until(condition, what: str, timeout: float = 120, process: subprocess.P
 @pytest.fixture(scope="module")
 def serial_grid(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("serial")
-    run_grid(tasks=TASKS, models=MODELS, out=out, report=False, live=False)
+    run_grid(tasks=TASKS, models=MODELS, out=out, report=False, live=False, robustness=False)
     return out
 
 
@@ -88,7 +88,8 @@ def dask_cluster(tmp_path_factory):
 
 @pytest.mark.slow
 def test_local_workers_store_the_serial_grids_predictions_byte_for_byte(serial_grid, tmp_path):
-    out = run_grid(tasks=TASKS, models=MODELS, out=tmp_path / "workers", report=False, workers=2, live=False)
+    out = run_grid(tasks=TASKS, models=MODELS, out=tmp_path / "workers", report=False, workers=2, live=False,
+                   robustness=False)
     assert _predictions(out) == _predictions(serial_grid)
     manifest = json.loads((out / "runs/7class/logreg/seed0/manifest.json").read_text())
     threads = max(1, (os.cpu_count() or 1) // 2)
@@ -102,7 +103,7 @@ def test_local_workers_store_the_serial_grids_predictions_byte_for_byte(serial_g
 @pytest.mark.slow
 def test_plain_dask_workers_store_the_serial_grids_predictions_byte_for_byte(serial_grid, dask_cluster, tmp_path):
     out = run_grid(tasks=TASKS, models=MODELS, out=tmp_path / "cluster", report=False, scheduler=dask_cluster,
-                   live=False)
+                   live=False, robustness=False)
     assert _predictions(out) == _predictions(serial_grid)
     workers = {json.loads((out / cell).with_name("manifest.json").read_text())["execution"]["worker"]
                for cell in CELLS}

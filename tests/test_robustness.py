@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -148,8 +149,14 @@ def test_the_corruption_error_is_imagenet_c_s_relative_to_the_reference(grid):
     expected = np.mean([errors("logreg", "0", c) / (errors("hog_svm", None, c) / 2) for c in CORRUPTIONS])
     assert corruption_error(model, reference, 0) == pytest.approx(expected)
     section = next(s.markdown for s in report.sections if s.title.startswith("Robustness"))
-    line = next(x for x in section.splitlines() if x.startswith("| 7class | logreg |"))
-    assert "(vs hog_svm)" in line and f"{100 * float(np.mean(model.errors_relative_to(reference))):.0f}" in line
+    header = next(x for x in section.splitlines() if x.startswith("| model |")).split(" | ")
+    line = next(x for x in section.splitlines() if x.startswith("| logreg ")).split(" | ")
+    column = next(k for k, title in enumerate(header) if title.startswith("7class:"))
+    assert "CE vs hog_svm" in header[column]
+    errors = model.errors_relative_to(reference)
+    # logreg's seeds are identical (deterministic): the report shows one value, without a spread
+    spread = f" ± {100 * float(np.std(errors, ddof=1)):.0f}" if len(set(errors)) > 1 else ""
+    assert f"CE {100 * float(np.mean(errors)):.0f}{spread} · " in line[column]
     assert (grid / "figures" / "robustness_7class.png").is_file()
     assert "robustness_7class.png" in (grid / "summary.md").read_text()
 
@@ -209,6 +216,26 @@ def test_the_robustness_command_fills_an_old_cell_and_names_a_cell_without_model
     write_report(out)
     assert "binary/hog_svm/seed1" in next(x for x in (out / "summary.md").read_text().splitlines()
                                          if "stored without robustness.npz" in x)
+
+
+def test_a_run_without_robustness_stores_cells_the_robustness_command_fills(tmp_path, capsys):
+    """`fer-bench run --no-robustness` stores complete cells without robustness.npz (nor its time); `fer-bench
+    robustness` then writes the bytes the cell would have stored itself."""
+    from conftest import make_folder_dataset
+
+    data = make_folder_dataset(tmp_path / "fer2013", SPEC, seed=5)
+    with_it, without = tmp_path / "with", tmp_path / "without"
+    for out, flags in ((with_it, []), (without, ["--no-robustness"])):
+        code, _, err = run_cli(["run", "--data", str(data), "--tasks", "binary", "--models", "logreg", "--quick",
+                                "--no-report", "--out", str(out), *flags], capsys)
+        assert code == 0, err
+    cell = without / "runs" / "binary" / "logreg" / "seed0"
+    assert not (cell / ROBUSTNESS_FILE).exists() and ROBUSTNESS_FILE not in read_manifest(cell / "manifest.json").files
+    assert "robustness_seconds" not in json.loads((cell / "timings.json").read_text())
+    code, text, err = run_cli(["robustness", "--out", str(without)], capsys)
+    assert code == 0 and "1 robustness.npz written" in text, err
+    expected = (with_it / "runs" / "binary" / "logreg" / "seed0" / ROBUSTNESS_FILE).read_bytes()
+    assert (cell / ROBUSTNESS_FILE).read_bytes() == expected
 
 
 def test_cell_robustness_is_none_for_a_cell_stored_before_it(grid, tmp_path):

@@ -58,16 +58,33 @@ def render_figures(ctx: FigureContext, figures: tuple[FigureSpec, ...] = FIGURES
     return output
 
 
+#: between two figures of one task on one line of summary.md
+FIGURE_SEPARATOR = " · "
+
+
+def figure_group(part: str) -> str | None:
+    """The first word of a figure item's alt text ("- ![7class ROC](...)" -> "7class": figures name their task
+    first), None for a part that is not a figure."""
+    if not part.startswith(FIGURE_ITEM):
+        return None
+    words = part[len(FIGURE_ITEM) + 1:].split("]", 1)[0].split()
+    return words[0] if words else ""
+
+
 def section_markdown(output: FigureOutput, section: Section, intro: str | None = None) -> str | None:
     """A figure section's markdown: its intro (`intro`, default the section's own text) and its figures, None
-    when it has none. Consecutive figures form one list, a line each, so summary.md stays short."""
+    when it has none. Consecutive figures form one list; consecutive figures of one task share a line (joined by
+    FIGURE_SEPARATOR), so summary.md stays short; index.html shows each in its own closed box again."""
     parts = output.parts.get(section)
     if not parts:
         return None
     intro = section.intro if intro is None else intro
     blocks = [intro] if intro else []
     for part, previous in zip(parts, [None, *parts[:-1]], strict=True):
-        if previous is not None and previous.startswith(FIGURE_ITEM) and part.startswith(FIGURE_ITEM):
+        group, previous_group = figure_group(part), None if previous is None else figure_group(previous)
+        if group is not None and group == previous_group:
+            blocks[-1] += FIGURE_SEPARATOR + part[len(FIGURE_ITEM) - 1:]  # the same task: the same line
+        elif group is not None and previous_group is not None:
             blocks[-1] += "\n" + part  # a figure after a figure: the next item of the same list
         else:
             blocks.append(part)

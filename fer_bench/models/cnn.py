@@ -430,7 +430,7 @@ class CNNClassifier(ImageClassifier):
 
     def training_flops(self) -> float | None:
         """FLOPs of the whole training (every epoch, a resumed one's earlier epochs too): per epoch the training
-        images x 3 x the network's forward Conv/Dense FLOPs per image (fer_bench.measure.forward_flops);
+        images x 3 x the network's forward Conv/Dense FLOPs per image (fer_bench.models.flops.forward_flops);
         validation passes, BatchNorm re-estimation and test views excluded. None for a model saved before
         epochs recorded it."""
         history = self.training_history() or []
@@ -606,7 +606,7 @@ class CNNClassifier(ImageClassifier):
     def _train_flops_per_image(self, n_classes: int, size: int) -> int:
         """Forward and backward FLOPs of one size x size training image (3 x the forward pass), counted on the
         network built at that size (cached: building one takes a fraction of a second)."""
-        from fer_bench.measure import TRAINING_FLOPS_PER_FORWARD, forward_flops
+        from fer_bench.models.flops import TRAINING_FLOPS_PER_FORWARD, forward_flops
 
         cache = self.__dict__.setdefault("_flops_by_size", {})
         if size not in cache:

@@ -74,6 +74,38 @@ def _figure_item(tokens, start: int) -> tuple[int, str] | None:
     return close, inline.children[0].content
 
 
+def split_figure_lines(tokens: list) -> list:
+    """Each list item holding several figures (summary.md puts one task's figures on one line, separated by
+    FIGURE_SEPARATOR) as one list item per figure: its image and the caption after it, as if written a line
+    each."""
+    result, i = [], 0
+    while i < len(tokens):
+        token = tokens[i]
+        figure = _figure_item(tokens, i) if token.type == "list_item_open" else None
+        inline = tokens[i + 2] if figure is not None else None
+        if inline is None or sum(child.type == "image" for child in inline.children) < 2:
+            result.append(token)
+            i += 1
+            continue
+        close = figure[0]
+        chunks = []
+        for child in inline.children:
+            if child.type == "image":
+                chunks.append([])
+            chunks[-1].append(child)
+        for chunk in chunks:
+            while chunk and chunk[-1].type == "text" and not chunk[-1].content.strip(" ·"):
+                chunk.pop()  # the separator before the next figure
+            for template in tokens[i:close + 1]:
+                copy = template.copy()
+                if template is inline:
+                    copy.children = chunk
+                    copy.content = ""
+                result.append(copy)
+        i = close + 1
+    return result
+
+
 def group_figures(tokens: list, tasks: Iterable[str]) -> list:
     """Reorder each list of figures so that one task's figures sit together (tasks in `tasks` order, figures of
     no task last, the order within a group kept)."""
@@ -154,7 +186,7 @@ def markdown_renderer() -> MarkdownIt:
 def render_markdown(md: MarkdownIt, text: str, tasks: list[str]) -> str:
     """`text` as HTML, each list of figures grouped by task (`tasks`: the report's, in report order)."""
     env = {"tasks": tasks}
-    tokens = group_figures(md.parse(text, env), tasks)
+    tokens = group_figures(split_figure_lines(md.parse(text, env)), tasks)
     return md.renderer.render(tokens, md.options, env)
 
 

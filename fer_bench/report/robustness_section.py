@@ -61,27 +61,38 @@ class RobustnessView:
                 if not (c.path / ROBUSTNESS_FILE).is_file()]
 
 
+def _summary_cell(view: RobustnessView, task: str, m: ModelRobustness) -> str:
+    """One model on one task: clean -> mean corrupted accuracy, the corruption error against the task's
+    reference and the weakest corruption ("69.8 → 45.1 · CE 92 · eye_band 7.3")."""
+    text = f"{spread_points(m.clean())} → {spread_points(m.corrupted())}"
+    reference = view.error_reference(task)
+    if reference is not None:
+        errors = m.errors_relative_to(reference)
+        mean, std = mean_and_std(errors)
+        text += f" · CE {100 * mean:.0f}" + (f" ± {100 * std:.0f}" if len(errors) > 1 else "")
+    weakest = min(m.corruptions, key=lambda c: float(np.mean(m.under(c))))
+    return text + f" · {weakest} {100 * float(np.mean(m.under(weakest))):.1f}"
+
+
 def _summary_table(view: RobustnessView) -> list[str]:
-    seeds_column = ["seeds"] if view.several else []
-    header = ["task", "model", *seeds_column, "clean acc %", "corrupted acc % (mean)", "drop (points)",
-              "corruption error vs reference %", "weakest corruption (acc %)"]
+    """One row per model, one column per task (a model missing from a task: "–")."""
+    tasks = view.tasks()
+    models = list(dict.fromkeys(m.model for task in tasks for m in view.task_models(task)))
+    references = [view.error_reference(task) for task in tasks]
+    header = ["model", *(f"{task}: clean → corrupted acc % · CE vs {r.model if r else '–'} · weakest (acc %)"
+                         for task, r in zip(tasks, references, strict=True))]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for task in view.tasks():
-        reference = view.error_reference(task)
-        for m in view.task_models(task):
-            clean, corrupted = m.clean(), m.corrupted()
-            drop = spread_points([a - b for a, b in zip(clean, corrupted, strict=True)])
-            error = "–"
-            if reference is not None:
-                errors = m.errors_relative_to(reference)
-                mean, std = mean_and_std(errors)
-                error = (f"{100 * mean:.0f}" + (f" ± {100 * std:.0f}" if len(errors) > 1 else "")
-                         + f" (vs {reference.model})")
-            weakest = min(m.corruptions, key=lambda c, m=m: float(np.mean(m.under(c))))
-            seeds = [str(len(m.seeds)) + (", identical" if view.inputs.is_deterministic(task, m.model) else "")]
-            cells = [task, m.model, *(seeds if view.several else []), spread_points(clean), spread_points(corrupted),
-                     drop, error, f"{weakest} ({100 * float(np.mean(m.under(weakest))):.1f})"]
-            lines.append("| " + " | ".join(cells) + " |")
+    for model in models:
+        cells = [model]
+        for task in tasks:
+            m = view.models.get((task, model))
+            cells.append(_summary_cell(view, task, m) if m is not None else "–")
+        if view.several:
+            seeds = {len(view.models[(t, model)].seeds) for t in tasks if (t, model) in view.models}
+            identical = all(view.inputs.is_deterministic(t, model) for t in tasks if (t, model) in view.models)
+            cells[0] += f" ({'/'.join(map(str, sorted(seeds)))} seed{'s' if max(seeds) > 1 else ''}" \
+                        f"{', identical' if identical and max(seeds) > 1 else ''})"
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -126,11 +137,13 @@ def robustness_markdown(ctx) -> str | None:
         view.task_models(first)[0].severities)
     parts = [f"Each model's accuracy on its task's {ctx.inputs.settings.headline_split} faces under {n_corruptions} "
              f"corruptions at {n_severities} severities (docs/robustness.md; the same corrupted faces for every "
-             "model, predicted as the clean ones are). *Corrupted acc*: the mean over every corruption and "
-             f"severity{', ± seed sd' if view.several else ''}. *Corruption error*: ImageNet-C's mCE, per "
+             "model, predicted as the clean ones are). The first table, per model and task: the clean accuracy, the "
+             "*corrupted acc* (the mean over every corruption and "
+             f"severity{', ± seed sd' if view.several else ''}), the *corruption error* (CE; ImageNet-C's mCE, per "
              "corruption the model's errors summed over the severities divided by the reference's (its seeds' "
              "mean), averaged over the corruptions: "
-             f"100 is as robust as the reference, lower is better. The second table, on {first}: each model's "
+             "100 is as robust as the reference, lower is better) and the corruption the model does worst under. "
+             f"The second table, on {first}: each model's "
              "accuracy per corruption (mean over the severities), the lead in points at the severities named, the "
              f"class whose recall first falls below {COLLAPSE_SHARE:.0%} of its clean recall (*collapses first*, "
              "and at which severity) and the class whose share of the predictions grows most (*drift*, in points). "
