@@ -26,9 +26,10 @@ Design:
   better) are restored at the end, then the test views are chosen for them; early stopping (`patience`)
   and, with schedule="plateau", the learning rate reductions are driven by it too. Without validation_data
   the fixed number of epochs is trained (with ema, the average of the last epoch is kept).
-* Where the parts live: the architecture in cnn_network.py; augmentation, input pipelines, weight averaging,
-  checkpointing and determinism in cnn_training.py; the test-time views and their choice in cnn_views.py;
-  this module is the estimator that ties them together (fit, selection, predict, save/load, capabilities).
+* Where the parts live: the architecture in cnn_network.py; augmentation, input pipelines, the optimiser and
+  its schedule, weight averaging, checkpointing and determinism in cnn_training.py; the parameters' rules in
+  cnn_params.py; the test-time views and their choice in cnn_views.py; cnn_fast's recipe in cnn_fast.py; this
+  module is the estimator that ties them together (fit, selection, predict, save/load, capabilities).
 
 Throughput measurements of earlier versions (dtype, determinism, XLA, batch size, widths, BatchNorm): see
 docs/cnn-recipe.md.
@@ -45,7 +46,6 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from fer_bench.data.dataset import check_images
-from fer_bench.errors import FerBenchError
 from fer_bench.models.base import ImageClassifier
 from fer_bench.models.cnn_network import (  # noqa: F401
     HEADS,
@@ -55,6 +55,7 @@ from fer_bench.models.cnn_network import (  # noqa: F401
     set_whitening,
     whitening_filters,
 )
+from fer_bench.models.cnn_params import OPTIMIZERS, SCHEDULES, check_cnn_parameters  # noqa: F401
 from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are part of cnn's API)
     CHECKPOINT_FORMAT,
     ERASING_ASPECT,
@@ -66,6 +67,7 @@ from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are 
     accuracy_of,
     as_model_input,
     averaged_weights,
+    compile_network,
     cpu_has_native_bfloat16,
     current_learning_rate,
     derive_seed,
@@ -80,7 +82,7 @@ from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are 
     recompute_batchnorm_statistics,
     validation_dataset,
 )
-from fer_bench.models.cnn_views import VIEW_CHOICES, centre_crop, choose_test_views, mean_softmax
+from fer_bench.models.cnn_views import centre_crop, choose_test_views, mean_softmax
 from fer_bench.tensorflow_import import import_tensorflow
 
 KERAS_FILE = "model.keras"
@@ -107,8 +109,6 @@ QUICK_PARAMS = dict(
 
 PLATEAU_PATIENCE = 3  # schedule="plateau": epochs without PublicTest improvement before the rate is halved
 PLATEAU_FACTOR = 0.5
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "onecycle", "plateau", "constant")
 
 
 def make_cnn(seed: int = 0, quick: bool = False, **params) -> CNNClassifier:
@@ -523,54 +523,7 @@ class CNNClassifier(ImageClassifier):
     # --- internals ----------------------------------------------------------------------------------------
 
     def _check_params(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise FerBenchError(f"cnn: unknown optimizer {self.optimizer!r}; available: {', '.join(OPTIMIZERS)}")
-        if self.head not in HEADS:
-            raise FerBenchError(f"cnn: unknown head {self.head!r}; available: {', '.join(HEADS)}")
-        if self.schedule not in SCHEDULES:
-            raise FerBenchError(f"cnn: unknown schedule {self.schedule!r}; available: {', '.join(SCHEDULES)}")
-        if self.test_views not in (*VIEW_CHOICES, "auto") or isinstance(self.test_views, bool):
-            raise FerBenchError(f"cnn: test_views must be 1, 2, 10 or \"auto\", got {self.test_views!r}")
-        if self.crop_size is not None and not (isinstance(self.crop_size, int | np.integer)
-                                               and 8 <= self.crop_size <= IMAGE_SIZE):
-            raise FerBenchError(f"cnn: crop_size must be None or a whole number of pixels in 8..48, got "
-                                f"{self.crop_size!r}")
-        if self.test_views == 10 and self._input_size() == IMAGE_SIZE:
-            raise FerBenchError("cnn: test_views=10 (ten-crop) needs crop_size < 48")
-        if not 0 <= float(self.erasing) <= 1:
-            raise FerBenchError(f"cnn: erasing is a probability in 0..1, got {self.erasing!r}")
-        low, high = self.erasing_area
-        if not 0 < low <= high <= 1:
-            raise FerBenchError(f"cnn: erasing_area must be (min, max) fractions with 0 < min <= max <= 1, got "
-                                f"{self.erasing_area!r}")
-        if self.ema is not None and not 0 < float(self.ema) < 1:
-            raise FerBenchError(f"cnn: ema must be None or a decay in (0, 1), got {self.ema!r}")
-        if self.flip not in (True, False, "alternate"):
-            raise FerBenchError(f"cnn: flip must be true, false or \"alternate\", got {self.flip!r}")
-        if not isinstance(self.whitening, int | np.integer) or isinstance(self.whitening, bool) \
-                or not 0 <= self.whitening <= 5:
-            raise FerBenchError(f"cnn: whitening is a patch size in 0..5 (0: off), got {self.whitening!r}")
-        if self.progressive is not None:
-            try:
-                size, fraction = self.progressive
-                valid = 8 <= int(size) <= self._input_size() and int(size) == size and 0 < float(fraction) < 1
-            except (TypeError, ValueError):
-                valid = False
-            if not valid:
-                raise FerBenchError(f"cnn: progressive must be None or (size, fraction) with 8 <= size <= the input "
-                                    f"size ({self._input_size()}) and 0 < fraction < 1, got {self.progressive!r}")
-            if self.head != "gap":
-                raise FerBenchError("cnn: progressive resizing needs head=\"gap\" (flatten fixes the input size)")
-        if self.verbose not in (0, 1, 2, "auto"):
-            raise FerBenchError(f"cnn: verbose must be 0, 1, 2 or \"auto\", got {self.verbose!r}")
-        if len(self.filters) < 1 or min(self.filters) < 1 or self.convs_per_block < 1:
-            raise FerBenchError(f"cnn: filters must be positive channel counts and convs_per_block >= 1, got "
-                                f"{self.filters} and {self.convs_per_block}")
-        if len(self.filters) > 5:
-            raise FerBenchError(f"cnn: at most 5 conv blocks fit a 48x48 image, got {len(self.filters)}")
-        for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise FerBenchError(f"cnn: {name} must be >= 1, got {getattr(self, name)}")
+        check_cnn_parameters(self.get_params(), input_size=self._input_size())
 
     @staticmethod
     def _check_sample_weight(sample_weight, n):
@@ -620,32 +573,10 @@ class CNNClassifier(ImageClassifier):
         return bool(self.mixed_precision)
 
     def _compile(self, model, steps_per_epoch: int):
-        import keras
-
-        from fer_bench.models.keras_layers import LinearOneCycle
-
-        total = self.epochs * steps_per_epoch
-        if self.schedule == "onecycle":
-            learning_rate = LinearOneCycle(self.learning_rate, min(int(self.warmup_epochs * steps_per_epoch),
-                                                                   total - 1), total)
-        elif self.schedule == "cosine":
-            warmup = min(int(self.warmup_epochs * steps_per_epoch), total - 1)
-            learning_rate = keras.optimizers.schedules.CosineDecay(
-                initial_learning_rate=self.learning_rate / 25 if warmup else self.learning_rate,
-                decay_steps=total - warmup, alpha=0.0, warmup_target=self.learning_rate if warmup else None,
-                warmup_steps=warmup)
-        else:
-            learning_rate = float(self.learning_rate)
-        average = dict(use_ema=True, ema_momentum=float(self.ema)) if self.ema else {}
-        if self.optimizer == "adamw":
-            optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=self.weight_decay, **average)
-        else:
-            optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True,
-                                             weight_decay=self.weight_decay, **average)
-        model.compile(optimizer=optimizer,
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=self.label_smoothing),
-                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                      jit_compile=bool(self.jit_compile))
+        compile_network(model, optimizer=self.optimizer, learning_rate=self.learning_rate,
+                        weight_decay=self.weight_decay, schedule=self.schedule, warmup_epochs=self.warmup_epochs,
+                        total_steps=int(self.epochs) * steps_per_epoch, steps_per_epoch=steps_per_epoch,
+                        ema=self.ema, label_smoothing=self.label_smoothing, jit_compile=bool(self.jit_compile))
 
     def _reseed_layers(self, model, epoch: int):
         """Set every random layer's generator from (seed, epoch), so an epoch's dropout does not depend on

@@ -165,6 +165,37 @@ def validation_dataset(X, y_index, n_classes: int):
             .prefetch(PREFETCH_BATCHES).with_options(pipeline_options()))
 
 
+def compile_network(model, *, optimizer: str, learning_rate: float, weight_decay: float, schedule: str,
+                    warmup_epochs: float, total_steps: int, steps_per_epoch: int, ema: float | None,
+                    label_smoothing: float, jit_compile: bool) -> None:
+    """Compile `model` for training: AdamW or SGD (Nesterov momentum 0.9) with decoupled weight decay, the
+    learning rate schedule ("onecycle": linear warmup then linear decay to 0; "cosine": linear warmup from 1/25
+    then cosine decay to 0; "plateau"/"constant": a constant rate the plateau rule may lower), optionally an
+    exponential moving average of the weights, label-smoothed cross-entropy."""
+    import keras
+
+    from fer_bench.models.keras_layers import LinearOneCycle
+
+    warmup = min(int(warmup_epochs * steps_per_epoch), total_steps - 1)
+    if schedule == "onecycle":
+        rate = LinearOneCycle(learning_rate, warmup, total_steps)
+    elif schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=learning_rate / 25 if warmup else learning_rate,
+            decay_steps=total_steps - warmup, alpha=0.0, warmup_target=learning_rate if warmup else None,
+            warmup_steps=warmup)
+    else:
+        rate = float(learning_rate)
+    average = dict(use_ema=True, ema_momentum=float(ema)) if ema else {}
+    if optimizer == "adamw":
+        chosen = keras.optimizers.AdamW(learning_rate=rate, weight_decay=weight_decay, **average)
+    else:
+        chosen = keras.optimizers.SGD(learning_rate=rate, momentum=0.9, nesterov=True, weight_decay=weight_decay,
+                                      **average)
+    model.compile(optimizer=chosen, loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")], jit_compile=jit_compile)
+
+
 def make_augmenter(flip: bool | str, shift: float, rotation: float, zoom: float, *, crop_size: int | None = None,
                    erasing: float = 0.0, erasing_area=(0.02, 0.2), output_size: int | None = None):
     """A function (images (B, 48, 48, 1) float32, seed (2,) int64[, mirror (B,) float32]) -> augmented images
