@@ -19,11 +19,13 @@ class Section:
 
     id: a stable short key (not shown). title: the heading, a template naming the settings' splits, {headline}
     and {selection}, and the {reference} model. intro: text above a figure section's figures (None: none), a
-    template naming the {reference} model and the settings' {ece_bins} (see intro_text)."""
+    template naming the {reference} model and the settings' {ece_bins} (see intro_text). figures_on_one_line: its
+    figures (one of a kind per task) share one line of summary.md, not a line per task."""
 
     id: str
     title: str
     intro: str | None = None
+    figures_on_one_line: bool = False
 
     @property
     def order(self) -> int:
@@ -47,11 +49,11 @@ PER_CLASS = Section("per_class", "Per-class recall and the {reference}'s gains (
 SIGNIFICANCE = Section("significance", "Is the {reference}'s difference significant? ({headline})")
 CONFUSIONS = Section("confusions", "Top confusions ({headline})")
 #: a table section that also holds the accuracy-against-severity figures, below its tables
-ROBUSTNESS = Section("robustness", "Robustness: accuracy under corruptions ({headline})")
+ROBUSTNESS = Section("robustness", "Robustness: accuracy under corruptions ({headline})", figures_on_one_line=True)
 SELECTION = Section("selection", "What each model chose on {selection}")
-#: a table section that also holds the timing figure, below its table
+#: table sections that also hold figures below their tables: the training curves (the epochs chosen on
+#: PublicTest) and the timing figures
 TIMING = Section("timing", "Timing: speed, size and efficiency")
-TRAINING_FIGURES = Section("training", "Figures: CNN training curves ({selection}: model selection only)")
 ROC_FIGURES = Section("roc", "Figures: ROC curves ({headline})")
 CONFUSION_FIGURES = Section(
     "confusion", "Figures: confusion matrices ({headline})",
@@ -67,7 +69,7 @@ GAIN_FIGURES = Section(
           "class and the numbers the images. Face grids show the most confident mistakes, classes in turn, with "
           "the true label and the wrong predictions above each face.")
 CALIBRATION_FIGURES = Section(
-    "calibration", "Figures: calibration ({headline})",
+    "calibration", "Figures: calibration ({headline})", figures_on_one_line=True,
     intro="Accuracy against mean top-label confidence in {ece_bins} equal-width bins (the ECE of `metrics.csv`); "
           "the lower panel shows the share of images in each bin.")
 SALIENCY_FIGURES = Section(
@@ -88,7 +90,7 @@ FILES = Section("files", "Files")
 #: every section of the report, in the order summary.md and index.html show them
 SECTIONS: tuple[Section, ...] = (
     HEADLINE, FINDINGS, ALL_METRICS, PROVENANCE, PER_CLASS, SIGNIFICANCE, CONFUSIONS, ROBUSTNESS, SELECTION,
-    TIMING, TRAINING_FIGURES, ROC_FIGURES, CONFUSION_FIGURES, GAIN_FIGURES, CALIBRATION_FIGURES, SALIENCY_FIGURES,
+    TIMING, ROC_FIGURES, CONFUSION_FIGURES, GAIN_FIGURES, CALIBRATION_FIGURES, SALIENCY_FIGURES,
     AUDIT, FILES,
 )
 #: the section holding the one line that names the figures left out for want of the images

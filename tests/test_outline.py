@@ -68,7 +68,7 @@ def test_figures_are_drawn_stage_by_stage_in_registry_order(tmp_path):
         return lambda output, ctx, *task: drawn.append(name)
 
     specs = (FigureSpec("maps_once", outline.SALIENCY_FIGURES, Needs.MAPS, recorder("maps_once"), scope=Scope.GRID),
-             FigureSpec("history", outline.TRAINING_FIGURES, Needs.HISTORY, recorder("history"), scope=Scope.GRID),
+             FigureSpec("history", outline.SELECTION, Needs.HISTORY, recorder("history"), scope=Scope.GRID),
              FigureSpec("timings", outline.TIMING, Needs.TIMINGS, recorder("timings"), scope=Scope.GRID))
     render_figures(FigureContext([], Settings(), tmp_path), figures=specs)
     assert drawn == ["history", "timings", "maps_once"]

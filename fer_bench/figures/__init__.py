@@ -74,7 +74,8 @@ def figure_group(part: str) -> str | None:
 def section_markdown(output: FigureOutput, section: Section, intro: str | None = None) -> str | None:
     """A figure section's markdown: its intro (`intro`, default the section's own text) and its figures, None
     when it has none. Consecutive figures form one list; consecutive figures of one task share a line (joined by
-    FIGURE_SEPARATOR), so summary.md stays short; index.html shows each in its own closed box again."""
+    FIGURE_SEPARATOR; every figure, in a section whose figures_on_one_line says so), so summary.md stays short;
+    index.html shows each in its own closed box again."""
     parts = output.parts.get(section)
     if not parts:
         return None
@@ -82,7 +83,8 @@ def section_markdown(output: FigureOutput, section: Section, intro: str | None =
     blocks = [intro] if intro else []
     for part, previous in zip(parts, [None, *parts[:-1]], strict=True):
         group, previous_group = figure_group(part), None if previous is None else figure_group(previous)
-        if group is not None and group == previous_group:
+        if group is not None and previous_group is not None and (group == previous_group
+                                                                  or section.figures_on_one_line):
             blocks[-1] += FIGURE_SEPARATOR + part[len(FIGURE_ITEM) - 1:]  # the same task: the same line
         elif group is not None and previous_group is not None:
             blocks[-1] += "\n" + part  # a figure after a figure: the next item of the same list

@@ -70,7 +70,7 @@ def draw_training_curves(output: SectionOutput, ctx: FigureContext) -> None:
         output.skipped(["cnn_training_curves"], "CNN training curves: no per-epoch history stored")
 
 
-TRAINING_CURVES = FigureSpec("training_curves", outline.TRAINING_FIGURES, Needs.HISTORY, draw_training_curves,
+TRAINING_CURVES = FigureSpec("training_curves", outline.SELECTION, Needs.HISTORY, draw_training_curves,
                              scope=Scope.GRID)
 
 #: this module's figures, in the order their markdown appears within a section

@@ -213,7 +213,7 @@ def headline_markdown(ctx) -> str:
     lines += ["", f"Floors on {split}: {floor_text}."]
     notes = _model_notes(model for (_, model), rows in private.items() if not is_ensemble(rows[0]))
     if notes:
-        lines += ["", *notes]
+        lines += ["", " ".join(notes)]  # one paragraph, one line
     return "\n".join(lines)
 
 
@@ -344,11 +344,19 @@ def _seed_list_text(inputs, task: str, model: str) -> str:
 
 def confusions_markdown(ctx) -> str:
     """Each model's three largest confusions, as shares of the true class averaged over its seeds (one row per
-    model: identical seeds are one); every seed's ranked counts are in confusions.csv."""
+    model: identical seeds are one), for the tasks of more than two classes: a two-class task's only confusions
+    are 100% minus each class's recall, in the per-class table. Every seed's ranked counts are in
+    confusions.csv."""
+    two_class = list(dict.fromkeys(task for (task, _), (names, _) in ctx.tables.confusion_rates.items()
+                                   if len(names) == 2))
     lines = ["Share of the true class predicted as another, mean over the model's seeds; every seed's top "
-             f"{ctx.inputs.settings.top_confusions} with counts: `confusions.csv`.", "",
+             f"{ctx.inputs.settings.top_confusions} with counts: `confusions.csv`"
+             + (f" ({', '.join(two_class)}: two classes, each confused only with the other, 100% minus its recall "
+                "in the per-class table)" if two_class else "") + ".", "",
              "| task | model | seeds | top confusions (true→predicted, % of the true class) |", "|---|---|---|---|"]
     for (task, model), (names, rates) in ctx.tables.confusion_rates.items():
+        if task in two_class:
+            continue
         pairs = ", ".join(f"{t}→{p} {pct(share)}%" for t, p, share in top_rates(names, rates, 3))
         lines.append(f"| {task} | {model} | {_seed_list_text(ctx.inputs, task, model)} | {pairs or '–'} |")
     return "\n".join(lines)

@@ -88,10 +88,10 @@ def _summary_table(view: RobustnessView) -> list[str]:
             m = view.models.get((task, model))
             cells.append(_summary_cell(view, task, m) if m is not None else "–")
         if view.several:
-            seeds = {len(view.models[(t, model)].seeds) for t in tasks if (t, model) in view.models}
-            identical = all(view.inputs.is_deterministic(t, model) for t in tasks if (t, model) in view.models)
-            cells[0] += f" ({'/'.join(map(str, sorted(seeds)))} seed{'s' if max(seeds) > 1 else ''}" \
-                        f"{', identical' if identical and max(seeds) > 1 else ''})"
+            # the cells with robustness results per task (a deterministic model's identical seeds count too)
+            seeds = sorted({sum(c.task == t and c.model == model and (c.path / ROBUSTNESS_FILE).is_file()
+                                for c in view.inputs.cells) for t in tasks if (t, model) in view.models})
+            cells[0] += f" ({'/'.join(map(str, seeds))} seed{'s' if seeds[-1] > 1 else ''})"
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -127,6 +127,16 @@ def _corruption_table(view: RobustnessView, task: str) -> list[str]:
     return lines
 
 
+def _missing_sentence(view: RobustnessView) -> str:
+    """The sentence closing the intro that names the cells stored without robustness.npz ("" when none)."""
+    missing = view.without()
+    if not missing:
+        return ""
+    return (f" *Not in these tables, stored without {ROBUSTNESS_FILE} ({len(missing)}): "
+            f"{', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}; `fer-bench robustness` adds it where the "
+            "cells' model/ folders are.*")
+
+
 def robustness_markdown(ctx) -> str | None:
     """The section: None when no cell has robustness results."""
     if not ctx.tables.robustness_rows:
@@ -148,12 +158,8 @@ def robustness_markdown(ctx) -> str | None:
              f"class whose recall first falls below {COLLAPSE_SHARE:.0%} of its clean recall (*collapses first*, "
              "and at which severity) and the class whose share of the predictions grows most (*drift*, in points). "
              "Every cell's numbers: `robustness.csv`; every class's recall and share of the predictions: "
-             "`robustness_per_class.csv`.", "", *_summary_table(view), "", *_corruption_table(view, first)]
-    missing = view.without()
-    if missing:
-        parts += ["", f"*Not in these tables, stored without {ROBUSTNESS_FILE} ({len(missing)}): "
-                      f"{', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}; `fer-bench robustness` adds it "
-                      "where the cells' model/ folders are.*"]
+             "`robustness_per_class.csv`." + _missing_sentence(view), "", *_summary_table(view), "",
+             *_corruption_table(view, first)]
     figures = section_markdown(ctx.figures, outline.ROBUSTNESS)
     if figures:
         parts += ["", figures]

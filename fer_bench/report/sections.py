@@ -46,6 +46,12 @@ def _figures(section: Section, ctx: SectionContext) -> str | None:
     return section_markdown(ctx.figures, section, intro)
 
 
+def _selection(ctx: SectionContext) -> str | None:
+    """What each model chose on PublicTest, then the training curves its epochs were chosen from."""
+    table, figures = markdown.selection_markdown(ctx), section_markdown(ctx.figures, outline.SELECTION, intro="")
+    return "\n\n".join(part for part in (table, figures) if part) or None
+
+
 def _files(ctx: SectionContext) -> str:
     return markdown.FILES_MARKDOWN
 
@@ -59,7 +65,7 @@ SECTION_MARKDOWN: Mapping[Section, Callable[[SectionContext], str | None]] = Map
     outline.PER_CLASS: markdown.per_class_markdown,
     outline.SIGNIFICANCE: markdown.significance_markdown,
     outline.CONFUSIONS: markdown.confusions_markdown,
-    outline.SELECTION: markdown.selection_markdown,
+    outline.SELECTION: _selection,  # the table, then the training curves
     outline.ROBUSTNESS: robustness_markdown,  # the tables, then the accuracy-against-severity figures
     outline.TIMING: timing_section,  # the table, then the timing figure
     outline.AUDIT: audit_markdown,

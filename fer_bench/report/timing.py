@@ -201,9 +201,11 @@ def _spread(group: list[dict], key: str, decimals: int, scale: float = 1.0) -> s
 def _inference_text(group: list[dict]) -> str:
     """Batch images/s as the model predicts; with several test-time views, their number and one view's rate."""
     text = _spread(group, "predict_images_per_s", 0)
-    views = mean_of(group, "views")
-    if views is not None and views > 1:
-        text += f" ({views:g} views; 1 view: {_spread(group, 'single_view_images_per_s', 0)})"
+    views = [r["views"] for r in group if r.get("views") is not None]
+    if views and max(views) > 1:
+        # seeds may have chosen different views on PublicTest: each seed's, not their mean
+        shown = f"{views[0]:g}" if len(set(views)) == 1 else "/".join(f"{v:g}" for v in views)
+        text += f" ({shown} views; 1 view: {_spread(group, 'single_view_images_per_s', 0)})"
     return text
 
 
@@ -216,7 +218,10 @@ def _compute_text(group: list[dict]) -> str:
     if tflop is None:
         return rate
     decimals = 0 if tflop >= 100 else 1 if tflop >= 1 else 3  # a full FER-2013 fit, a short one, a synthetic one
-    return f"{_spread(group, 'train_tflop', decimals)} TFLOP at {rate}"
+    counts = {round(r["train_tflop"], decimals) for r in group if r.get("train_tflop") is not None}
+    # seeds of one recipe and data count the same FLOPs: one number, not "± 0"
+    text = _fixed(tflop, decimals) if len(counts) == 1 else _spread(group, "train_tflop", decimals)
+    return f"{text} TFLOP at {rate}"
 
 
 def _table_head(split: str, several: bool) -> list[str]:
@@ -273,16 +278,15 @@ def _stage_text(group: list[dict]) -> str | None:
     return "; ".join(parts) or None
 
 
-def _stages_markdown(grouped: dict) -> list[str]:
-    """One paragraph on the stages the models timed in their fits (timings.json `stages`), when any did, a
-    clause per (task, model, machine); `grouped`: the timing rows by (task, model, machine label), as the timing
-    table groups them. A paragraph, not a table: a line or two, so summary.md stays within its length."""
+def _stages_sentence(grouped: dict) -> str | None:
+    """The sentences on the stages the models timed in their fits (timings.json `stages`), when any did, a clause
+    per (task, model, machine); `grouped`: the timing rows by (task, model, machine label), as the timing table
+    groups them. Sentences closing the notes' paragraph, not a table, so summary.md stays within its length."""
     sentences = [f"**{task} {model}** ({machine}): {text}." for (task, model, machine), group in grouped.items()
                  if (text := _stage_text(group)) is not None]
     if not sentences:
-        return []
-    return ["", "Stages of fit, as the models timed them (mean over seeds; `stages` in timings.json). "
-            + " ".join(sentences)]
+        return None
+    return "Stages of fit, as the models timed them (mean over seeds; `stages` in timings.json). " + " ".join(sentences)
 
 
 def timing_markdown(rows: list[dict], split: str, figure_parts: list[str] | None = None) -> str:
@@ -317,10 +321,10 @@ def timing_markdown(rows: list[dict], split: str, figure_parts: list[str] | None
     notes.append("Peak RSS is the process's maximum resident memory up to the end of the cell (it includes the "
                  "data set and any cells run before it in the same process). Times are wall-clock on the machine "
                  "named in the row.")
-    lines += ["", " ".join(notes)]
-    lines += _stages_markdown(grouped)
-    for part in figure_parts or []:
-        lines += ["", part]
+    stages = _stages_sentence(grouped)
+    lines += ["", " ".join([*notes, stages] if stages else notes)]
+    if figure_parts:
+        lines += ["", "\n".join(figure_parts)]  # one list: a figure a line
     return "\n".join(lines)
 
 
