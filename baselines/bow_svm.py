@@ -162,7 +162,7 @@ class BowSVMClassifier(SklearnImageClassifier):
     validation_fraction : share of the training images held out for the choice when fit gets no validation_data.
     batch_size : images encoded at once (bounds the memory the descriptors take).
     n_jobs : threads encoding batches and fitting the C grid (None: all cores).
-    verbose : progress bar while encoding large inputs.
+    verbose : progress bar while encoding large inputs (on a terminal only).
     random_state : seed of the vocabulary sample, k-means, the calibration split and LinearSVC.
 
     After fit: classes_, vocabulary_ (the fitted MiniBatchKMeans), svm_, calibrator_, selected_params_ (chosen C,
@@ -232,7 +232,9 @@ class BowSVMClassifier(SklearnImageClassifier):
         size = int(self.batch_size)
         starts = range(0, len(out), size)
         show_bar = self.verbose and len(out) > PROGRESS_MIN_IMAGES
-        with tqdm(total=len(out), desc=desc, unit="img", disable=not show_bar, leave=False) as bar:
+        # disable=None: tqdm draws only on a terminal, so a log file (a grid, `fer-bench robustness`'s 60 predict
+        # calls per cell) gets no redrawn bars
+        with tqdm(total=len(out), desc=desc, unit="img", disable=None if show_bar else True, leave=False) as bar:
             results = Parallel(n_jobs=self._workers(len(starts)), prefer="threads", return_as="generator")(
                 delayed(function)(*(array[start:start + size] for array in arrays)) for start in starts)
             for start, result in zip(starts, results, strict=True):

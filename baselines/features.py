@@ -142,7 +142,8 @@ def hog_features(images, *, orientations: int = ORIENTATIONS, cell_sizes: Sequen
                                  transform_sqrt, dtype) for start in starts)
     features = np.empty((len(images), n_features), dtype=dtype)
     show_bar = verbose and len(images) > PROGRESS_MIN_IMAGES
-    with tqdm(total=len(images), desc="HOG", unit="img", disable=not show_bar, leave=False) as bar:
+    # disable=None: drawn on a terminal only, never redrawn into a log file
+    with tqdm(total=len(images), desc="HOG", unit="img", disable=None if show_bar else True, leave=False) as bar:
         chunks = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(tasks)
         for start, chunk in zip(starts, chunks, strict=True):
             features[start:start + len(chunk)] = chunk

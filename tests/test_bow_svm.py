@@ -186,3 +186,17 @@ def test_the_timing_section_lists_the_stages_a_model_timed():
     assert "**7class bow_svm** (M1): vocabulary 15.0 s; encode 2,000 images/s." in text
     assert "logreg" not in text.split("Stages of fit")[1]
     assert "Stages of fit" not in timing_markdown(rows[2:], "PrivateTest")
+
+
+def test_no_progress_bar_is_drawn_into_a_log(fitted, synthetic, monkeypatch, capsys):
+    """verbose=True draws tqdm bars on a terminal only: a grid's or `fer-bench robustness`'s log (stderr not a
+    terminal, as under capsys) gets none, however many images are encoded."""
+    import fer_bench.baselines.bow_svm as bow_svm
+
+    monkeypatch.setattr(bow_svm, "PROGRESS_MIN_IMAGES", 10)  # 50 images would draw a bar on a terminal
+    model = BowSVMClassifier(**{**fitted.get_params(), "verbose": True})
+    for name in ("vocabulary_", "word_centres_", "word_norms_", "regions_", "region_weights_"):
+        setattr(model, name, getattr(fitted, name))
+    model.encode(synthetic["PrivateTest"][0][:50])
+    captured = capsys.readouterr()
+    assert "BoW encoding" not in captured.err + captured.out
