@@ -25,8 +25,6 @@ from pathlib import Path
 from fer_bench.data import load_dataset
 from fer_bench.models import make_model
 from fer_bench.models.cnn_fast import FAST_PARAMS
-from fer_bench.models.cnn_network import build_network
-from fer_bench.models.flops import TRAINING_FLOPS_PER_FORWARD, forward_flops
 from fer_bench.provenance import git_commit, machine_info, machine_label
 from fer_bench.tasks import get_task, prepare_task_data
 
@@ -47,13 +45,10 @@ RUNS = {
 
 
 def epoch_flops_ratio(size: int, full: int, n_classes: int) -> float:
-    """Training FLOPs per image of cnn_fast's network at size x size over those at full x full."""
-    def flops(side):
-        network = build_network(n_classes, filters=(32, 64, 128, 256), convs_per_block=2, head="gap", dropout=0.4,
-                                seed=0, input_size=side, bfloat16=False,
-                                whitening=FAST_PARAMS["whitening"])
-        return TRAINING_FLOPS_PER_FORWARD * forward_flops(network)
-    return flops(size) / flops(full)
+    """Training FLOPs per image of cnn_fast's network at size x size over those at full x full, counted as its
+    fit counts them (the network of its own parameters, built at each size)."""
+    model = make_model("cnn_fast", seed=0)
+    return model._train_flops_per_image(n_classes, size) / model._train_flops_per_image(n_classes, full)
 
 
 def equal_compute_epochs(epochs: int, n_classes: int) -> int:
