@@ -12,6 +12,11 @@ spatial pyramid and an SVM, 67.48% on PrivateTest) used a histogram-intersection
    per cell of each pyramid grid in `pyramid` (1x1, 2x2, 4x4 by default), each cell's histogram normalised to sum
    to its level's weight shared among the level's cells (Lazebnik et al. 2006: 1/4, 1/4, 1/2), so the whole
    vector sums to 1.
+   With `encoding="fisher"` instead: the descriptors are projected on their first `pca_components` principal
+   components and the vocabulary is a diagonal Gaussian mixture of `vocabulary_size` components
+   (GaussianMixture), both fitted on the vocabulary sample; each pyramid region is described by its improved
+   Fisher vector (fisher_vectors.py: K + 2Kd numbers, power- and L2-normalised), scaled by the square root of
+   the region's weight, so a linear kernel weighs regions as the histograms' pyramid does.
 4. Kernel map (`kernel_map`): "hellinger" (the square root of the histograms: the exact feature map of the
    Hellinger kernel, same dimension), "chi2" (scikit-learn's AdditiveChi2Sampler, 2 sample steps: 3x the
    dimension, approximating the additive chi-squared kernel) or "linear" (the histograms as they are).
@@ -26,6 +31,8 @@ batches at once, joblib threads: the NumPy work releases the GIL): with the defa
 training images at once would be 16 GB of descriptors. Only the pyramid histograms are kept (21 x vocabulary_size
 float32 per image: 0.97 GB for 28,709 images with 400 words), then their kernel map (as much again, for the
 Hellinger map) and the SVM's float64 copy of its 90% (1.7 GB): about 4 GB at the peak of a FER-2013 fit.
+Fisher vectors are longer: 5 regions (pyramid 1, 2) x 32 Gaussians x (1 + 2 x 64) numbers = 20,640 float32 per
+image, 2.4 GB for 28,709 images, and the SVM's float64 copy of 90% of them 4.3 GB.
 """
 
 from __future__ import annotations
@@ -37,8 +44,10 @@ from collections.abc import Sequence
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.cluster import MiniBatchKMeans
+from sklearn.decomposition import PCA
 from sklearn.kernel_approximation import AdditiveChi2Sampler
 from sklearn.linear_model import LogisticRegression
+from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import train_test_split
 from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
@@ -58,7 +67,9 @@ from .dense_descriptors import (
     descriptor_length,
 )
 from .features import PROGRESS_MIN_IMAGES, check_labels_and_weights, split_validation
+from .fisher_vectors import fisher_vector_length, fisher_vectors, region_membership
 
+ENCODINGS = ("histogram", "fisher")
 KERNEL_MAPS = ("hellinger", "chi2", "linear")
 #: AdditiveChi2Sampler's sample steps for kernel_map="chi2" (2: 3x the histogram dimension)
 CHI2_SAMPLE_STEPS = 2
@@ -121,7 +132,10 @@ def _fit_and_score(svm_data, calibration_data, validation_data, C, random_state)
     """One C: LinearSVC on svm_data, its calibration, and the calibrated accuracy on validation_data. Each *_data
     is (features, labels[, sample_weight])."""
     features, labels, weights = svm_data
-    svm = LinearSVC(C=C, dual="auto", random_state=random_state).fit(features, labels, sample_weight=weights)
+    # dual=False (liblinear's primal Newton solver) for every shape: the dual solver draws its coordinate order
+    # from liblinear's one global random state, which the threads of the C grid would share, so the same seed
+    # could give another model (it does with the Fisher vectors, which have more features than images)
+    svm = LinearSVC(C=C, dual=False, random_state=random_state).fit(features, labels, sample_weight=weights)
     calibrator = LogisticRegression(max_iter=1000)
     features, labels, weights = calibration_data
     calibrator.fit(_decision_matrix(svm, features), labels, sample_weight=weights)
@@ -152,11 +166,16 @@ class BowSVMClassifier(SklearnImageClassifier):
     descriptor : "sift" (default), "hog" or "daisy" (dense_descriptors.py).
     scales : descriptor window sizes, each 4 x scale pixels.
     step : pixels between descriptor windows.
-    vocabulary_size : visual words (MiniBatchKMeans clusters).
+    encoding : "histogram" (default: each descriptor's nearest visual word, counted per region) or "fisher"
+        (improved Fisher vectors of the PCA-projected descriptors per region, fisher_vectors.py).
+    vocabulary_size : visual words (MiniBatchKMeans clusters), or the Gaussians of the Fisher vectors' mixture.
+    pca_components : "fisher" only: the descriptors' dimension after PCA (fitted on the vocabulary sample).
     vocabulary_images, vocabulary_descriptors : the vocabulary is learned on this many descriptors sampled from
         this many training images (seeded).
     pyramid : grid sizes of the spatial pyramid's levels, (1, 2, 4): 1x1, 2x2 and 4x4.
-    kernel_map : "hellinger", "chi2" or "linear" (see the module docstring).
+    kernel_map : "hellinger", "chi2" or "linear" (see the module docstring). With "fisher": "hellinger" is the
+        Fisher vectors' power normalisation (signed square root, the "improved" vectors), "linear" leaves it out,
+        "chi2" is refused.
     Cs : LinearSVC regularisation values to choose from on the validation data.
     calibration_fraction : share of the training images kept out of the SVM to fit the probabilities.
     validation_fraction : share of the training images held out for the choice when fit gets no validation_data.
@@ -171,7 +190,8 @@ class BowSVMClassifier(SklearnImageClassifier):
     """
 
     def __init__(self, descriptor: str = "sift", scales: Sequence[int] = (2, 3, 4), step: int = 2,
-                 vocabulary_size: int = 400, vocabulary_images: int = 2000, vocabulary_descriptors: int = 100_000,
+                 encoding: str = "histogram", vocabulary_size: int = 400, pca_components: int = 64,
+                 vocabulary_images: int = 2000, vocabulary_descriptors: int = 100_000,
                  pyramid: Sequence[int] = (1, 2, 4), kernel_map: str = "hellinger",
                  Cs: Sequence[float] = DEFAULT_CS, calibration_fraction: float = 0.1,
                  validation_fraction: float = 0.1, batch_size: int = 128, n_jobs: int | None = None,
@@ -179,7 +199,9 @@ class BowSVMClassifier(SklearnImageClassifier):
         self.descriptor = descriptor
         self.scales = scales
         self.step = step
+        self.encoding = encoding
         self.vocabulary_size = vocabulary_size
+        self.pca_components = pca_components
         self.vocabulary_images = vocabulary_images
         self.vocabulary_descriptors = vocabulary_descriptors
         self.pyramid = pyramid
@@ -199,6 +221,11 @@ class BowSVMClassifier(SklearnImageClassifier):
             raise ValueError(f"descriptor must be one of {', '.join(DESCRIPTORS)}, got {self.descriptor!r}")
         if self.kernel_map not in KERNEL_MAPS:
             raise ValueError(f"kernel_map must be one of {', '.join(KERNEL_MAPS)}, got {self.kernel_map!r}")
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+        if self.encoding == "fisher" and self.kernel_map == "chi2":
+            raise ValueError("kernel_map 'chi2' applies to histograms; with encoding 'fisher' use 'hellinger' (power "
+                             "normalisation) or 'linear'")
         scales = tuple(self.scales) if isinstance(self.scales, list | tuple) else self.scales
         check_values("scales", scales, low=1, high=IMAGE_SIDE // 4, integer=True)
         check_values("step", self.step, low=1, high=IMAGE_SIDE, integer=True)
@@ -206,6 +233,8 @@ class BowSVMClassifier(SklearnImageClassifier):
         check_values("vocabulary_size", self.vocabulary_size, low=2, integer=True)
         check_values("vocabulary_images", self.vocabulary_images, low=1, integer=True)
         check_values("vocabulary_descriptors", self.vocabulary_descriptors, low=self.vocabulary_size, integer=True)
+        check_values("pca_components", self.pca_components, low=1, high=descriptor_length(self.descriptor),
+                     integer=True)
         pyramid = tuple(self.pyramid) if isinstance(self.pyramid, list | tuple) else self.pyramid
         check_values("pyramid", pyramid, low=1, high=IMAGE_SIDE, integer=True)
         if len(set(pyramid)) != len(pyramid):
@@ -245,23 +274,42 @@ class BowSVMClassifier(SklearnImageClassifier):
     def _words_batch(self, images: np.ndarray) -> np.ndarray:
         return nearest_words(self._descriptors(images), self.word_centres_, self.word_norms_)
 
+    def _projected(self, descriptors: np.ndarray) -> np.ndarray:
+        """(N, P, pca_components) the descriptors in the PCA space the Gaussian mixture was fitted in."""
+        flat = self.pca_.transform(descriptors.reshape(-1, descriptors.shape[-1]))
+        return flat.reshape(*descriptors.shape[:2], -1)
+
     def _encode_batch(self, images: np.ndarray) -> np.ndarray:
+        if self.encoding == "fisher":
+            return fisher_vectors(self._projected(self._descriptors(images)), self.vocabulary_,
+                                  self.region_membership_, self.region_weights_, power=self.kernel_map == "hellinger")
         return pyramid_histograms(self._words_batch(images), self.regions_, self.region_weights_,
                                   int(self.vocabulary_size))
 
+    def _encoding_length(self) -> int:
+        """The length of one image's encoding: every region's histogram or Fisher vector."""
+        per_region = (fisher_vector_length(int(self.vocabulary_size), int(self.pca_components))
+                      if self.encoding == "fisher" else int(self.vocabulary_size))
+        return len(self.region_weights_) * per_region
+
     def visual_words(self, images: np.ndarray) -> np.ndarray:
         """(N, P) the nearest vocabulary word of every descriptor of the images (after the vocabulary is learned),
-        in descriptor_centres order."""
+        in descriptor_centres order; encoding "histogram" only."""
+        if self.encoding != "histogram":
+            raise ValueError(f"visual_words needs encoding 'histogram', this model's is {self.encoding!r}")
         n_descriptors = len(descriptor_centres(self.descriptor, self.scales, int(self.step)))
         out = np.empty((len(images), n_descriptors), dtype=np.intp)
         return self._batches(self._words_batch, [images], out, "visual words")
 
     def encode(self, images: np.ndarray) -> np.ndarray:
-        """(N, regions x vocabulary_size) spatial-pyramid histograms of the images (after fit)."""
-        out = np.empty((len(images), len(self.region_weights_) * int(self.vocabulary_size)), dtype=np.float32)
+        """(N, regions x vocabulary_size) spatial-pyramid histograms of the images, or (N, regions x (K + 2Kd))
+        Fisher vectors (after fit)."""
+        out = np.empty((len(images), self._encoding_length()), dtype=np.float32)
         return self._batches(self._encode_batch, [images], out, "BoW encoding")
 
     def _kernel_features(self, histograms: np.ndarray) -> np.ndarray:
+        if self.encoding == "fisher":  # the map (power normalisation or none) is part of the encoding
+            return histograms
         if self.kernel_map == "hellinger":
             return np.sqrt(histograms)
         if self.kernel_map == "chi2":
@@ -296,6 +344,11 @@ class BowSVMClassifier(SklearnImageClassifier):
         if len(sample) < self.vocabulary_size:
             raise ValueError(f"vocabulary_size {self.vocabulary_size} is more than the {len(sample)} descriptors "
                              f"of the {len(chosen)} training images sampled for the vocabulary")
+        if self.encoding == "fisher":
+            self.pca_ = PCA(int(self.pca_components), random_state=self.random_state).fit(sample)
+            self.vocabulary_ = GaussianMixture(int(self.vocabulary_size), covariance_type="diag",
+                                               random_state=self.random_state).fit(self.pca_.transform(sample))
+            return len(chosen) / seconds if seconds > 0 else None
         self.vocabulary_ = MiniBatchKMeans(int(self.vocabulary_size), batch_size=2048, n_init=1,
                                            random_state=self.random_state).fit(sample)
         self.word_centres_ = self.vocabulary_.cluster_centers_.astype(np.float32)
@@ -319,6 +372,7 @@ class BowSVMClassifier(SklearnImageClassifier):
         timings["vocabulary_seconds"] = time.perf_counter() - started
         self.regions_, self.region_weights_ = pyramid_regions(
             descriptor_centres(self.descriptor, self.scales, int(self.step)), self.pyramid)
+        self.region_membership_ = region_membership(self.regions_, len(self.region_weights_))
 
         started = time.perf_counter()
         histograms, val_histograms = self.encode(X), self.encode(X_val)

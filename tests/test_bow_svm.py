@@ -15,6 +15,7 @@ from fer_bench.baselines.dense_descriptors import (
     descriptor_centres,
     descriptor_length,
 )
+from fer_bench.baselines.fisher_vectors import fisher_vector_length, fisher_vectors, region_membership
 
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.run import run_grid
@@ -44,6 +45,8 @@ def fitted(synthetic):
     ("bow_svm.Cs=(1.0,-1.0)", "Cs must be a sequence of numbers in (0, inf)"),
     ("bow_svm.vocabulary_descriptors=10", "vocabulary_descriptors must be an integer in [400, inf)"),
     ("bow_svm.batch_size=0", "batch_size must be an integer in [1, inf)"),
+    ("bow_svm.encoding=vlad", "encoding must be one of histogram, fisher, got 'vlad'"),
+    ("bow_svm.pca_components=129", "pca_components must be an integer in [1, 128], got 129"),
 ])
 def test_bad_parameters_are_refused_in_one_line_before_any_cell(setting, what, tiny_fer_folder, tmp_path, capsys):
     out = tmp_path / "results"
@@ -200,3 +203,75 @@ def test_no_progress_bar_is_drawn_into_a_log(fitted, synthetic, monkeypatch, cap
     model.encode(synthetic["PrivateTest"][0][:50])
     captured = capsys.readouterr()
     assert "BoW encoding" not in captured.err + captured.out
+
+
+# --- Fisher vectors ---------------------------------------------------------------------------------------------
+
+def test_fisher_vectors_are_skimages_per_region_for_a_whole_batch():
+    """Every region's slice is skimage.feature.fisher_vector(the region's descriptors, improved=True), scaled by the
+    square root of its pyramid weight; a region without descriptors is zeros."""
+    from skimage.feature import fisher_vector
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(0)
+    descriptors = rng.normal(size=(3, 40, 5)).astype(np.float32)
+    gmm = GaussianMixture(4, covariance_type="diag", random_state=0).fit(rng.normal(size=(500, 5)))
+    regions = np.stack([np.zeros(40, dtype=np.intp), 1 + (np.arange(40) >= 20)])  # whole image; two halves
+    weights = np.array([0.5, 0.25, 0.25, 0.0])  # a 4th region no descriptor falls in
+    vectors = fisher_vectors(descriptors, gmm, region_membership(regions, 4), weights)
+    assert vectors.shape == (3, 4 * fisher_vector_length(4, 5)) and vectors.dtype == np.float32
+    per_region = vectors.reshape(3, 4, -1)
+    for image in range(3):
+        for region, members in enumerate([np.arange(40), np.arange(20), np.arange(20, 40)]):
+            expected = fisher_vector(descriptors[image, members].astype(np.float64), gmm, improved=True)
+            np.testing.assert_allclose(per_region[image, region], np.sqrt(weights[region]) * expected, atol=1e-5)
+    assert not per_region[:, 3].any()
+    without_power = fisher_vectors(descriptors, gmm, region_membership(regions, 4), weights, power=False)
+    assert not np.allclose(without_power, vectors)
+    np.testing.assert_allclose(np.linalg.norm(without_power.reshape(3, 4, -1)[:, 0], axis=1), np.sqrt(0.5), rtol=1e-5)
+
+
+def clone_with(model, **params):
+    """A fitted model's copy with other batching parameters (what encode reads), sharing its fitted state."""
+    copy = BowSVMClassifier(**{**model.get_params(), **params})
+    for name, value in vars(model).items():
+        if name.endswith("_"):
+            setattr(copy, name, value)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def fitted_fisher(synthetic):
+    return make_bow_svm(seed=3, quick=True, encoding="fisher", vocabulary_size=4, pca_components=16).fit(
+        *synthetic["Training"], validation_data=synthetic["PublicTest"])
+
+
+def test_the_fisher_encoding_fits_and_predicts_beyond_chance(fitted_fisher, synthetic):
+    images, labels = synthetic["PrivateTest"]
+    proba = fitted_fisher.predict_proba(images)
+    assert proba.shape == (len(images), len(fitted_fisher.classes_))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.mean(fitted_fisher.classes_[proba.argmax(axis=1)] == labels) > 2 / len(fitted_fisher.classes_)
+    # quick pyramid (1, 2): 5 regions of K + 2Kd numbers, d the PCA's 16 components
+    assert fitted_fisher.selected_params_["n_features"] == 5 * fisher_vector_length(4, 16)
+    assert fitted_fisher.pca_.n_components_ == 16 and fitted_fisher.vocabulary_.n_components == 4
+    again = make_bow_svm(seed=3, quick=True, encoding="fisher", vocabulary_size=4, pca_components=16).fit(
+        *synthetic["Training"], validation_data=synthetic["PublicTest"])
+    np.testing.assert_array_equal(again.predict_proba(images), proba)
+
+
+def test_fisher_batches_and_threads_give_the_same_features_as_one_batch(fitted_fisher, synthetic):
+    images = synthetic["PrivateTest"][0][:50]
+    one_batch = clone_with(fitted_fisher, batch_size=50, n_jobs=1).encode(images)
+    np.testing.assert_allclose(clone_with(fitted_fisher, batch_size=7, n_jobs=2).encode(images), one_batch,
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_the_chi2_map_is_refused_with_fisher_vectors():
+    with pytest.raises(ValueError, match="kernel_map 'chi2' applies to histograms"):
+        make_bow_svm(encoding="fisher", kernel_map="chi2").check_parameters()
+
+
+def test_visual_words_need_the_histogram_encoding(fitted_fisher, synthetic):
+    with pytest.raises(ValueError, match="visual_words needs encoding 'histogram'"):
+        fitted_fisher.visual_words(synthetic["PrivateTest"][0][:2])
