@@ -7,11 +7,11 @@ per region instead of a K-bin histogram: how the descriptors sit around each Gau
 nearest to it. "Improved": each region's vector is power-normalised (signed square root) and L2-normalised.
 
 `fisher_vectors` computes, for every region of every image, exactly what `skimage.feature.fisher_vector(region's
-descriptors, gmm, improved=True)` computes (tests/test_bow_svm.py checks it), but a batch of images and every
-region at once with matrix products: the posteriors come from the Mahalanobis distances written as products
-(|x|^2/s^2 - 2 x.mu/s^2 + |mu|^2/s^2), and the region sums of the posteriors' first and second moments are products
-of a (regions x descriptors) membership matrix with posterior-weighted descriptors; nothing of size
-images x descriptors x K x d is materialised. skimage's function does one image and one region per call.
+descriptors, gmm, improved=True)` computes (tests/test_bow_svm.py checks it), but for a batch of images with
+matrix products: the posteriors come from the Mahalanobis distances written as products
+(|x|^2/s^2 - 2 x.mu/s^2 + |mu|^2/s^2), and each region's posterior-weighted first and second moments are one
+batched product of its descriptors' posteriors with them; nothing of size images x descriptors x K x d is
+materialised. skimage's function does one image and one region per call.
 """
 
 from __future__ import annotations
@@ -61,10 +61,20 @@ def fisher_vectors(descriptors: np.ndarray, gmm: GaussianMixture, membership: np
     counts = membership.sum(axis=1)  # descriptors per region
     safe_counts = np.maximum(counts, 1.0)[None, :, None]
     # per region: mean posterior (n, R, K), mean posterior-weighted x and x^2 (n, R, K, d)
-    weighted = posteriors[:, None, :, :] * membership[None, :, :, None]  # (n, R, P, K)
-    pp_sum = weighted.sum(axis=2) / safe_counts
-    pp_x = np.einsum("nrpk,npd->nrkd", weighted, x, optimize=True) / safe_counts[..., None]
-    pp_x2 = np.einsum("nrpk,npd->nrkd", weighted, x * x, optimize=True) / safe_counts[..., None]
+    n_regions, n_components = len(counts), posteriors.shape[2]
+    both = np.concatenate([x, x * x], axis=2)  # (n, P, 2d): the first and second moments in one product
+    pp_sum = np.zeros((n, n_regions, n_components))
+    moments = np.zeros((n, n_regions, n_components, 2 * dimension))
+    # region by region on its own descriptors (a region holds a few of them: a product over all of them with
+    # zero weights outside it would do the work once per region instead of once per pyramid level)
+    for region in np.flatnonzero(counts):
+        members = np.flatnonzero(membership[region])
+        region_posteriors = posteriors[:, members, :]
+        pp_sum[:, region] = region_posteriors.sum(axis=1)
+        moments[:, region] = np.matmul(region_posteriors.transpose(0, 2, 1), both[:, members, :])
+    pp_sum /= safe_counts
+    moments /= safe_counts[..., None]
+    pp_x, pp_x2 = moments[..., :dimension], moments[..., dimension:]
     d_pi = (pp_sum - weights) / np.sqrt(weights)
     d_mu = (pp_x - pp_sum[..., None] * means) / (np.sqrt(weights)[:, None] * np.sqrt(variances))
     d_sigma = (-pp_x2 - pp_sum[..., None] * means ** 2 + pp_sum[..., None] * variances + 2 * pp_x * means) / (

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from fer_bench.baselines.bow_svm import make_bow_svm, pyramid_histograms, pyramid_regions
 from fer_bench.baselines.dense_descriptors import dense_descriptors, descriptor_centres
+from fer_bench.baselines.fisher_vectors import region_membership
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
@@ -30,8 +31,14 @@ from fer_bench.data import load_dataset
 from fer_bench.provenance import git_commit, machine_info, machine_label
 
 N_TRAIN, N_PUBLIC = 2000, 1000
-#: smaller than the defaults, in proportion to the 2,000 training images
-VOCABULARY_SAMPLE = {"vocabulary_images": 500, "vocabulary_descriptors": 30000}
+
+
+def vocabulary_sample(n_train: int) -> dict:
+    """The vocabulary's sample, smaller than the defaults in proportion to the training images: 500 faces and
+    30,000 descriptors for 2,000 of them."""
+    return {"vocabulary_images": n_train // 4, "vocabulary_descriptors": 15 * n_train}
+
+
 ABLATION_CS = (0.3, 1.0, 3.0)
 #: vocabulary name -> (its parameters, the variants scored on it: name -> parameters); the step is pinned, since
 #: the runs chose the default (2)
@@ -45,6 +52,16 @@ VOCABULARIES = {
     "sift800": ({"descriptor": "sift", "vocabulary_size": 800, "step": 4}, {"sift800": {}}),
     "daisy400": ({"descriptor": "daisy", "vocabulary_size": 400, "step": 4}, {"daisy400": {}}),
     "sift400-step2": ({"descriptor": "sift", "vocabulary_size": 400, "step": 2}, {"sift400-step2": {}}),
+    "sift2000-step2": ({"descriptor": "sift", "vocabulary_size": 2000, "step": 2}, {"sift2000-step2": {}}),
+    # Fisher vectors: a 64-dimensional PCA of the descriptors, a Gaussian mixture of vocabulary_size components;
+    # each variant encodes again (no words to share), its pyramid given in the variant
+    "fisher32": ({"encoding": "fisher", "vocabulary_size": 32, "pca_components": 64, "step": 2}, {
+        "fisher32-pyramid12": {"pyramid": (1, 2)},
+        "fisher32-pyramid12-nopower": {"pyramid": (1, 2), "kernel_map": "linear"}}),
+    "fisher64": ({"encoding": "fisher", "vocabulary_size": 64, "pca_components": 64, "step": 2}, {
+        "fisher64-pyramid12": {"pyramid": (1, 2)}}),
+    "fisher16": ({"encoding": "fisher", "vocabulary_size": 16, "pca_components": 64, "step": 2}, {
+        "fisher16-pyramid124": {"pyramid": (1, 2, 4)}}),
 }
 
 
@@ -59,6 +76,8 @@ def main(argv=None) -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--vocabularies", default=",".join(VOCABULARIES))
+    parser.add_argument("--train-images", type=int, default=N_TRAIN, help="stratified Training subset (seed 1)")
+    parser.add_argument("--public-images", type=int, default=N_PUBLIC, help="stratified PublicTest subset (seed 2)")
     parser.add_argument("--speed", action="store_true",
                         help="instead: descriptor extraction speed of each kind, in images per CPU-second of one "
                              "thread (CPU time, so other work on the machine hardly moves it)")
@@ -69,15 +88,16 @@ def main(argv=None) -> None:
         parser.error(f"unknown vocabularies {', '.join(unknown)}; known: {', '.join(VOCABULARIES)}")
     done = set()
     if args.out.exists():
-        done = {json.loads(line)["run"] for line in args.out.read_text().splitlines() if line.strip()}
+        done = {(record["run"], record.get("n_train"), record.get("n_public"))
+                for record in map(json.loads, filter(str.strip, args.out.read_text().splitlines()))}
     dataset = load_dataset(args.data, fallback_to_synthetic=False)
-    X, y = stratified(dataset.split("Training").images, dataset.split("Training").labels, N_TRAIN, seed=1)
-    X_val, y_val = stratified(dataset.split("PublicTest").images, dataset.split("PublicTest").labels, N_PUBLIC,
-                              seed=2)
+    X, y = stratified(dataset.split("Training").images, dataset.split("Training").labels, args.train_images, seed=1)
+    X_val, y_val = stratified(dataset.split("PublicTest").images, dataset.split("PublicTest").labels,
+                              args.public_images, seed=2)
     machine, commit = machine_label(machine_info()), git_commit()
     if args.speed:
         for kind, n_images in (("sift", 300), ("hog", 300), ("daisy", 60)):
-            if f"speed-{kind}" in done:
+            if (f"speed-{kind}", None, None) in done:
                 continue
             with threadpool_limits(1):
                 dense_descriptors(X[:4], kind, (2, 3, 4), 4)  # warm-up
@@ -93,33 +113,43 @@ def main(argv=None) -> None:
         return
     for name in names:
         params, variants = VOCABULARIES[name]
-        if set(variants) <= done:
+        size = (len(y), len(y_val))
+        if {(variant, *size) for variant in variants} <= done:
             continue
-        model = make_bow_svm(seed=0, Cs=ABLATION_CS, verbose=False, **VOCABULARY_SAMPLE, **params)
+        model = make_bow_svm(seed=0, Cs=ABLATION_CS, verbose=False, **vocabulary_sample(len(y)), **params)
+        fisher = model.encoding == "fisher"
         with threadpool_limits(1):  # as fit runs
             started = time.perf_counter()
             # the vocabulary exactly as fit learns it (same seeded sample), shared by every variant below
             model._learn_vocabulary(X, np.random.default_rng(model.random_state))
             vocabulary_seconds = time.perf_counter() - started
             started = time.perf_counter()
-            words, val_words = model.visual_words(X), model.visual_words(X_val)
+            # histograms: every descriptor's word once, each variant's pyramid counted from them; Fisher vectors
+            # are encoded per variant (the "words" column is then that variant's encoding)
+            words, val_words = (None, None) if fisher else (model.visual_words(X), model.visual_words(X_val))
             words_seconds = time.perf_counter() - started
             centres = descriptor_centres(model.descriptor, model.scales, model.step)
             for variant, variant_params in variants.items():
-                if variant in done:
+                if (variant, *size) in done:
                     continue
                 model.set_params(**{"pyramid": (1, 2, 4), "kernel_map": "hellinger", "Cs": ABLATION_CS,
                                     **variant_params})
                 started = time.perf_counter()
                 model.regions_, model.region_weights_ = pyramid_regions(centres, model.pyramid)
-                histograms, val_histograms = (pyramid_histograms(w, model.regions_, model.region_weights_,
+                model.region_membership_ = region_membership(model.regions_, len(model.region_weights_))
+                if fisher:
+                    features, val_features = model.encode(X), model.encode(X_val)
+                    words_seconds = time.perf_counter() - started
+                else:
+                    features, val_features = (pyramid_histograms(w, model.regions_, model.region_weights_,
                                                                  model.vocabulary_size) for w in (words, val_words))
-                chosen = model.fit_svm(histograms, y, np.ones(len(y)), val_histograms, y_val)
+                svm_started = time.perf_counter()
+                chosen = model.fit_svm(features, y, np.ones(len(y)), val_features, y_val)
                 record = {"run": variant, "params": {**params, **variant_params}, "n_train": len(y),
                           "n_public": len(y_val), "public_accuracy": chosen["validation_accuracy"], "C": chosen["C"],
                           "scores": chosen["validation_scores"], "n_features": chosen["n_features"],
                           "vocabulary_seconds": round(vocabulary_seconds, 1), "words_seconds": round(words_seconds, 1),
-                          "svm_seconds": round(time.perf_counter() - started, 1), "machine": machine,
+                          "svm_seconds": round(time.perf_counter() - svm_started, 1), "machine": machine,
                           "commit": commit}
                 with args.out.open("a") as out:
                     out.write(json.dumps(record) + "\n")
