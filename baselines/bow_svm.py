@@ -147,6 +147,18 @@ def _fit_and_score(svm_data, calibration_data, validation_data, C, random_state)
     return svm, calibrator, accuracy
 
 
+#: liblinear (LinearSVC) copies the training data into its own sparse format: an index and a double per non-zero
+LIBLINEAR_BYTES_PER_VALUE = 16
+
+
+def physical_memory_bytes() -> int | None:
+    """The machine's physical memory, None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def _checked_pixels(X) -> np.ndarray:
     """Images of shape (N, 48, 48) holding finite real numbers (ValueError in one line otherwise)."""
     X = check_images(X)
@@ -374,6 +386,7 @@ class BowSVMClassifier(SklearnImageClassifier):
             descriptor_centres(self.descriptor, self.scales, int(self.step)), self.pyramid)
         self.region_membership_ = region_membership(self.regions_, len(self.region_weights_))
 
+        self._check_svm_memory(len(X))
         started = time.perf_counter()
         histograms, val_histograms = self.encode(X), self.encode(X_val)
         seconds = time.perf_counter() - started
@@ -385,6 +398,22 @@ class BowSVMClassifier(SklearnImageClassifier):
         timings["svm_seconds"] = time.perf_counter() - started
         self.timings_ = {name: None if value is None else round(float(value), 3) for name, value in timings.items()}
         return self
+
+    def _check_svm_memory(self, n_train: int) -> None:
+        """ValueError before the encoding when the SVMs' copies of dense Fisher vectors would not fit in memory
+        (histograms are sparse: liblinear stores their non-zeros only)."""
+        memory = physical_memory_bytes()
+        if self.encoding != "fisher" or memory is None:
+            return
+        n_svm = round(n_train * (1 - self.calibration_fraction))
+        at_once = self._workers(len(self.Cs))
+        needed = n_svm * self._encoding_length() * LIBLINEAR_BYTES_PER_VALUE * at_once
+        if needed > 0.75 * memory:
+            raise ValueError(
+                f"Fisher vectors of {self.vocabulary_size} Gaussians x {self.pca_components} dimensions on "
+                f"{n_svm} SVM training faces need about {needed / 1e9:.2g} GB in LinearSVC's copies ({at_once} C "
+                f"values at once), more than 3/4 of this machine's {memory / 1e9:.2g} GB: use fewer Gaussians "
+                f"(vocabulary_size), n_jobs=1 or fewer training faces")
 
     def fit_svm(self, histograms, y, weights, val_histograms, y_val) -> dict:
         """The kernel map, the SVM for each C with its calibration, and the C whose calibrated prediction is most

@@ -267,6 +267,20 @@ def test_fisher_batches_and_threads_give_the_same_features_as_one_batch(fitted_f
                                rtol=1e-5, atol=1e-7)
 
 
+def test_fisher_vectors_too_large_for_the_svm_are_refused_before_encoding(synthetic, monkeypatch):
+    from fer_bench.baselines import bow_svm
+
+    monkeypatch.setattr(bow_svm, "physical_memory_bytes", lambda: 5_000_000)  # a 5 MB machine
+    model = make_bow_svm(seed=0, quick=True, encoding="fisher", vocabulary_size=4, pca_components=16, n_jobs=2)
+    monkeypatch.setattr(model, "encode", lambda images: pytest.fail("encoded before the memory check"))
+    with pytest.raises(ValueError, match=r"378 SVM training faces need about 0\.008 GB in LinearSVC's copies \(2 C "
+                                         r"values at once\), more than 3/4 of this machine's 0\.005 GB") as caught:
+        model.fit(*synthetic["Training"], validation_data=synthetic["PublicTest"])
+    assert "\n" not in str(caught.value)
+    # histograms are stored sparse by liblinear (their non-zeros only): no such check
+    make_bow_svm(seed=0, quick=True, n_jobs=2)._check_svm_memory(378)
+
+
 def test_the_chi2_map_is_refused_with_fisher_vectors():
     with pytest.raises(ValueError, match="kernel_map 'chi2' applies to histograms"):
         make_bow_svm(encoding="fisher", kernel_map="chi2").check_parameters()
