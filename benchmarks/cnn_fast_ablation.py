@@ -102,8 +102,11 @@ def draw_compute(points: list[dict], title: str):
     for model, marker in (("cnn", "o"), ("cnn_fast", "s")):
         ours = [p for p in points if p["model"] == model]
         axes.scatter([p["tflop"] for p in ours], [100 * p["accuracy"] for p in ours], marker=marker, label=model)
+        labels = {}  # runs that ended with the same numbers share one marker and one label
         for p in ours:
-            axes.annotate(p["label"], (p["tflop"], 100 * p["accuracy"]), fontsize=7, xytext=(4, 3),
+            labels.setdefault((p["tflop"], p["accuracy"]), []).append(p["label"])
+        for (tflop, accuracy), names in labels.items():
+            axes.annotate("\n".join(names), (tflop, 100 * accuracy), fontsize=7, xytext=(4, 3),
                           textcoords="offset points")
     axes.set_xlim(0, 1.25 * max(p["tflop"] for p in points))
     axes.set_xlabel("training TFLOP (counted: images x epochs x 3 x forward FLOPs)")
