@@ -67,7 +67,7 @@ from .dense_descriptors import (
     descriptor_length,
 )
 from .features import PROGRESS_MIN_IMAGES, check_labels_and_weights, split_validation
-from .fisher_vectors import fisher_vector_length, fisher_vectors, region_membership
+from .fisher_vectors import fisher_vector_length, fisher_vectors
 
 ENCODINGS = ("histogram", "fisher")
 KERNEL_MAPS = ("hellinger", "chi2", "linear")
@@ -294,7 +294,7 @@ class BowSVMClassifier(SklearnImageClassifier):
     def _encode_batch(self, images: np.ndarray) -> np.ndarray:
         if self.encoding == "fisher":
             return fisher_vectors(self._projected(self._descriptors(images)), self.vocabulary_,
-                                  self.region_membership_, self.region_weights_, power=self.kernel_map == "hellinger")
+                                  self.regions_, self.region_weights_, power=self.kernel_map == "hellinger")
         return pyramid_histograms(self._words_batch(images), self.regions_, self.region_weights_,
                                   int(self.vocabulary_size))
 
@@ -384,7 +384,6 @@ class BowSVMClassifier(SklearnImageClassifier):
         timings["vocabulary_seconds"] = time.perf_counter() - started
         self.regions_, self.region_weights_ = pyramid_regions(
             descriptor_centres(self.descriptor, self.scales, int(self.step)), self.pyramid)
-        self.region_membership_ = region_membership(self.regions_, len(self.region_weights_))
 
         self._check_svm_memory(len(X))
         started = time.perf_counter()

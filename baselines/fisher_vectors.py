@@ -20,15 +20,6 @@ import numpy as np
 from sklearn.mixture import GaussianMixture
 
 
-def region_membership(regions: np.ndarray, n_regions: int) -> np.ndarray:
-    """(n_regions, P) float32: 1 where descriptor p lies in the region. regions: (levels, P) region index of each
-    descriptor at each pyramid level (bow_svm.pyramid_regions)."""
-    membership = np.zeros((n_regions, regions.shape[1]), dtype=np.float32)
-    for level in regions:
-        membership[level, np.arange(regions.shape[1])] = 1.0
-    return membership
-
-
 def fisher_vector_length(n_components: int, dimension: int) -> int:
     return n_components * (1 + 2 * dimension)
 
@@ -45,41 +36,40 @@ def _posteriors(x: np.ndarray, gmm: GaussianMixture) -> np.ndarray:
     return posteriors
 
 
-def fisher_vectors(descriptors: np.ndarray, gmm: GaussianMixture, membership: np.ndarray,
+def fisher_vectors(descriptors: np.ndarray, gmm: GaussianMixture, regions: np.ndarray,
                    region_weights: np.ndarray, power: bool = True) -> np.ndarray:
     """(n, regions x (K + 2Kd)) float32 improved Fisher vectors of a batch (power=False: without the power
-    normalisation, L2 only), one per region, each scaled by the
-    square root of its region's weight (so a linear kernel weighs the pyramid's regions as the histograms' does;
-    a region without descriptors contributes zeros).
+    normalisation, L2 only), one per region, each scaled by the square root of its region's weight (so a linear
+    kernel weighs the pyramid's regions as the histograms' does; a region without descriptors contributes zeros).
 
-    descriptors: (n, P, d), already projected as the mixture was fitted; membership: (regions, P) from
-    region_membership; region_weights: (regions,) from bow_svm.pyramid_regions."""
+    descriptors: (n, P, d), already projected as the mixture was fitted; regions: (levels, P) region index of
+    each descriptor at each pyramid level and region_weights: (regions,), both from bow_svm.pyramid_regions."""
     x = descriptors.astype(np.float64, copy=False)
-    n, n_descriptors, dimension = x.shape
+    n, _, dimension = x.shape
     weights, means, variances = gmm.weights_, gmm.means_, gmm.covariances_
     posteriors = _posteriors(x, gmm)  # (n, P, K)
-    counts = membership.sum(axis=1)  # descriptors per region
-    safe_counts = np.maximum(counts, 1.0)[None, :, None]
-    # per region: mean posterior (n, R, K), mean posterior-weighted x and x^2 (n, R, K, d)
-    n_regions, n_components = len(counts), posteriors.shape[2]
+    n_regions, n_components = len(region_weights), posteriors.shape[2]
     both = np.concatenate([x, x * x], axis=2)  # (n, P, 2d): the first and second moments in one product
+    # per region: mean posterior (n, R, K), mean posterior-weighted x and x^2 (n, R, K, 2d); region by region on
+    # its own descriptors (a product over all descriptors with zero weights outside the region would do the work
+    # once per region instead of once per pyramid level)
     pp_sum = np.zeros((n, n_regions, n_components))
     moments = np.zeros((n, n_regions, n_components, 2 * dimension))
-    # region by region on its own descriptors (a region holds a few of them: a product over all of them with
-    # zero weights outside it would do the work once per region instead of once per pyramid level)
-    for region in np.flatnonzero(counts):
-        members = np.flatnonzero(membership[region])
+    counts = np.zeros(n_regions)
+    for region in range(n_regions):
+        members = np.flatnonzero((regions == region).any(axis=0))
+        if len(members) == 0:
+            continue
+        counts[region] = len(members)
         region_posteriors = posteriors[:, members, :]
-        pp_sum[:, region] = region_posteriors.sum(axis=1)
-        moments[:, region] = np.matmul(region_posteriors.transpose(0, 2, 1), both[:, members, :])
-    pp_sum /= safe_counts
-    moments /= safe_counts[..., None]
+        pp_sum[:, region] = region_posteriors.sum(axis=1) / len(members)
+        moments[:, region] = np.matmul(region_posteriors.transpose(0, 2, 1), both[:, members, :]) / len(members)
     pp_x, pp_x2 = moments[..., :dimension], moments[..., dimension:]
     d_pi = (pp_sum - weights) / np.sqrt(weights)
     d_mu = (pp_x - pp_sum[..., None] * means) / (np.sqrt(weights)[:, None] * np.sqrt(variances))
     d_sigma = (-pp_x2 - pp_sum[..., None] * means ** 2 + pp_sum[..., None] * variances + 2 * pp_x * means) / (
         np.sqrt(2.0) * np.sqrt(weights)[:, None] * variances)
-    vectors = np.concatenate([d_pi, d_mu.reshape(n, len(counts), -1), d_sigma.reshape(n, len(counts), -1)], axis=2)
+    vectors = np.concatenate([d_pi, d_mu.reshape(n, n_regions, -1), d_sigma.reshape(n, n_regions, -1)], axis=2)
     if power:
         vectors = np.sign(vectors) * np.sqrt(np.abs(vectors))
     norms = np.linalg.norm(vectors, axis=2, keepdims=True)
@@ -89,4 +79,4 @@ def fisher_vectors(descriptors: np.ndarray, gmm: GaussianMixture, membership: np
     return vectors.reshape(n, -1).astype(np.float32)
 
 
-__all__ = ["fisher_vector_length", "fisher_vectors", "region_membership"]
+__all__ = ["fisher_vector_length", "fisher_vectors"]

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 from fer_bench.baselines.bow_svm import make_bow_svm, pyramid_histograms, pyramid_regions
 from fer_bench.baselines.dense_descriptors import dense_descriptors, descriptor_centres
-from fer_bench.baselines.fisher_vectors import region_membership
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
@@ -136,7 +135,6 @@ def main(argv=None) -> None:
                                     **variant_params})
                 started = time.perf_counter()
                 model.regions_, model.region_weights_ = pyramid_regions(centres, model.pyramid)
-                model.region_membership_ = region_membership(model.regions_, len(model.region_weights_))
                 if fisher:
                     features, val_features = model.encode(X), model.encode(X_val)
                     words_seconds = time.perf_counter() - started

@@ -15,7 +15,7 @@ from fer_bench.baselines.dense_descriptors import (
     descriptor_centres,
     descriptor_length,
 )
-from fer_bench.baselines.fisher_vectors import fisher_vector_length, fisher_vectors, region_membership
+from fer_bench.baselines.fisher_vectors import fisher_vector_length, fisher_vectors
 
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.run import run_grid
@@ -218,7 +218,7 @@ def test_fisher_vectors_are_skimages_per_region_for_a_whole_batch():
     gmm = GaussianMixture(4, covariance_type="diag", random_state=0).fit(rng.normal(size=(500, 5)))
     regions = np.stack([np.zeros(40, dtype=np.intp), 1 + (np.arange(40) >= 20)])  # whole image; two halves
     weights = np.array([0.5, 0.25, 0.25, 0.0])  # a 4th region no descriptor falls in
-    vectors = fisher_vectors(descriptors, gmm, region_membership(regions, 4), weights)
+    vectors = fisher_vectors(descriptors, gmm, regions, weights)
     assert vectors.shape == (3, 4 * fisher_vector_length(4, 5)) and vectors.dtype == np.float32
     per_region = vectors.reshape(3, 4, -1)
     for image in range(3):
@@ -226,7 +226,7 @@ def test_fisher_vectors_are_skimages_per_region_for_a_whole_batch():
             expected = fisher_vector(descriptors[image, members].astype(np.float64), gmm, improved=True)
             np.testing.assert_allclose(per_region[image, region], np.sqrt(weights[region]) * expected, atol=1e-5)
     assert not per_region[:, 3].any()
-    without_power = fisher_vectors(descriptors, gmm, region_membership(regions, 4), weights, power=False)
+    without_power = fisher_vectors(descriptors, gmm, regions, weights, power=False)
     assert not np.allclose(without_power, vectors)
     np.testing.assert_allclose(np.linalg.norm(without_power.reshape(3, 4, -1)[:, 0], axis=1), np.sqrt(0.5), rtol=1e-5)
 
