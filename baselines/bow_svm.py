@@ -20,10 +20,12 @@ spatial pyramid and an SVM, 67.48% on PrivateTest) used a histogram-intersection
 4. Kernel map (`kernel_map`): "hellinger" (the square root of the histograms: the exact feature map of the
    Hellinger kernel, same dimension), "chi2" (scikit-learn's AdditiveChi2Sampler, 2 sample steps: 3x the
    dimension, approximating the additive chi-squared kernel) or "linear" (the histograms as they are).
-5. LinearSVC for each C in `Cs` (threads, one C per core), a multinomial logistic regression on its decision
-   values fitted on a stratified, seeded `calibration_fraction` of the training images kept out of the SVM (as
-   hog_svm does), and the C whose calibrated prediction is most accurate on the validation data (PublicTest) is
-   kept. Nothing is fitted on the validation data.
+5. A linear SVM for each C in `Cs`: with `solver="liblinear"` LinearSVC (squared hinge; threads, one C per core),
+   with `solver="least_squares"` a least-squares SVM (least_squares_svm.py: one-vs-rest ridge regression on +-1
+   targets, the whole C grid from one Gram matrix of the images, for Fisher vectors' many features); then a
+   multinomial logistic regression on its decision values fitted on a stratified, seeded `calibration_fraction`
+   of the training images kept out of the SVM (as hog_svm does), and the C whose calibrated prediction is most
+   accurate on the validation data (PublicTest) is kept. Nothing is fitted on the validation data.
 
 Memory: descriptors are never held for a whole data set. Images are encoded `batch_size` at a time (n_jobs
 batches at once, joblib threads: the NumPy work releases the GIL): with the defaults a batch of 128 images holds
@@ -32,7 +34,9 @@ training images at once would be 16 GB of descriptors. Only the pyramid histogra
 float32 per image: 0.97 GB for 28,709 images with 400 words), then their kernel map (as much again, for the
 Hellinger map) and the SVM's float64 copy of its 90% (1.7 GB): about 4 GB at the peak of a FER-2013 fit.
 Fisher vectors are longer: 5 regions (pyramid 1, 2) x 32 Gaussians x (1 + 2 x 64) numbers = 20,640 float32 per
-image, 2.4 GB for 28,709 images, and the SVM's float64 copy of 90% of them 4.3 GB.
+image, 2.4 GB for 28,709 images, and the SVM's float64 copy of 90% of them 4.3 GB. With 64 Gaussians liblinear's
+copies would need 17 GB per C; the least-squares solver needs the features (4.7 GB), the images' float32 Gram
+(3.3 GB) and one float64 factor (5.3 GB) instead.
 """
 
 from __future__ import annotations
@@ -68,9 +72,11 @@ from .dense_descriptors import (
 )
 from .features import PROGRESS_MIN_IMAGES, check_labels_and_weights, split_validation
 from .fisher_vectors import fisher_vector_length, fisher_vectors
+from .least_squares_svm import gram_bytes, least_squares_svms
 
 ENCODINGS = ("histogram", "fisher")
 KERNEL_MAPS = ("hellinger", "chi2", "linear")
+SOLVERS = ("liblinear", "least_squares")
 #: AdditiveChi2Sampler's sample steps for kernel_map="chi2" (2: 3x the histogram dimension)
 CHI2_SAMPLE_STEPS = 2
 #: the C grid: on 2,000 FER-2013 training faces PublicTest accuracy peaks at C = 0.1 (docs/bow-svm.md)
@@ -123,19 +129,23 @@ def nearest_words(descriptors: np.ndarray, centres: np.ndarray, centre_norms: np
 
 # --- the model --------------------------------------------------------------------------------------------------
 
-def _decision_matrix(svm: LinearSVC, features: np.ndarray) -> np.ndarray:
-    """The SVM's decision values as a 2-D array (a binary LinearSVC returns one column)."""
+def _decision_matrix(svm, features: np.ndarray) -> np.ndarray:
+    """The SVM's decision values as a 2-D array (a binary SVM returns one column)."""
     return svm.decision_function(features).reshape(len(features), -1)
 
 
 def _fit_and_score(svm_data, calibration_data, validation_data, C, random_state):
-    """One C: LinearSVC on svm_data, its calibration, and the calibrated accuracy on validation_data. Each *_data
-    is (features, labels[, sample_weight])."""
+    """One C: LinearSVC on svm_data, then _calibrate_and_score. Each *_data is (features, labels[, sample_weight])."""
     features, labels, weights = svm_data
     # dual=False (liblinear's primal Newton solver) for every shape: the dual solver draws its coordinate order
     # from liblinear's one global random state, which the threads of the C grid would share, so the same seed
     # could give another model (it does with the Fisher vectors, which have more features than images)
     svm = LinearSVC(C=C, dual=False, random_state=random_state).fit(features, labels, sample_weight=weights)
+    return _calibrate_and_score(svm, calibration_data, validation_data)
+
+
+def _calibrate_and_score(svm, calibration_data, validation_data):
+    """(svm, its calibrator fitted on calibration_data, the calibrated accuracy on validation_data)."""
     calibrator = LogisticRegression(max_iter=1000)
     features, labels, weights = calibration_data
     calibrator.fit(_decision_matrix(svm, features), labels, sample_weight=weights)
@@ -188,7 +198,9 @@ class BowSVMClassifier(SklearnImageClassifier):
     kernel_map : "hellinger", "chi2" or "linear" (see the module docstring). With "fisher": "hellinger" is the
         Fisher vectors' power normalisation (signed square root, the "improved" vectors), "linear" leaves it out,
         "chi2" is refused.
-    Cs : LinearSVC regularisation values to choose from on the validation data.
+    solver : "liblinear" (LinearSVC, squared hinge loss; memory grows with the features' size) or "least_squares"
+        (squared loss, least_squares_svm.py; memory grows with the square of the training images).
+    Cs : SVM regularisation values to choose from on the validation data.
     calibration_fraction : share of the training images kept out of the SVM to fit the probabilities.
     validation_fraction : share of the training images held out for the choice when fit gets no validation_data.
     batch_size : images encoded at once (bounds the memory the descriptors take).
@@ -204,7 +216,7 @@ class BowSVMClassifier(SklearnImageClassifier):
     def __init__(self, descriptor: str = "sift", scales: Sequence[int] = (2, 3, 4), step: int = 2,
                  encoding: str = "histogram", vocabulary_size: int = 400, pca_components: int = 64,
                  vocabulary_images: int = 2000, vocabulary_descriptors: int = 100_000,
-                 pyramid: Sequence[int] = (1, 2, 4), kernel_map: str = "hellinger",
+                 pyramid: Sequence[int] = (1, 2, 4), kernel_map: str = "hellinger", solver: str = "liblinear",
                  Cs: Sequence[float] = DEFAULT_CS, calibration_fraction: float = 0.1,
                  validation_fraction: float = 0.1, batch_size: int = 128, n_jobs: int | None = None,
                  verbose: bool = True, random_state=0):
@@ -218,6 +230,7 @@ class BowSVMClassifier(SklearnImageClassifier):
         self.vocabulary_descriptors = vocabulary_descriptors
         self.pyramid = pyramid
         self.kernel_map = kernel_map
+        self.solver = solver
         self.Cs = Cs
         self.calibration_fraction = calibration_fraction
         self.validation_fraction = validation_fraction
@@ -233,6 +246,8 @@ class BowSVMClassifier(SklearnImageClassifier):
             raise ValueError(f"descriptor must be one of {', '.join(DESCRIPTORS)}, got {self.descriptor!r}")
         if self.kernel_map not in KERNEL_MAPS:
             raise ValueError(f"kernel_map must be one of {', '.join(KERNEL_MAPS)}, got {self.kernel_map!r}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
         if self.encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
         if self.encoding == "fisher" and self.kernel_map == "chi2":
@@ -399,20 +414,28 @@ class BowSVMClassifier(SklearnImageClassifier):
         return self
 
     def _check_svm_memory(self, n_train: int) -> None:
-        """ValueError before the encoding when the SVMs' copies of dense Fisher vectors would not fit in memory
-        (histograms are sparse: liblinear stores their non-zeros only)."""
+        """ValueError before the encoding when the SVMs' memory would exceed 3/4 of the machine's: liblinear's
+        copies of dense Fisher vectors (histograms are sparse: it stores their non-zeros only), or the
+        least-squares solver's Gram matrices beside the features."""
         memory = physical_memory_bytes()
-        if self.encoding != "fisher" or memory is None:
+        if memory is None:
             return
         n_svm = round(n_train * (1 - self.calibration_fraction))
-        at_once = self._workers(len(self.Cs))
-        needed = n_svm * self._encoding_length() * LIBLINEAR_BYTES_PER_VALUE * at_once
+        if self.solver == "least_squares":
+            needed = n_train * self._encoding_length() * 4 + gram_bytes(n_train, n_svm)
+            what = f"the least-squares solver's Gram matrices of {n_train} training faces beside their features"
+            advice = "use the liblinear solver or fewer training faces"
+        elif self.encoding == "fisher":
+            at_once = self._workers(len(self.Cs))
+            needed = n_svm * self._encoding_length() * LIBLINEAR_BYTES_PER_VALUE * at_once
+            what = (f"Fisher vectors of {self.vocabulary_size} Gaussians x {self.pca_components} dimensions on "
+                    f"{n_svm} SVM training faces in LinearSVC's copies ({at_once} C values at once)")
+            advice = "use solver=least_squares, fewer Gaussians (vocabulary_size), n_jobs=1 or fewer training faces"
+        else:
+            return
         if needed > 0.75 * memory:
-            raise ValueError(
-                f"Fisher vectors of {self.vocabulary_size} Gaussians x {self.pca_components} dimensions on "
-                f"{n_svm} SVM training faces need about {needed / 1e9:.2g} GB in LinearSVC's copies ({at_once} C "
-                f"values at once), more than 3/4 of this machine's {memory / 1e9:.2g} GB: use fewer Gaussians "
-                f"(vocabulary_size), n_jobs=1 or fewer training faces")
+            raise ValueError(f"{what} need about {needed / 1e9:.2g} GB, more than 3/4 of this machine's "
+                             f"{memory / 1e9:.2g} GB: {advice}")
 
     def fit_svm(self, histograms, y, weights, val_histograms, y_val) -> dict:
         """The kernel map, the SVM for each C with its calibration, and the C whose calibrated prediction is most
@@ -423,14 +446,20 @@ class BowSVMClassifier(SklearnImageClassifier):
         n_features = features.shape[1]
         svm_index, calibration_index = train_test_split(
             np.arange(len(y)), test_size=self.calibration_fraction, stratify=y, random_state=self.random_state)
-        # LinearSVC fits in float64: one copy, shared by the threads of the C grid (each would make its own)
-        svm_data = (features[svm_index].astype(np.float64), y[svm_index], weights[svm_index])
         calibration_data = (features[calibration_index], y[calibration_index], weights[calibration_index])
-        del features
         Cs = sorted(float(C) for C in self.Cs)
-        fitted = Parallel(n_jobs=self._workers(len(Cs)), prefer="threads")(
-            delayed(_fit_and_score)(svm_data, calibration_data, (val_features, y_val), C, self.random_state)
-            for C in Cs)
+        if self.solver == "least_squares":
+            # one Gram matrix for the whole grid; BLAS threads (syrk, Cholesky) on the cores fit may use
+            with threadpool_limits(self._workers(len(features))):
+                svms = least_squares_svms(features, y, Cs, svm_index, weights)
+            fitted = [_calibrate_and_score(svm, calibration_data, (val_features, y_val)) for svm in svms]
+        else:
+            # LinearSVC fits in float64: one copy, shared by the threads of the C grid (each would make its own)
+            svm_data = (features[svm_index].astype(np.float64), y[svm_index], weights[svm_index])
+            del features
+            fitted = Parallel(n_jobs=self._workers(len(Cs)), prefer="threads")(
+                delayed(_fit_and_score)(svm_data, calibration_data, (val_features, y_val), C, self.random_state)
+                for C in Cs)
         self.validation_scores_ = [{"C": C, "validation_accuracy": accuracy}
                                    for C, (_, _, accuracy) in zip(Cs, fitted, strict=True)]
         # the first best wins: the grid is sorted, so a smaller C (a simpler model) wins a tie

@@ -58,7 +58,9 @@ VOCABULARIES = {
         "fisher32-pyramid12": {"pyramid": (1, 2)},
         "fisher32-pyramid12-nopower": {"pyramid": (1, 2), "kernel_map": "linear"}}),
     "fisher64": ({"encoding": "fisher", "vocabulary_size": 64, "pca_components": 64, "step": 2}, {
-        "fisher64-pyramid12": {"pyramid": (1, 2)}}),
+        "fisher64-pyramid12": {"pyramid": (1, 2)},
+        "fisher64-pyramid12-lowC": {"pyramid": (1, 2), "Cs": (0.03, 0.1, 0.3)},
+        "fisher64-pyramid12-lssvm": {"pyramid": (1, 2), "solver": "least_squares", "Cs": (0.03, 0.1, 0.3, 1.0)}}),
     "fisher16": ({"encoding": "fisher", "vocabulary_size": 16, "pca_components": 64, "step": 2}, {
         "fisher16-pyramid124": {"pyramid": (1, 2, 4)}}),
 }
@@ -131,8 +133,8 @@ def main(argv=None) -> None:
             for variant, variant_params in variants.items():
                 if (variant, *size) in done:
                     continue
-                model.set_params(**{"pyramid": (1, 2, 4), "kernel_map": "hellinger", "Cs": ABLATION_CS,
-                                    **variant_params})
+                model.set_params(**{"pyramid": (1, 2, 4), "kernel_map": "hellinger", "solver": "liblinear",
+                                    "Cs": ABLATION_CS, **variant_params})
                 started = time.perf_counter()
                 model.regions_, model.region_weights_ = pyramid_regions(centres, model.pyramid)
                 if fisher:

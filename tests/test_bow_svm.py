@@ -46,6 +46,7 @@ def fitted(synthetic):
     ("bow_svm.vocabulary_descriptors=10", "vocabulary_descriptors must be an integer in [400, inf)"),
     ("bow_svm.batch_size=0", "batch_size must be an integer in [1, inf)"),
     ("bow_svm.encoding=vlad", "encoding must be one of histogram, fisher, got 'vlad'"),
+    ("bow_svm.solver=sgd", "solver must be one of liblinear, least_squares, got 'sgd'"),
     ("bow_svm.pca_components=129", "pca_components must be an integer in [1, 128], got 129"),
 ])
 def test_bad_parameters_are_refused_in_one_line_before_any_cell(setting, what, tiny_fer_folder, tmp_path, capsys):
@@ -273,8 +274,8 @@ def test_fisher_vectors_too_large_for_the_svm_are_refused_before_encoding(synthe
     monkeypatch.setattr(bow_svm, "physical_memory_bytes", lambda: 5_000_000)  # a 5 MB machine
     model = make_bow_svm(seed=0, quick=True, encoding="fisher", vocabulary_size=4, pca_components=16, n_jobs=2)
     monkeypatch.setattr(model, "encode", lambda images: pytest.fail("encoded before the memory check"))
-    with pytest.raises(ValueError, match=r"378 SVM training faces need about 0\.008 GB in LinearSVC's copies \(2 C "
-                                         r"values at once\), more than 3/4 of this machine's 0\.005 GB") as caught:
+    with pytest.raises(ValueError, match=r"378 SVM training faces in LinearSVC's copies \(2 C values at once\) need "
+                                         r"about 0\.008 GB, more than 3/4 of this machine's 0\.005 GB") as caught:
         model.fit(*synthetic["Training"], validation_data=synthetic["PublicTest"])
     assert "\n" not in str(caught.value)
     # histograms are stored sparse by liblinear (their non-zeros only): no such check
@@ -289,3 +290,30 @@ def test_the_chi2_map_is_refused_with_fisher_vectors():
 def test_visual_words_need_the_histogram_encoding(fitted_fisher, synthetic):
     with pytest.raises(ValueError, match="visual_words needs encoding 'histogram'"):
         fitted_fisher.visual_words(synthetic["PrivateTest"][0][:2])
+
+
+# --- the least-squares solver -----------------------------------------------------------------------------------
+
+def test_the_least_squares_solver_fits_and_chooses_c_on_validation(synthetic):
+    model = make_bow_svm(seed=3, quick=True, encoding="fisher", vocabulary_size=4, pca_components=16,
+                         solver="least_squares", Cs=(0.01, 1.0))
+    model.fit(*synthetic["Training"], validation_data=synthetic["PublicTest"])
+    images, labels = synthetic["PrivateTest"]
+    proba = model.predict_proba(images)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.mean(model.classes_[proba.argmax(axis=1)] == labels) > 2 / len(model.classes_)
+    assert [score["C"] for score in model.validation_scores_] == [0.01, 1.0]
+    assert model.svm_.C == model.selected_params_["C"]
+    assert model.svm_.coef_.shape == (len(model.classes_), model.selected_params_["n_features"])
+
+
+def test_the_least_squares_solver_checks_its_gram_memory_before_encoding(synthetic, monkeypatch):
+    from fer_bench.baselines import bow_svm
+
+    monkeypatch.setattr(bow_svm, "physical_memory_bytes", lambda: 1_000_000)  # a 1 MB machine
+    model = make_bow_svm(seed=0, quick=True, solver="least_squares")
+    monkeypatch.setattr(model, "encode", lambda images: pytest.fail("encoded before the memory check"))
+    with pytest.raises(ValueError, match=r"the least-squares solver's Gram matrices of 420 training faces beside "
+                                         r"their features need about 0\.0021 GB") as caught:
+        model.fit(*synthetic["Training"], validation_data=synthetic["PublicTest"])
+    assert "\n" not in str(caught.value)
