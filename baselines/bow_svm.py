@@ -1,42 +1,42 @@
-"""Bag of visual words: dense local descriptors -> visual vocabulary -> spatial-pyramid histograms -> linear SVM
-on an explicit histogram-kernel feature map, with probabilities from a held-out calibration.
+"""Bag of visual words: dense local descriptors -> a vocabulary learned on training descriptors -> an encoding per
+spatial-pyramid region (Fisher vectors, or word histograms) -> linear SVM, with probabilities from a held-out
+calibration.
 
 The published reference for FER-2013 (Ionescu, Popescu & Grozea 2013: dense SIFT, a bag of visual words with a
-spatial pyramid and an SVM, 67.48% on PrivateTest) used a histogram-intersection kernel. Here:
+spatial pyramid and an SVM, 67.48% on PrivateTest) used a histogram-intersection kernel. Here (defaults chosen on
+PublicTest, docs/bow-svm.md):
 
 1. Descriptors (dense_descriptors.py): SIFT-like descriptors every `step` (2) pixels at every scale in `scales`
    (a 4s x 4s window each; 1,091 per face with the defaults), computed a batch of images at a time.
-2. Vocabulary: MiniBatchKMeans with `vocabulary_size` words on `vocabulary_descriptors` descriptors sampled
-   (seeded) from `vocabulary_images` training images.
-3. Encoding: every descriptor is assigned to its nearest word (hard assignment); per image, one word histogram
-   per cell of each pyramid grid in `pyramid` (1x1, 2x2, 4x4 by default), each cell's histogram normalised to sum
-   to its level's weight shared among the level's cells (Lazebnik et al. 2006: 1/4, 1/4, 1/2), so the whole
-   vector sums to 1.
-   With `encoding="fisher"` instead: the descriptors are projected on their first `pca_components` principal
-   components and the vocabulary is a diagonal Gaussian mixture of `vocabulary_size` components
-   (GaussianMixture), both fitted on the vocabulary sample; each pyramid region is described by its improved
-   Fisher vector (fisher_vectors.py: K + 2Kd numbers, power- and L2-normalised), scaled by the square root of
-   the region's weight, so a linear kernel weighs regions as the histograms' pyramid does.
-4. Kernel map (`kernel_map`): "hellinger" (the square root of the histograms: the exact feature map of the
-   Hellinger kernel, same dimension), "chi2" (scikit-learn's AdditiveChi2Sampler, 2 sample steps: 3x the
-   dimension, approximating the additive chi-squared kernel) or "linear" (the histograms as they are).
-5. A linear SVM for each C in `Cs`: with `solver="liblinear"` LinearSVC (squared hinge; threads, one C per core),
-   with `solver="least_squares"` a least-squares SVM (least_squares_svm.py: one-vs-rest ridge regression on +-1
-   targets, the whole C grid from one Gram matrix of the images, for Fisher vectors' many features); then a
-   multinomial logistic regression on its decision values fitted on a stratified, seeded `calibration_fraction`
-   of the training images kept out of the SVM (as hog_svm does), and the C whose calibrated prediction is most
-   accurate on the validation data (PublicTest) is kept. Nothing is fitted on the validation data.
+2. Vocabulary, learned on `vocabulary_descriptors` descriptors sampled (seeded) from `vocabulary_images` training
+   images. `encoding="fisher"` (default): the descriptors' first `pca_components` (64) principal components and a
+   diagonal Gaussian mixture of `vocabulary_size` (64) components on them (PCA, GaussianMixture).
+   `encoding="histogram"`: MiniBatchKMeans with `vocabulary_size` words.
+3. Encoding, per region of each pyramid grid in `pyramid` (1x1 and 2x2 by default). Fisher: the region's improved
+   Fisher vector (fisher_vectors.py: K + 2Kd numbers, power- and L2-normalised), scaled by the square root of the
+   region's pyramid weight (Lazebnik et al. 2006: the levels weigh 1/2^(L-1), ..., 1/2), so a linear kernel
+   weighs regions as a histogram pyramid does. Histogram: every descriptor's nearest word (hard assignment),
+   counted per region and normalised to sum to the region's weight, so the whole vector sums to 1.
+4. Kernel map (`kernel_map`): "hellinger" (Fisher: the power normalisation; histograms: their square root, the
+   exact feature map of the Hellinger kernel), "chi2" (histograms only: scikit-learn's AdditiveChi2Sampler, 2
+   sample steps, 3x the dimension) or "linear" (the encoding as it is).
+5. A linear SVM for each C in `Cs`: with `solver="least_squares"` (default) a least-squares SVM
+   (least_squares_svm.py: one-vs-rest ridge regression on +-1 targets, the whole C grid from one Gram matrix of
+   the images: Fisher vectors have more features than FER-2013 has faces), with `solver="liblinear"` LinearSVC
+   (squared hinge; threads, one C per core); then a multinomial logistic regression on its decision values
+   fitted on a stratified, seeded `calibration_fraction` of the training images kept out of the SVM (as hog_svm
+   does), and the C whose calibrated prediction is most accurate on the validation data (PublicTest) is kept.
+   Nothing is fitted on the validation data.
 
 Memory: descriptors are never held for a whole data set. Images are encoded `batch_size` at a time (n_jobs
-batches at once, joblib threads: the NumPy work releases the GIL): with the defaults a batch of 128 images holds
-128 x 1,091 x 128 float32 descriptors (72 MB) and their distances to 400 words (223 MB); all of FER-2013's 28,709
-training images at once would be 16 GB of descriptors. Only the pyramid histograms are kept (21 x vocabulary_size
-float32 per image: 0.97 GB for 28,709 images with 400 words), then their kernel map (as much again, for the
-Hellinger map) and the SVM's float64 copy of its 90% (1.7 GB): about 4 GB at the peak of a FER-2013 fit.
-Fisher vectors are longer: 5 regions (pyramid 1, 2) x 32 Gaussians x (1 + 2 x 64) numbers = 20,640 float32 per
-image, 2.4 GB for 28,709 images, and the SVM's float64 copy of 90% of them 4.3 GB. With 64 Gaussians liblinear's
-copies would need 17 GB per C; the least-squares solver needs the features (4.7 GB), the images' float32 Gram
-(3.3 GB) and one float64 factor (5.3 GB) instead.
+batches at once, joblib threads: the NumPy work releases the GIL): a batch of 128 images holds 128 x 1,091 x 128
+float32 descriptors (72 MB); all of FER-2013's 28,709 training images at once would be 16 GB of descriptors.
+Only the encodings are kept: Fisher vectors of 5 regions x 64 Gaussians x (1 + 2 x 64) numbers = 41,280 float32
+per image, 4.7 GB for 28,709 images; the least-squares solver adds the images' float32 Gram (3.3 GB) and one
+float64 Cholesky factor of the SVM's 90% (5.3 GB): about 14 GB at the peak of a FER-2013 fit (fit refuses in one
+line, before encoding, where that exceeds 3/4 of the machine's memory). LinearSVC would copy such dense vectors
+at 16 bytes a value (17 GB per C). Histograms of 400 words are 21 x 400 float32 per image (pyramid 1, 2, 4;
+0.97 GB) and sparse for liblinear: about 4 GB at the peak.
 """
 
 from __future__ import annotations
@@ -79,9 +79,10 @@ KERNEL_MAPS = ("hellinger", "chi2", "linear")
 SOLVERS = ("liblinear", "least_squares")
 #: AdditiveChi2Sampler's sample steps for kernel_map="chi2" (2: 3x the histogram dimension)
 CHI2_SAMPLE_STEPS = 2
-#: the C grid: on 2,000 FER-2013 training faces PublicTest accuracy peaks at C = 0.1 (docs/bow-svm.md)
-DEFAULT_CS = (0.03, 0.1, 0.3, 1.0)
-QUICK_PARAMS = {"scales": (3,), "step": 6, "vocabulary_size": 24, "vocabulary_images": 200,
+#: the C grid: Fisher vectors of 4,000 FER-2013 training faces peak at C = 0.3 on PublicTest, and more faces
+#: want less regularisation (docs/bow-svm.md)
+DEFAULT_CS = (0.1, 0.3, 1.0, 3.0)
+QUICK_PARAMS = {"scales": (3,), "step": 6, "vocabulary_size": 8, "pca_components": 16, "vocabulary_images": 200,
                 "vocabulary_descriptors": 4000, "pyramid": (1, 2), "Cs": (0.3, 3.0)}
 
 
@@ -188,18 +189,19 @@ class BowSVMClassifier(SklearnImageClassifier):
     descriptor : "sift" (default), "hog" or "daisy" (dense_descriptors.py).
     scales : descriptor window sizes, each 4 x scale pixels.
     step : pixels between descriptor windows.
-    encoding : "histogram" (default: each descriptor's nearest visual word, counted per region) or "fisher"
-        (improved Fisher vectors of the PCA-projected descriptors per region, fisher_vectors.py).
-    vocabulary_size : visual words (MiniBatchKMeans clusters), or the Gaussians of the Fisher vectors' mixture.
+    encoding : "fisher" (default: improved Fisher vectors of the PCA-projected descriptors per region,
+        fisher_vectors.py) or "histogram" (each descriptor's nearest visual word, counted per region).
+    vocabulary_size : the Gaussians of the Fisher vectors' mixture (64), or visual words (MiniBatchKMeans
+        clusters; 400 was the histograms' best on PublicTest).
     pca_components : "fisher" only: the descriptors' dimension after PCA (fitted on the vocabulary sample).
     vocabulary_images, vocabulary_descriptors : the vocabulary is learned on this many descriptors sampled from
         this many training images (seeded).
-    pyramid : grid sizes of the spatial pyramid's levels, (1, 2, 4): 1x1, 2x2 and 4x4.
+    pyramid : grid sizes of the spatial pyramid's levels, (1, 2): 1x1 and 2x2 (the histograms' best: (1, 2, 4)).
     kernel_map : "hellinger", "chi2" or "linear" (see the module docstring). With "fisher": "hellinger" is the
         Fisher vectors' power normalisation (signed square root, the "improved" vectors), "linear" leaves it out,
         "chi2" is refused.
-    solver : "liblinear" (LinearSVC, squared hinge loss; memory grows with the features' size) or "least_squares"
-        (squared loss, least_squares_svm.py; memory grows with the square of the training images).
+    solver : "least_squares" (default; squared loss, least_squares_svm.py; memory grows with the square of the
+        training images) or "liblinear" (LinearSVC, squared hinge loss; memory grows with the features' size).
     Cs : SVM regularisation values to choose from on the validation data.
     calibration_fraction : share of the training images kept out of the SVM to fit the probabilities.
     validation_fraction : share of the training images held out for the choice when fit gets no validation_data.
@@ -214,9 +216,9 @@ class BowSVMClassifier(SklearnImageClassifier):
     """
 
     def __init__(self, descriptor: str = "sift", scales: Sequence[int] = (2, 3, 4), step: int = 2,
-                 encoding: str = "histogram", vocabulary_size: int = 400, pca_components: int = 64,
+                 encoding: str = "fisher", vocabulary_size: int = 64, pca_components: int = 64,
                  vocabulary_images: int = 2000, vocabulary_descriptors: int = 100_000,
-                 pyramid: Sequence[int] = (1, 2, 4), kernel_map: str = "hellinger", solver: str = "liblinear",
+                 pyramid: Sequence[int] = (1, 2), kernel_map: str = "hellinger", solver: str = "least_squares",
                  Cs: Sequence[float] = DEFAULT_CS, calibration_fraction: float = 0.1,
                  validation_fraction: float = 0.1, batch_size: int = 128, n_jobs: int | None = None,
                  verbose: bool = True, random_state=0):
@@ -424,7 +426,8 @@ class BowSVMClassifier(SklearnImageClassifier):
         if self.solver == "least_squares":
             needed = n_train * self._encoding_length() * 4 + gram_bytes(n_train, n_svm)
             what = f"the least-squares solver's Gram matrices of {n_train} training faces beside their features"
-            advice = "use the liblinear solver or fewer training faces"
+            advice = ("use fewer training faces, or encoding=histogram with solver=liblinear (sparse: less "
+                      "memory, less accurate)")
         elif self.encoding == "fisher":
             at_once = self._workers(len(self.Cs))
             needed = n_svm * self._encoding_length() * LIBLINEAR_BYTES_PER_VALUE * at_once

@@ -117,7 +117,9 @@ def main(argv=None) -> None:
         size = (len(y), len(y_val))
         if {(variant, *size) for variant in variants} <= done:
             continue
-        model = make_bow_svm(seed=0, Cs=ABLATION_CS, verbose=False, **vocabulary_sample(len(y)), **params)
+        # the ablation's base (the earlier defaults): histograms, LinearSVC; each vocabulary and variant changes it
+        model = make_bow_svm(seed=0, Cs=ABLATION_CS, verbose=False, encoding="histogram", solver="liblinear",
+                             pyramid=(1, 2, 4), **vocabulary_sample(len(y)), **params)
         fisher = model.encoding == "fisher"
         with threadpool_limits(1):  # as fit runs
             started = time.perf_counter()

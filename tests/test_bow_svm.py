@@ -28,9 +28,14 @@ def synthetic():
             for usage in ("Training", "PublicTest", "PrivateTest")}
 
 
+#: word histograms with LinearSVC (the fitted_fisher fixture below has the default Fisher vectors)
+HISTOGRAMS = {"encoding": "histogram", "vocabulary_size": 24, "solver": "liblinear"}
+
+
 @pytest.fixture(scope="module")
 def fitted(synthetic):
-    return make_bow_svm(seed=3, quick=True).fit(*synthetic["Training"], validation_data=synthetic["PublicTest"])
+    return make_bow_svm(seed=3, quick=True, **HISTOGRAMS).fit(*synthetic["Training"],
+                                                              validation_data=synthetic["PublicTest"])
 
 
 # --- parameters -------------------------------------------------------------------------------------------------
@@ -43,7 +48,7 @@ def fitted(synthetic):
     ("bow_svm.descriptor=surf", "descriptor must be one of sift, hog, daisy, got 'surf'"),
     ("bow_svm.kernel_map=rbf", "kernel_map must be one of hellinger, chi2, linear, got 'rbf'"),
     ("bow_svm.Cs=(1.0,-1.0)", "Cs must be a sequence of numbers in (0, inf)"),
-    ("bow_svm.vocabulary_descriptors=10", "vocabulary_descriptors must be an integer in [400, inf)"),
+    ("bow_svm.vocabulary_descriptors=10", "vocabulary_descriptors must be an integer in [64, inf)"),
     ("bow_svm.batch_size=0", "batch_size must be an integer in [1, inf)"),
     ("bow_svm.encoding=vlad", "encoding must be one of histogram, fisher, got 'vlad'"),
     ("bow_svm.solver=sgd", "solver must be one of liblinear, least_squares, got 'sgd'"),
@@ -73,11 +78,13 @@ def test_bad_images_are_refused_in_one_line(fitted, synthetic):
 # --- determinism ------------------------------------------------------------------------------------------------
 
 def test_the_same_seed_gives_the_same_model_and_another_seed_another_vocabulary(fitted, synthetic):
-    again = make_bow_svm(seed=3, quick=True).fit(*synthetic["Training"], validation_data=synthetic["PublicTest"])
+    again = make_bow_svm(seed=3, quick=True, **HISTOGRAMS).fit(*synthetic["Training"],
+                                                               validation_data=synthetic["PublicTest"])
     images = synthetic["PrivateTest"][0]
     np.testing.assert_array_equal(again.predict_proba(images), fitted.predict_proba(images))
     np.testing.assert_array_equal(again.word_centres_, fitted.word_centres_)
-    other = make_bow_svm(seed=4, quick=True).fit(*synthetic["Training"], validation_data=synthetic["PublicTest"])
+    other = make_bow_svm(seed=4, quick=True, **HISTOGRAMS).fit(*synthetic["Training"],
+                                                               validation_data=synthetic["PublicTest"])
     assert not np.array_equal(other.word_centres_, fitted.word_centres_)
 
 
@@ -272,14 +279,15 @@ def test_fisher_vectors_too_large_for_the_svm_are_refused_before_encoding(synthe
     from fer_bench.baselines import bow_svm
 
     monkeypatch.setattr(bow_svm, "physical_memory_bytes", lambda: 5_000_000)  # a 5 MB machine
-    model = make_bow_svm(seed=0, quick=True, encoding="fisher", vocabulary_size=4, pca_components=16, n_jobs=2)
+    model = make_bow_svm(seed=0, quick=True, encoding="fisher", vocabulary_size=4, pca_components=16, n_jobs=2,
+                         solver="liblinear")
     monkeypatch.setattr(model, "encode", lambda images: pytest.fail("encoded before the memory check"))
     with pytest.raises(ValueError, match=r"378 SVM training faces in LinearSVC's copies \(2 C values at once\) need "
                                          r"about 0\.008 GB, more than 3/4 of this machine's 0\.005 GB") as caught:
         model.fit(*synthetic["Training"], validation_data=synthetic["PublicTest"])
     assert "\n" not in str(caught.value)
     # histograms are stored sparse by liblinear (their non-zeros only): no such check
-    make_bow_svm(seed=0, quick=True, n_jobs=2)._check_svm_memory(378)
+    make_bow_svm(seed=0, quick=True, encoding="histogram", solver="liblinear", n_jobs=2)._check_svm_memory(378)
 
 
 def test_the_chi2_map_is_refused_with_fisher_vectors():
@@ -311,9 +319,9 @@ def test_the_least_squares_solver_checks_its_gram_memory_before_encoding(synthet
     from fer_bench.baselines import bow_svm
 
     monkeypatch.setattr(bow_svm, "physical_memory_bytes", lambda: 1_000_000)  # a 1 MB machine
-    model = make_bow_svm(seed=0, quick=True, solver="least_squares")
+    model = make_bow_svm(seed=0, quick=True)
     monkeypatch.setattr(model, "encode", lambda images: pytest.fail("encoded before the memory check"))
     with pytest.raises(ValueError, match=r"the least-squares solver's Gram matrices of 420 training faces beside "
-                                         r"their features need about 0\.0021 GB") as caught:
+                                         r"their features need about 0\.0041 GB") as caught:
         model.fit(*synthetic["Training"], validation_data=synthetic["PublicTest"])
     assert "\n" not in str(caught.value)
