@@ -28,8 +28,9 @@ Design:
   the fixed number of epochs is trained (with ema, the average of the last epoch is kept).
 * Where the parts live: the architecture in cnn_network.py; augmentation, input pipelines, the optimiser and
   its schedule, weight averaging, checkpointing and determinism in cnn_training.py; the parameters' rules in
-  cnn_params.py; the test-time views and their choice in cnn_views.py; cnn_fast's recipe in cnn_fast.py; this
-  module is the estimator that ties them together (fit, selection, predict, save/load, capabilities).
+  cnn_params.py; the test-time views and their choice in cnn_views.py; the epoch-selection state in
+  cnn_selection.py; saving and loading in cnn_persistence.py; cnn_fast's recipe in cnn_fast.py; this module is
+  the estimator that ties them together (fit, predict, capabilities).
 
 Throughput measurements of earlier versions (dtype, determinism, XLA, batch size, widths, BatchNorm): see
 docs/cnn-recipe.md.
@@ -40,7 +41,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
@@ -56,6 +56,14 @@ from fer_bench.models.cnn_network import (  # noqa: F401
     whitening_filters,
 )
 from fer_bench.models.cnn_params import OPTIMIZERS, SCHEDULES, check_cnn_parameters  # noqa: F401
+from fer_bench.models.cnn_persistence import KERAS_FILE, load_cnn, save_cnn
+from fer_bench.models.cnn_selection import (
+    PLATEAU_FACTOR,
+    improved_now,
+    new_training_state,
+    selection_summary,
+    update_selection,
+)
 from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are part of cnn's API)
     CHECKPOINT_FORMAT,
     ERASING_ASPECT,
@@ -71,10 +79,8 @@ from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are 
     cpu_has_native_bfloat16,
     current_learning_rate,
     derive_seed,
-    improved_now,
     jsonable,
     keep_trained_weights_at_fit_end,
-    load_keras_model,
     make_augmenter,
     overwrite_with_average,
     pipeline_options,
@@ -83,10 +89,7 @@ from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are 
     validation_dataset,
 )
 from fer_bench.models.cnn_views import centre_crop, choose_test_views, mean_softmax
-from fer_bench.tensorflow_import import import_tensorflow
 
-KERAS_FILE = "model.keras"
-PARAMS_FILE = "cnn_params.json"
 # The moving average of the weights gets BatchNorm statistics of its own from this many training images (the
 # epoch's first augmented batches): ~2.5% of an epoch's arithmetic on FER-2013; a check on an epoch-4
 # checkpoint read 39.5% PublicTest with 2,048 crops against 17.2% with the trained weights' statistics.
@@ -106,9 +109,6 @@ QUICK_PARAMS = dict(
     warmup_epochs=1,
     ema=None,  # an average over ~1,000 steps means nothing for a 60-step training
 )
-
-PLATEAU_PATIENCE = 3  # schedule="plateau": epochs without PublicTest improvement before the rate is halved
-PLATEAU_FACTOR = 0.5
 
 
 def make_cnn(seed: int = 0, quick: bool = False, **params) -> CNNClassifier:
@@ -283,10 +283,7 @@ class CNNClassifier(ImageClassifier):
             if self.whitening:
                 set_whitening(model, whitening_filters(X, self.whitening, self.seed))
             self._compile(model, int(np.ceil(len(X) / self.batch_size)))
-            state = {"epoch": 0, "best_val_accuracy": None, "best_epoch": None, "epochs_without_improvement": 0,
-                     "plateau_wait": 0, "finished": False, "stopped_early": False, "history": [],
-                     "resumed_from_epoch": None}
-            return model, state, None, checkpoint
+            return model, new_training_state(), None, checkpoint
         model = checkpoint.load_model(state)
         best_weights = checkpoint.load_best_weights(state, model)
         if not state["finished"]:
@@ -342,50 +339,25 @@ class CNNClassifier(ImageClassifier):
         return candidates
 
     def _select(self, model, state, candidates):
-        """Update the selection state with this epoch's best candidate (the average only when strictly better),
-        the plateau schedule and early stopping. Returns the candidate when it improved on the best so far."""
-        best = candidates[0]
-        for other in candidates[1:]:
-            if other[1] > best[1]:
-                best = other
-        kind, accuracy, _ = best
-        improved = state["best_val_accuracy"] is None or accuracy > state["best_val_accuracy"]
-        if improved:
-            state.update(best_val_accuracy=accuracy, best_epoch=state["epoch"], best_weights_kind=kind,
-                         epochs_without_improvement=0, plateau_wait=0)
-        else:
-            state["epochs_without_improvement"] += 1
-            state["plateau_wait"] += 1
-        if self.schedule == "plateau" and state["plateau_wait"] >= PLATEAU_PATIENCE:
+        """cnn_selection.update_selection, and the plateau schedule's rate reduction it calls for. Returns the
+        candidate when it improved on the best so far."""
+        improved, reduce_rate = update_selection(state, candidates, plateau=self.schedule == "plateau",
+                                                 patience=self.patience)
+        if reduce_rate:
             model.optimizer.learning_rate = current_learning_rate(model) * PLATEAU_FACTOR
-            state["plateau_wait"] = 0
-        if self.patience is not None and state["epochs_without_improvement"] >= self.patience:
-            state["stopped_early"] = True
-        return best if improved else None
+        return improved
 
     def _record_selection(self, model, state, validation, n_train: int) -> None:
         """selected_params_: the kept epoch and weights, the test-time views chosen on the validation data, and
         how the training went."""
         views, views_evidence = self._choose_views(validation)
-        last = state["history"][-1] if state["history"] else {}
-        seconds = sum(r["seconds"] for r in state["history"])
         self.selected_params_ = {
-            "best_epoch": state["best_epoch"] if validation is not None else state["epoch"],
-            "best_val_accuracy": state["best_val_accuracy"],
-            "weights": state.get("best_weights_kind", "trained") if validation is not None
-            else ("ema" if self.ema else "trained"),
-            "epochs_run": state["epoch"],
-            "stopped_early": state["stopped_early"],
-            "final_learning_rate": last.get("lr"),
+            **selection_summary(state, validated=validation is not None, ema=bool(self.ema), n_train=n_train),
             "test_views": views,
             **views_evidence,
             "input_size": self._input_size(),
             "mixed_precision": "bfloat16" if self._uses_bfloat16() else "float32",
-            "resumed_from_epoch": state["resumed_from_epoch"],
-            "train_seconds": seconds,
-            "train_images_per_s": n_train * state["epoch"] / seconds if seconds > 0 else None,
             "n_parameters": int(model.count_params()),
-            "selection": "best PublicTest accuracy" if validation is not None else "last epoch",
         }
 
     def predict_proba(self, X) -> np.ndarray:
@@ -479,46 +451,13 @@ class CNNClassifier(ImageClassifier):
         network = network if network is not None else self.keras_model_
         return mean_softmax(network, X, self._input_size(), views, len(self.classes_))
 
-    def save(self, directory) -> Path:
-        """Write model.keras (the trained network, no optimizer state) and cnn_params.json."""
-        import keras
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        # A fresh functional wrapper around the same layers is not compiled, so no optimizer state is saved.
-        inference = keras.Model(self.keras_model_.input, self.keras_model_.output, name=self.keras_model_.name)
-        inference.save(directory / KERAS_FILE)
-        params = {k: v for k, v in self.get_params().items() if k not in ("callbacks", "checkpoint_dir")}
-        (directory / PARAMS_FILE).write_text(json.dumps({
-            "params": jsonable(params), "classes": self.classes_.tolist(),
-            "selected_params": self.selected_params_, "history": self.history_,
-            "last_conv_layer_name": self.last_conv_layer_name_,
-        }, indent=1))
-        return directory
+    def save(self, directory):
+        """Write model.keras (the trained network, no optimizer state) and cnn_params.json (cnn_persistence)."""
+        return save_cnn(self, directory)
 
     @classmethod
     def load(cls, directory) -> CNNClassifier:
-        import_tensorflow()  # quietly, before keras imports it
-        directory = Path(directory)
-        saved = json.loads((directory / PARAMS_FILE).read_text())
-        params = saved["params"]
-        params["filters"] = tuple(params["filters"])
-        selected = saved["selected_params"]
-        if "tta" in params:  # saved before crops, erasing, EMA and test_views: the full face, flip TTA or not
-            tta = params.pop("tta")
-            params.update(crop_size=None, erasing=0.0, ema=None, test_views=2 if tta is True else 1)
-            if tta == "auto":
-                params["test_views"] = "auto"
-                selected = {**selected, "test_views": 2 if selected.get("tta") else 1}
-        if params.get("erasing_area") is not None:
-            params["erasing_area"] = tuple(params["erasing_area"])
-        model = cls(**params)
-        model.keras_model_ = load_keras_model(directory / KERAS_FILE, compile=False)
-        model.classes_ = np.asarray(saved["classes"])
-        model.selected_params_ = selected
-        model.history_ = saved["history"]
-        model.last_conv_layer_name_ = saved["last_conv_layer_name"]
-        return model
+        return load_cnn(cls, directory)
 
     # --- internals ----------------------------------------------------------------------------------------
 

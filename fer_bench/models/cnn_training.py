@@ -56,10 +56,6 @@ def cpu_has_native_bfloat16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu_features()))
 
 
-def improved_now(state) -> bool:
-    return state["best_epoch"] is not None and state["best_epoch"] == state["epoch"]
-
-
 def keep_trained_weights_at_fit_end(model):
     """With use_ema, Keras' model.fit ends by overwriting the weights with their moving average
     (optimizer.finalize_variable_values). fit() calls model.fit once per epoch, so that would train every epoch
