@@ -452,9 +452,9 @@ class BowSVMClassifier(SklearnImageClassifier):
         calibration_data = (features[calibration_index], y[calibration_index], weights[calibration_index])
         Cs = sorted(float(C) for C in self.Cs)
         if self.solver == "least_squares":
-            # one Gram matrix for the whole grid; BLAS threads (syrk, Cholesky) on the cores fit may use
-            with threadpool_limits(self._workers(len(features))):
-                svms = least_squares_svms(features, y, Cs, svm_index, weights)
+            # one Gram matrix for the whole grid, its blocks on n_jobs threads (single-threaded BLAS: see
+            # least_squares_svm.gram_matrix), one Cholesky factorisation per C
+            svms = least_squares_svms(features, y, Cs, svm_index, weights, n_jobs=self._workers(len(features)))
             fitted = [_calibrate_and_score(svm, calibration_data, (val_features, y_val)) for svm in svms]
         else:
             # LinearSVC fits in float64: one copy, shared by the threads of the C grid (each would make its own)

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fer_bench.baselines.least_squares_svm import gram_bytes, least_squares_svms, one_vs_rest_targets
+from fer_bench.baselines.least_squares_svm import (
+    gram_bytes,
+    gram_matrix,
+    least_squares_svms,
+    one_vs_rest_targets,
+)
 from sklearn.linear_model import Ridge
 
 
@@ -59,3 +64,14 @@ def test_one_class_is_refused(problem):
 
 def test_gram_bytes_count_a_float32_gram_and_a_float64_factor():
     assert gram_bytes(1000, 900) == 4 * 1000 ** 2 + 8 * 900 ** 2
+
+
+def test_the_gram_matrix_is_computed_in_blocks_of_rows(problem):
+    features = problem[0]
+    expected = features.astype(np.float64) @ features.T.astype(np.float64)
+    # blocks that do not divide the 120 rows, and one block; on one thread and two
+    for block_rows, n_jobs in ((7, 2), (64, 1), (1000, 1)):
+        gram = gram_matrix(features, block_rows=block_rows, n_jobs=n_jobs)
+        assert gram.dtype == np.float32
+        np.testing.assert_allclose(gram, expected, rtol=1e-5, atol=1e-3)
+        np.testing.assert_array_equal(gram, gram.T)
