@@ -200,6 +200,7 @@ class BowSVMClassifier(SklearnImageClassifier):
     kernel_map : "hellinger", "chi2" or "linear" (see the module docstring). With "fisher": "hellinger" is the
         Fisher vectors' power normalisation (signed square root, the "improved" vectors), "linear" leaves it out,
         "chi2" is refused.
+    mirror : encode each face as the mean of its encoding and its mirror image's (twice the encoding time).
     solver : "least_squares" (default; squared loss, least_squares_svm.py; memory grows with the square of the
         training images) or "liblinear" (LinearSVC, squared hinge loss; memory grows with the features' size).
     Cs : SVM regularisation values to choose from on the validation data.
@@ -218,7 +219,8 @@ class BowSVMClassifier(SklearnImageClassifier):
     def __init__(self, descriptor: str = "sift", scales: Sequence[int] = (2, 3, 4), step: int = 2,
                  encoding: str = "fisher", vocabulary_size: int = 64, pca_components: int = 64,
                  vocabulary_images: int = 2000, vocabulary_descriptors: int = 100_000,
-                 pyramid: Sequence[int] = (1, 2), kernel_map: str = "hellinger", solver: str = "least_squares",
+                 pyramid: Sequence[int] = (1, 2), kernel_map: str = "hellinger", mirror: bool = False,
+                 solver: str = "least_squares",
                  Cs: Sequence[float] = DEFAULT_CS, calibration_fraction: float = 0.1,
                  validation_fraction: float = 0.1, batch_size: int = 128, n_jobs: int | None = None,
                  verbose: bool = True, random_state=0):
@@ -232,6 +234,7 @@ class BowSVMClassifier(SklearnImageClassifier):
         self.vocabulary_descriptors = vocabulary_descriptors
         self.pyramid = pyramid
         self.kernel_map = kernel_map
+        self.mirror = mirror
         self.solver = solver
         self.Cs = Cs
         self.calibration_fraction = calibration_fraction
@@ -248,6 +251,8 @@ class BowSVMClassifier(SklearnImageClassifier):
             raise ValueError(f"descriptor must be one of {', '.join(DESCRIPTORS)}, got {self.descriptor!r}")
         if self.kernel_map not in KERNEL_MAPS:
             raise ValueError(f"kernel_map must be one of {', '.join(KERNEL_MAPS)}, got {self.kernel_map!r}")
+        if not isinstance(self.mirror, bool | np.bool_):
+            raise ValueError(f"mirror must be True or False, got {self.mirror!r}")
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
         if self.encoding not in ENCODINGS:
@@ -309,6 +314,11 @@ class BowSVMClassifier(SklearnImageClassifier):
         return flat.reshape(*descriptors.shape[:2], -1)
 
     def _encode_batch(self, images: np.ndarray) -> np.ndarray:
+        if self.mirror:  # the mean of the face's encoding and its mirror image's, in fit and prediction alike
+            return (self._encode_one_side(images) + self._encode_one_side(images[:, :, ::-1])) / 2
+        return self._encode_one_side(images)
+
+    def _encode_one_side(self, images: np.ndarray) -> np.ndarray:
         if self.encoding == "fisher":
             return fisher_vectors(self._projected(self._descriptors(images)), self.vocabulary_,
                                   self.regions_, self.region_weights_, power=self.kernel_map == "hellinger")

@@ -60,7 +60,11 @@ VOCABULARIES = {
     "fisher64": ({"encoding": "fisher", "vocabulary_size": 64, "pca_components": 64, "step": 2}, {
         "fisher64-pyramid12": {"pyramid": (1, 2)},
         "fisher64-pyramid12-lowC": {"pyramid": (1, 2), "Cs": (0.03, 0.1, 0.3)},
-        "fisher64-pyramid12-lssvm": {"pyramid": (1, 2), "solver": "least_squares", "Cs": (0.03, 0.1, 0.3, 1.0)}}),
+        "fisher64-pyramid12-lssvm": {"pyramid": (1, 2), "solver": "least_squares", "Cs": (0.03, 0.1, 0.3, 1.0)},
+        "fisher64-pyramid12-lssvm-mirror": {"pyramid": (1, 2), "solver": "least_squares", "mirror": True,
+                                            "Cs": (0.1, 0.3, 1.0)}}),
+    "fisher128-pca48": ({"encoding": "fisher", "vocabulary_size": 128, "pca_components": 48, "step": 2}, {
+        "fisher128-pca48-pyramid12-lssvm": {"pyramid": (1, 2), "solver": "least_squares", "Cs": (0.1, 0.3, 1.0)}}),
     "fisher16": ({"encoding": "fisher", "vocabulary_size": 16, "pca_components": 64, "step": 2}, {
         "fisher16-pyramid124": {"pyramid": (1, 2, 4)}}),
 }
@@ -136,7 +140,7 @@ def main(argv=None) -> None:
                 if (variant, *size) in done:
                     continue
                 model.set_params(**{"pyramid": (1, 2, 4), "kernel_map": "hellinger", "solver": "liblinear",
-                                    "Cs": ABLATION_CS, **variant_params})
+                                    "mirror": False, "Cs": ABLATION_CS, **variant_params})
                 started = time.perf_counter()
                 model.regions_, model.region_weights_ = pyramid_regions(centres, model.pyramid)
                 if fisher:

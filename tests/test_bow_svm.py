@@ -325,3 +325,13 @@ def test_the_least_squares_solver_checks_its_gram_memory_before_encoding(synthet
                                          r"their features need about 0\.0041 GB") as caught:
         model.fit(*synthetic["Training"], validation_data=synthetic["PublicTest"])
     assert "\n" not in str(caught.value)
+
+
+def test_mirror_encodes_a_face_and_its_mirror_image_alike(fitted_fisher, synthetic):
+    images = synthetic["PrivateTest"][0][:6]
+    mirrored = clone_with(fitted_fisher, mirror=True)
+    np.testing.assert_allclose(mirrored.encode(images), mirrored.encode(images[:, :, ::-1]), rtol=1e-5, atol=1e-7)
+    expected = (fitted_fisher.encode(images) + fitted_fisher.encode(images[:, :, ::-1])) / 2
+    np.testing.assert_allclose(mirrored.encode(images), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="mirror must be True or False, got 'yes'"):
+        make_bow_svm(mirror="yes").check_parameters()
