@@ -71,6 +71,9 @@ VOCABULARIES = {
 
 
 def stratified(images, labels, n, seed):
+    """A seeded stratified sample of n images, in their order; all of them when n is their number or more."""
+    if n >= len(labels):
+        return images, labels
     index, _ = train_test_split(np.arange(len(labels)), train_size=n, stratify=labels, random_state=seed)
     index = np.sort(index)
     return images[index], labels[index]
@@ -122,8 +125,9 @@ def main(argv=None) -> None:
         if {(variant, *size) for variant in variants} <= done:
             continue
         # the ablation's base (the earlier defaults): histograms, LinearSVC; each vocabulary and variant changes it
-        model = make_bow_svm(seed=0, Cs=ABLATION_CS, verbose=False, encoding="histogram", solver="liblinear",
-                             pyramid=(1, 2, 4), **vocabulary_sample(len(y)), **params)
+        model = make_bow_svm(seed=0, verbose=False, **{"encoding": "histogram", "solver": "liblinear",
+                                                       "pyramid": (1, 2, 4), "Cs": ABLATION_CS,
+                                                       **vocabulary_sample(len(y)), **params})
         fisher = model.encoding == "fisher"
         with threadpool_limits(1):  # as fit runs
             started = time.perf_counter()
