@@ -200,7 +200,8 @@ class BowSVMClassifier(SklearnImageClassifier):
     kernel_map : "hellinger", "chi2" or "linear" (see the module docstring). With "fisher": "hellinger" is the
         Fisher vectors' power normalisation (signed square root, the "improved" vectors), "linear" leaves it out,
         "chi2" is refused.
-    mirror : encode each face as the mean of its encoding and its mirror image's (twice the encoding time).
+    mirror : encode each face as the mean of its encoding and its mirror image's (default; twice the encoding
+        time).
     solver : "least_squares" (default; squared loss, least_squares_svm.py; memory grows with the square of the
         training images) or "liblinear" (LinearSVC, squared hinge loss; memory grows with the features' size).
     Cs : SVM regularisation values to choose from on the validation data.
@@ -219,7 +220,7 @@ class BowSVMClassifier(SklearnImageClassifier):
     def __init__(self, descriptor: str = "sift", scales: Sequence[int] = (2, 3, 4), step: int = 2,
                  encoding: str = "fisher", vocabulary_size: int = 64, pca_components: int = 64,
                  vocabulary_images: int = 2000, vocabulary_descriptors: int = 100_000,
-                 pyramid: Sequence[int] = (1, 2), kernel_map: str = "hellinger", mirror: bool = False,
+                 pyramid: Sequence[int] = (1, 2), kernel_map: str = "hellinger", mirror: bool = True,
                  solver: str = "least_squares",
                  Cs: Sequence[float] = DEFAULT_CS, calibration_fraction: float = 0.1,
                  validation_fraction: float = 0.1, batch_size: int = 128, n_jobs: int | None = None,
