@@ -248,16 +248,12 @@ class BowSVMClassifier(SklearnImageClassifier):
     def check_parameters(self) -> None:
         """ValueError (scikit-learn's InvalidParameterError for the estimators it builds) for a parameter fit
         would refuse, so `--set` is checked before any cell starts (fer_bench.run.check_model_parameters)."""
-        if self.descriptor not in DESCRIPTORS:
-            raise ValueError(f"descriptor must be one of {', '.join(DESCRIPTORS)}, got {self.descriptor!r}")
-        if self.kernel_map not in KERNEL_MAPS:
-            raise ValueError(f"kernel_map must be one of {', '.join(KERNEL_MAPS)}, got {self.kernel_map!r}")
+        for name, choices in (("descriptor", DESCRIPTORS), ("kernel_map", KERNEL_MAPS), ("solver", SOLVERS),
+                              ("encoding", ENCODINGS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if not isinstance(self.mirror, bool | np.bool_):
             raise ValueError(f"mirror must be True or False, got {self.mirror!r}")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
-        if self.encoding not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
         if self.encoding == "fisher" and self.kernel_map == "chi2":
             raise ValueError("kernel_map 'chi2' applies to histograms; with encoding 'fisher' use 'hellinger' (power "
                              "normalisation) or 'linear'")
