@@ -117,7 +117,8 @@ def test_headline_shows_seed_sd_and_the_images_interval_in_separate_columns(repo
         assert line[3] == f"{100 * float(rows[0]['accuracy']):.1f}"
         assert line[7] == f"{float(rows[0]['roc_auc_macro']):.3f}"
         assert line[8] == f"{100 * float(public[0]['accuracy']):.1f}"
-        assert full_line[8] == f"{float(rows[0]['log_loss']):.3f}" and full_line[9] == f"{float(rows[0]['ece']):.3f}"
+        assert full_line[3] == f"{float(rows[0]['log_loss']):.3f}" and full_line[4] == f"{float(rows[0]['ece']):.3f}"
+        assert full_line[5:] == ["–"] * 6  # no seed ensemble of identical seeds
     else:
         line = table_line(headline, task, model, "3")
         full_line = table_line(full, task, model, "3")
@@ -125,14 +126,13 @@ def test_headline_shows_seed_sd_and_the_images_interval_in_separate_columns(repo
         assert line[5] == spread_text([r["f1_macro"] for r in rows])
         assert line[7] == spread_text([r["roc_auc_macro"] for r in rows], scale=1, decimals=3)
         assert line[8] == spread_text([r["accuracy"] for r in public])
-        assert full_line[8] == spread_text([r["log_loss"] for r in rows], scale=1, decimals=3)
-        assert full_line[9] == spread_text([r["ece"] for r in rows], scale=1, decimals=3)
+        assert full_line[3] == spread_text([r["log_loss"] for r in rows], scale=1, decimals=3)
+        assert full_line[4] == spread_text([r["ece"] for r in rows], scale=1, decimals=3)
     assert line[4] == mean_interval_text(rows, "accuracy")
     assert line[6] == mean_interval_text(rows, "f1_macro")
     fits = [float(r["fit_seconds"]) for r in per_seed(report, task, model)]
     assert line[9] == spread_text(fits, scale=1) + " s"  # every seed's fit, identical predictions or not
-    # the full table: the headline's columns with the log loss and the ECE before the PublicTest accuracy
-    assert full_line[:8] == line[:8] and full_line[10:] == line[8:]
+    assert full_line[:3] == line[:3]  # the second table: the same rows, keyed the same way
 
 
 def test_summary_tex_gives_a_deterministic_model_one_value_and_its_interval(report, grid):
@@ -245,10 +245,15 @@ def test_ensemble_rows_follow_their_seeds_and_stay_out_of_other_tables(report, g
     assert not identical_seeds(grid, "binary", "hog_svm")  # the SVM's probability calibration draws on its seed
     assert "seed ensemble, 3)" not in "".join(line for line in report.sections[0].markdown.splitlines()
                                               if line.startswith("|"))  # the headline keeps to trained models
-    line = table_line(all_metrics_section(report), "binary", "hog_svm (seed ensemble, 3)")
-    assert line[2] == "3 averaged"
-    assert re.fullmatch(r"\d+\.\d", line[3]) and re.fullmatch(r"\[\d+\.\d, \d+\.\d\]", line[4])
-    assert line[11].endswith("s (3 fits)")
+    # the seed ensemble's metrics beside its model's: every headline metric, then its PublicTest accuracy
+    ensemble, ensemble_public = (
+        next(r for r in metric_rows if r["model"] == "hog_svm (seed ensemble, 3)" and r["task"] == "binary"
+             and r["split"] == split and r["subset"] == "all") for split in (HEADLINE, "PublicTest"))
+    line = table_line(all_metrics_section(report), "binary", "hog_svm", "3")
+    assert line[5] == (f"{100 * float(ensemble['accuracy']):.1f} [{100 * float(ensemble['accuracy_ci_low']):.1f}, "
+                       f"{100 * float(ensemble['accuracy_ci_high']):.1f}]")
+    assert line[8] == f"{float(ensemble['log_loss']):.3f}" and line[9] == f"{float(ensemble['ece']):.3f}"
+    assert line[10] == f"{100 * float(ensemble_public['accuracy']):.1f}"
 
 
 # --- significance and per-class gains over seeds --------------------------------------------------------------
@@ -270,11 +275,15 @@ def test_significance_summary_counts_the_holm_corrected_per_seed_tests(report):
         assert r["max_p_holm"] == pytest.approx(max_p, rel=1e-5)
         if r["split"] != HEADLINE:
             continue
-        line = table_line(section, r["task"], f"{r['model_a']} vs {r['model_b']}")
+        header = next(line for line in section.splitlines() if line.startswith("| task | A |"))
+        column = [c.strip() for c in header.strip("|").split("|")].index(f"A − {r['model_b']}")
+        cell = table_line(section, r["task"], r["model_a"])[column]
         differences = 100 * np.array([float(t["accuracy_a"]) - float(t["accuracy_b"]) for t in tests])
-        assert line[3:6] == ["0, 1, 2", f"{differences.mean():+.1f} ± {differences.std(ddof=1):.1f}",
-                             f"{n_significant}/3"]
-        assert float(line[7]) == pytest.approx(max_p, rel=0.05)
+        ahead = sum(float(t["accuracy_a"]) > float(t["accuracy_b"]) for t in tests)
+        difference, significant, more_accurate, p = cell.split(" · ")
+        assert difference == f"{differences.mean():+.1f} ± {differences.std(ddof=1):.1f}"
+        assert (significant, more_accurate) == (f"{n_significant}/3 significant", f"{ahead}/3 ahead")
+        assert float(p.removeprefix("p ≤ ")) == pytest.approx(max_p, rel=0.05)
     findings = next(s.markdown for s in report.sections if s.title == "Findings")
     binary = next(r for r in summary if r["task"] == "binary" and r["split"] == HEADLINE)
     if binary["n_significant"]:
@@ -330,7 +339,7 @@ def test_class_gains_over_seeds_match_per_seed_recalls(report, grid):
 def test_html_holds_the_seed_sections(report):
     page = report.files["index.html"]
     assert "significant (Holm)" in page
-    assert "hog_svm (seed ensemble, 3)" in page
+    assert "ensemble accuracy % [95% CI]" in page
     assert re.search(r"Per-class recall and the reference model(&#x27;|&#39;|')s gains", page)
 
 

