@@ -18,6 +18,7 @@ import pytest
 from conftest import one_line_error, rerecord, run_cli, snapshot
 
 from fer_bench.cell_robustness import (
+    PROBABILITY_STEPS,
     CellRobustness,
     cell_robustness,
     compute_cell_robustness,
@@ -29,7 +30,7 @@ from fer_bench.errors import FerBenchError
 from fer_bench.report import build_report, write_report
 from fer_bench.report.robustness import corruption_error, model_robustness
 from fer_bench.run import run_grid
-from fer_bench.storage import ROBUSTNESS_FILE, read_cell, read_manifest
+from fer_bench.storage import ROBUSTNESS_FILE, npz_bytes, read_cell, read_manifest
 
 TASKS = ["7class", "binary"]
 MODELS = ["hog_svm", "logreg"]
@@ -88,6 +89,43 @@ def test_probabilities_are_the_models_on_each_corrupted_face_and_the_file_is_det
     assert np.array_equal(reversed_.proba[:, :, order], robustness.proba)
 
 
+class _NearTie:
+    """A stand-in model whose two top classes differ by less than the stored rounding of the probabilities."""
+
+    def predict_proba(self, images):
+        return np.tile([0.498, 0.499, 0.003], (len(images), 1))
+
+
+def test_the_predicted_classes_are_stored_exactly_and_the_probabilities_to_a_255th(tmp_path):
+    images, ids = _faces()
+    (tmp_path / ROBUSTNESS_FILE).write_bytes(robustness_bytes(compute_cell_robustness(_NearTie(), images, ids, 3,
+                                                                                      where="test")))
+    stored = read_cell_robustness(tmp_path, n_images=len(images), n_classes=3)
+    # 0.498 and 0.499 both round to 127/255: their argmax would say class 0, the model said class 1
+    assert stored.probabilities("rotation", 3)[0] == pytest.approx(np.array([127, 127, 1]) / 255)
+    assert (stored.predictions("rotation", 3) == 1).all() and (stored.predicted == 1).all()
+    assert np.abs(stored.proba - np.array([0.498, 0.499, 0.003])).max() <= 0.5 / PROBABILITY_STEPS
+
+
+def test_a_format_1_file_is_read_its_predicted_classes_the_argmax(tmp_path):
+    proba = np.random.default_rng(0).dirichlet(np.ones(2), size=(1, 2, 5)).astype(np.float16)
+    (tmp_path / ROBUSTNESS_FILE).write_bytes(npz_bytes({
+        "format": np.asarray(1), "split": np.asarray("PrivateTest"), "image_ids": np.asarray(list("abcde")),
+        "corruptions": np.asarray(["jpeg"]), "severities": np.asarray([1, 2]), "proba": proba}))
+    stored = read_cell_robustness(tmp_path)
+    assert np.array_equal(stored.predictions("jpeg", 2), proba[0, 1].argmax(axis=1))
+    assert stored.probabilities("jpeg", 1) == pytest.approx(proba[0, 0].astype(float), abs=1e-3)
+
+
+def test_a_predicted_class_out_of_range_is_a_damaged_file(tmp_path):
+    images, ids = _faces(4)
+    robustness = compute_cell_robustness(_NearTie(), images, ids, 3, where="test")
+    robustness.predicted[0, 0, 0] = 3
+    (tmp_path / ROBUSTNESS_FILE).write_bytes(robustness_bytes(robustness))
+    with pytest.raises(FerBenchError, match=r"robustness.npz: predicted classes .* each below 3 \(damaged file\)"):
+        read_cell_robustness(tmp_path)
+
+
 def test_a_bad_output_under_a_corruption_is_refused_naming_it():
     class BrokenOnFourthCall(_Brightness):
         calls = 0
@@ -131,7 +169,7 @@ def test_robustness_csv_holds_the_direct_computation_from_the_stored_files(grid)
             np.mean(clean.argmax(axis=1) == labels), abs=1e-6)
         for c, name in enumerate(stored.corruptions):
             for s, severity in enumerate(stored.severities):
-                predicted = stored.proba[c, s].astype(np.float64).argmax(axis=1)
+                predicted = stored.predicted[c, s]
                 assert float(by_key[(*key, name, str(severity))]["accuracy"]) == pytest.approx(
                     np.mean(predicted == labels), abs=1e-6)
 

@@ -26,14 +26,14 @@ ROBUSTNESS_HEADER = ["task", "model", "seed", "corruption", "severity", "accurac
 PER_CLASS_HEADER = ["task", "model", "seed", "corruption", "severity", "class", "recall", "predicted_share"]
 
 
-def _scores(y: np.ndarray, proba: np.ndarray, n_classes: int) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """(accuracy, macro-F1, recall per class, share of the predictions per class)."""
-    predicted = proba.argmax(axis=1)
+def _scores(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(accuracy, macro-F1, recall per class, share of the predictions per class) of predicted classes."""
     support = np.bincount(y, minlength=n_classes)
     hits = np.bincount(y[predicted == y], minlength=n_classes)
     recall = np.divide(hits, support, out=np.zeros(n_classes), where=support > 0)
     share = np.bincount(predicted, minlength=n_classes) / max(len(y), 1)
-    macro_f1 = get_metric("f1_macro").function(y, proba, n_classes)
+    # the registered macro-F1 scores probabilities by their argmax: one-hot rows are the predicted classes
+    macro_f1 = get_metric("f1_macro").function(y, np.eye(n_classes)[predicted], n_classes)
     return float(np.mean(predicted == y)), float(macro_f1), recall, share
 
 
@@ -47,10 +47,10 @@ def robustness_tables(inputs) -> tuple[list[dict], list[dict]]:
             continue
         _, y, clean = cell.split(robustness.split)
         n_classes = len(cell.class_names)
-        variants = [(CLEAN, CLEAN_SEVERITY, clean)] + [
-            (c, s, robustness.probabilities(c, s)) for c in robustness.corruptions for s in robustness.severities]
-        for corruption, severity, proba in variants:
-            accuracy, macro_f1, recall, share = _scores(y, proba, n_classes)
+        variants = [(CLEAN, CLEAN_SEVERITY, clean.argmax(axis=1))] + [
+            (c, s, robustness.predictions(c, s)) for c in robustness.corruptions for s in robustness.severities]
+        for corruption, severity, predicted in variants:
+            accuracy, macro_f1, recall, share = _scores(y, predicted, n_classes)
             key = {"task": cell.task, "model": cell.model, "seed": cell.seed, "corruption": corruption,
                    "severity": severity}
             rows.append({**key, "accuracy": accuracy, "f1_macro": macro_f1})
