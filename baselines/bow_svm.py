@@ -323,10 +323,13 @@ class BowSVMClassifier(SklearnImageClassifier):
                                   int(self.vocabulary_size))
 
     def _encoding_length(self) -> int:
-        """The length of one image's encoding: every region's histogram or Fisher vector."""
+        """The length of one image's encoding: every region's histogram or Fisher vector (from the parameters:
+        known before fit)."""
         per_region = (fisher_vector_length(int(self.vocabulary_size), int(self.pca_components))
                       if self.encoding == "fisher" else int(self.vocabulary_size))
-        return len(self.region_weights_) * per_region
+        _, region_weights = pyramid_regions(descriptor_centres(self.descriptor, self.scales, int(self.step)),
+                                            self.pyramid)
+        return len(region_weights) * per_region
 
     def visual_words(self, images: np.ndarray) -> np.ndarray:
         """(N, P) the nearest vocabulary word of every descriptor of the images (after the vocabulary is learned),
@@ -409,7 +412,7 @@ class BowSVMClassifier(SklearnImageClassifier):
         self.regions_, self.region_weights_ = pyramid_regions(
             descriptor_centres(self.descriptor, self.scales, int(self.step)), self.pyramid)
 
-        self._check_svm_memory(len(X))
+        self.check_resources(len(X))
         started = time.perf_counter()
         histograms, val_histograms = self.encode(X), self.encode(X_val)
         seconds = time.perf_counter() - started
@@ -422,8 +425,9 @@ class BowSVMClassifier(SklearnImageClassifier):
         self.timings_ = {name: None if value is None else round(float(value), 3) for name, value in timings.items()}
         return self
 
-    def _check_svm_memory(self, n_train: int) -> None:
-        """ValueError before the encoding when the SVMs' memory would exceed 3/4 of the machine's: liblinear's
+    def check_resources(self, n_train: int) -> None:
+        """ValueError (before a grid starts, and again in fit before the encoding) when the SVMs' memory would
+        exceed 3/4 of the machine's: liblinear's
         copies of dense Fisher vectors (histograms are sparse: it stores their non-zeros only), or the
         least-squares solver's Gram matrices beside the features."""
         memory = physical_memory_bytes()

@@ -42,7 +42,7 @@ from fer_bench.storage import (
     default_results_folder,
     read_manifest,
 )
-from fer_bench.tasks import available_tasks, get_task
+from fer_bench.tasks import available_tasks, get_task, prepare_task_data
 
 
 def _command_line() -> str:
@@ -154,6 +154,37 @@ def _runnable_models(models, model_names: list[str]) -> tuple[list[str], dict]:
     return model_names, {}
 
 
+def _resource_problems(todo, dataset: Dataset, *, quick: bool) -> dict[tuple[str, str], str]:
+    """(task, model) -> why fitting it on the task's training images would not fit this machine, from the
+    models' check_resources(n_train) hook (first line of its ValueError), for the cells about to run here."""
+    problems, models = {}, {}
+    for task_name, model_name in dict.fromkeys((task, model) for task, model, _ in todo):
+        if model_name not in models:
+            models[model_name] = make_model(model_name, seed=0, quick=quick)
+        check = interface_method(models[model_name], Hook.CHECK_RESOURCES)
+        if check is None:
+            continue
+        n_train = len(prepare_task_data(dataset, get_task(task_name), seed=0).y_train)
+        try:
+            check(n_train)
+        except ValueError as exc:
+            problems[(task_name, model_name)] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return problems
+
+
+def _leave_out_what_does_not_fit(todo, dataset: Dataset, *, quick: bool, named: bool) -> list:
+    """The cells to run once the models have checked this machine's resources: a grid that names its models stops
+    in one line before any cell when one would not fit; the default grid leaves such (task, model) out, saying so
+    in one line each (its other cells still run)."""
+    problems = _resource_problems(todo, dataset, quick=quick)
+    if problems and named:
+        (task_name, model_name), why = next(iter(problems.items()))
+        raise FerBenchError(f"model {model_name} on {task_name}: {why}")
+    for (task_name, model_name), why in problems.items():
+        print(f"skipping model {model_name} on {task_name}: {why}", file=sys.stderr)
+    return [cell for cell in todo if (cell[0], cell[1]) not in problems]
+
+
 def _cells_to_run(out: Path, cells, *, force: bool, quick: bool) -> list[tuple[str, str, int]]:
     """The cells without a finished result under `out` (all of them with force)."""
     todo = []
@@ -212,6 +243,10 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
 
         cells = list(itertools.product(task_names, model_names, seeds))
         todo = _cells_to_run(out, cells, force=force, quick=quick)
+        if scheduler is None:  # cells run on this machine (a cluster's workers are other machines)
+            fitting = _leave_out_what_does_not_fit(todo, dataset, quick=quick, named=models is not None)
+            cells = [cell for cell in cells if cell in fitting or cell not in todo]
+            todo = fitting
         print(f"{len(cells)} cells in {out}: {len(cells) - len(todo)} already finished, {len(todo)} to run")
         if todo:
             executor = make_executor(workers=workers, scheduler=scheduler)

@@ -287,7 +287,35 @@ def test_fisher_vectors_too_large_for_the_svm_are_refused_before_encoding(synthe
         model.fit(*synthetic["Training"], validation_data=synthetic["PublicTest"])
     assert "\n" not in str(caught.value)
     # histograms are stored sparse by liblinear (their non-zeros only): no such check
-    make_bow_svm(seed=0, quick=True, encoding="histogram", solver="liblinear", n_jobs=2)._check_svm_memory(378)
+    make_bow_svm(seed=0, quick=True, encoding="histogram", solver="liblinear", n_jobs=2).check_resources(378)
+
+
+def test_a_grid_naming_bow_svm_stops_before_any_cell_when_it_would_not_fit(tiny_fer_folder, tmp_path, capsys,
+                                                                           monkeypatch):
+    from fer_bench.baselines import bow_svm
+
+    monkeypatch.setattr(bow_svm, "physical_memory_bytes", lambda: 10_000)  # a 10 kB machine
+    out = tmp_path / "results"
+    code, _, err = run_cli(["run", "--data", tiny_fer_folder, "--out", out, "--models", "logreg,bow_svm", "--tasks",
+                            "binary", "--quick", "--no-report"], capsys)
+    one_line_error(code, err, "model bow_svm on binary: the least-squares solver's Gram matrices of")
+    assert not list(out.glob("runs/*/*/seed*"))  # not even logreg's cell: the grid stopped before it
+
+
+def test_the_default_grid_leaves_out_a_task_and_model_that_would_not_fit(tiny_fer_folder, capsys, monkeypatch):
+    from fer_bench.baselines import bow_svm
+
+    from fer_bench.data import load_dataset
+    from fer_bench.run import _leave_out_what_does_not_fit
+
+    dataset = load_dataset(str(tiny_fer_folder))
+    todo = [("binary", "logreg", 0), ("binary", "bow_svm", 0), ("binary", "bow_svm", 1), ("7class", "hog_svm", 0)]
+    assert _leave_out_what_does_not_fit(todo, dataset, quick=True, named=False) == todo  # it fits this machine
+    monkeypatch.setattr(bow_svm, "physical_memory_bytes", lambda: 10_000)
+    kept = _leave_out_what_does_not_fit(todo, dataset, quick=True, named=False)
+    assert kept == [("binary", "logreg", 0), ("7class", "hog_svm", 0)]
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("skipping model bow_svm on binary: the least-squares solver's Gram matrices of")
 
 
 def test_the_chi2_map_is_refused_with_fisher_vectors():

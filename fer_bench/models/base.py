@@ -17,6 +17,9 @@ must record what they chose in `selected_params_`. They never see PrivateTest.
 
 `model.check_parameters()` (a hook; default: nothing to check) raises ValueError or TypeError when a variant's
 parameters (`--set MODEL.PARAM=VALUE`) make no sense together, before any grid starts.
+`model.check_resources(n_train)` (a hook; default: nothing to check) raises ValueError when fitting `n_train`
+training images would not fit this machine (e.g. its memory), before the grid starts: a grid of the default
+models leaves that (task, model) out with one line, a grid that names the model stops before any cell.
 
 Capabilities: the harness asks a fitted model what it offers through the methods below, each named by a member
 of fer_bench.models.capabilities.Capability (`offered(model, Capability.SALIENCY_NETWORK)`), instead of probing
@@ -81,6 +84,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def check_parameters(self) -> None:
         """Raise ValueError or TypeError when the parameters make no sense together (see the module docstring)."""
+
+    def check_resources(self, n_train: int) -> None:
+        """Raise ValueError when fitting `n_train` training images would not fit this machine (see the module
+        docstring)."""
 
     # --- capabilities: "not offered" unless a model overrides them ----------------------------------------
 

@@ -35,11 +35,14 @@ class Capability(Enum):
 
 
 class Hook(Enum):
-    """The interface's hooks the harness calls on a model that has them: set_task(task) before fit, and
-    check_parameters() when a variant's parameters are set (raising ValueError or TypeError on a bad value)."""
+    """The interface's hooks the harness calls on a model that has them: set_task(task) before fit,
+    check_parameters() when a variant's parameters are set (raising ValueError or TypeError on a bad value), and
+    check_resources(n_train) before a grid starts (raising ValueError when fitting n_train training images would
+    not fit this machine)."""
 
     SET_TASK = "set_task"
     CHECK_PARAMETERS = "check_parameters"
+    CHECK_RESOURCES = "check_resources"
 
 
 def interface_method(model, member: Capability | Hook):
