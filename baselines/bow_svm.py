@@ -50,7 +50,6 @@ from joblib import Parallel, delayed
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.decomposition import PCA
 from sklearn.kernel_approximation import AdditiveChi2Sampler
-from sklearn.linear_model import LogisticRegression
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import train_test_split
 from sklearn.svm import LinearSVC
@@ -73,6 +72,8 @@ from .dense_descriptors import (
 from .features import PROGRESS_MIN_IMAGES, check_labels_and_weights, split_validation
 from .fisher_vectors import fisher_vector_length, fisher_vectors
 from .least_squares_svm import gram_bytes, least_squares_svms
+from .spatial_pyramid import nearest_words, pyramid_histograms, pyramid_regions
+from .svm_calibration import calibrate_and_score, decision_matrix
 
 ENCODINGS = ("histogram", "fisher")
 KERNEL_MAPS = ("hellinger", "chi2", "linear")
@@ -86,76 +87,17 @@ QUICK_PARAMS = {"scales": (3,), "step": 6, "vocabulary_size": 8, "pca_components
                 "vocabulary_descriptors": 4000, "pyramid": (1, 2), "Cs": (0.3, 3.0)}
 
 
-# --- the spatial pyramid ----------------------------------------------------------------------------------------
-
-def pyramid_regions(centres: np.ndarray, pyramid: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(region of each descriptor at each level (levels, P), weight of every region (regions,)).
-
-    Regions are numbered level by level, row-major within a level. A level's weight (Lazebnik et al.: 1/2^(L-1)
-    for the coarsest, 1/2^(L-l) for level l >= 1 of L; they sum to 1) is shared evenly among its regions that
-    hold descriptors; a region no descriptor falls in weighs 0."""
-    grids = sorted(int(g) for g in pyramid)
-    levels = len(grids)
-    level_weights = [1 / 2 ** (levels - 1)] + [1 / 2 ** (levels - level) for level in range(1, levels)]
-    regions, weights, offset = [], [], 0
-    for grid, level_weight in zip(grids, level_weights, strict=True):
-        cell = np.minimum((centres * grid / IMAGE_SIDE).astype(np.intp), grid - 1)
-        index = cell[:, 0] * grid + cell[:, 1]
-        occupied = np.bincount(index, minlength=grid * grid) > 0
-        regions.append(offset + index)
-        weights.append(np.where(occupied, level_weight / occupied.sum(), 0.0))
-        offset += grid * grid
-    return np.stack(regions), np.concatenate(weights)
-
-
-def pyramid_histograms(words: np.ndarray, regions: np.ndarray, region_weights: np.ndarray,
-                       vocabulary_size: int) -> np.ndarray:
-    """(N, regions x vocabulary_size) float32: per image, each region's word histogram normalised to sum to the
-    region's weight. words: (N, P) word of every descriptor; regions, region_weights: from pyramid_regions."""
-    n, n_regions = len(words), len(region_weights)
-    slots = (np.arange(n)[:, None, None] * n_regions + regions[None, :, :]) * vocabulary_size + words[:, None, :]
-    counts = np.bincount(slots.ravel(), minlength=n * n_regions * vocabulary_size)
-    counts = counts.reshape(n, n_regions, vocabulary_size).astype(np.float64)
-    per_region = np.bincount(regions.ravel(), minlength=n_regions)  # descriptors per region (each level once)
-    scale = np.divide(region_weights, per_region, out=np.zeros(n_regions), where=per_region > 0)
-    return (counts * scale[None, :, None]).reshape(n, -1).astype(np.float32)
-
-
-def nearest_words(descriptors: np.ndarray, centres: np.ndarray, centre_norms: np.ndarray) -> np.ndarray:
-    """(N, P) index of each descriptor's nearest vocabulary word (squared Euclidean distance)."""
-    flat = descriptors.reshape(-1, descriptors.shape[-1])
-    distances = centre_norms[None, :] - 2 * flat @ centres.T  # |d|^2 is the same for every word
-    return np.argmin(distances, axis=1).reshape(descriptors.shape[:2])
-
-
 # --- the model --------------------------------------------------------------------------------------------------
 
-def _decision_matrix(svm, features: np.ndarray) -> np.ndarray:
-    """The SVM's decision values as a 2-D array (a binary SVM returns one column)."""
-    return svm.decision_function(features).reshape(len(features), -1)
-
-
 def _fit_and_score(svm_data, calibration_data, validation_data, C, random_state):
-    """One C: LinearSVC on svm_data, then _calibrate_and_score. Each *_data is (features, labels[, sample_weight])."""
+    """One C: LinearSVC on svm_data, then its calibration and calibrated validation accuracy. Each *_data is
+    (features, labels[, sample_weight])."""
     features, labels, weights = svm_data
     # dual=False (liblinear's primal Newton solver) for every shape: the dual solver draws its coordinate order
     # from liblinear's one global random state, which the threads of the C grid would share, so the same seed
     # could give another model (it does with the Fisher vectors, which have more features than images)
     svm = LinearSVC(C=C, dual=False, random_state=random_state).fit(features, labels, sample_weight=weights)
-    return _calibrate_and_score(svm, calibration_data, validation_data)
-
-
-def _calibrate_and_score(svm, calibration_data, validation_data):
-    """(svm, its calibrator fitted on calibration_data, the calibrated accuracy on validation_data)."""
-    calibrator = LogisticRegression(max_iter=1000)
-    features, labels, weights = calibration_data
-    calibrator.fit(_decision_matrix(svm, features), labels, sample_weight=weights)
-    if not np.array_equal(calibrator.classes_, svm.classes_):
-        raise ValueError("the calibration images miss a class: every class needs at least two training images")
-    features, labels = validation_data
-    proba = calibrator.predict_proba(_decision_matrix(svm, features))
-    accuracy = float(np.mean(calibrator.classes_[np.argmax(proba, axis=1)] == labels))
-    return svm, calibrator, accuracy
+    return calibrate_and_score(svm, calibration_data, validation_data)
 
 
 #: liblinear (LinearSVC) copies the training data into its own sparse format: an index and a double per non-zero
@@ -466,7 +408,7 @@ class BowSVMClassifier(SklearnImageClassifier):
             # one Gram matrix for the whole grid, its blocks on n_jobs threads (single-threaded BLAS: see
             # least_squares_svm.gram_matrix), one Cholesky factorisation per C
             svms = least_squares_svms(features, y, Cs, svm_index, weights, n_jobs=self._workers(len(features)))
-            fitted = [_calibrate_and_score(svm, calibration_data, (val_features, y_val)) for svm in svms]
+            fitted = [calibrate_and_score(svm, calibration_data, (val_features, y_val)) for svm in svms]
         else:
             # LinearSVC fits in float64: one copy, shared by the threads of the C grid (each would make its own)
             svm_data = (features[svm_index].astype(np.float64), y[svm_index], weights[svm_index])
@@ -489,7 +431,7 @@ class BowSVMClassifier(SklearnImageClassifier):
         X = _checked_pixels(X)
         with threadpool_limits(1):
             features = self._kernel_features(self.encode(X))
-            return self.calibrator_.predict_proba(_decision_matrix(self.svm_, features))
+            return self.calibrator_.predict_proba(decision_matrix(self.svm_, features))
 
     def stage_timings(self) -> dict | None:
         return dict(self.timings_) if hasattr(self, "timings_") else None

@@ -43,7 +43,7 @@ def fisher_vectors(descriptors: np.ndarray, gmm: GaussianMixture, regions: np.nd
     kernel weighs the pyramid's regions as the histograms' does; a region without descriptors contributes zeros).
 
     descriptors: (n, P, d), already projected as the mixture was fitted; regions: (levels, P) region index of
-    each descriptor at each pyramid level and region_weights: (regions,), both from bow_svm.pyramid_regions."""
+    each descriptor at each pyramid level and region_weights: (regions,), both from spatial_pyramid.pyramid_regions."""
     x = descriptors.astype(np.float64, copy=False)
     n, _, dimension = x.shape
     weights, means, variances = gmm.weights_, gmm.means_, gmm.covariances_

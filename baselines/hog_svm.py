@@ -29,7 +29,6 @@ from collections.abc import Sequence
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -49,6 +48,7 @@ from .features import (
     hog_features,
     split_validation,
 )
+from .svm_calibration import calibrate_and_score, decision_matrix
 
 # The grid, from FER-2013 PublicTest accuracy: C=1 trails C=3 by 2-3 points and C=3 and 10 tie on 10,000
 # images; gamma_scale 1.5-2.5 is a plateau, 1 is ~2 points and 4 ~7 points worse. gamma = gamma_scale *
@@ -63,32 +63,11 @@ def _fit_svc(features, labels, sample_weight, C, gamma, cache_size) -> SVC:
                decision_function_shape="ovo").fit(features, labels, sample_weight=sample_weight)
 
 
-def _decision_matrix(svc: SVC, features: np.ndarray) -> np.ndarray:
-    """One-vs-one decision values as a 2-D array (a binary SVC returns one column)."""
-    return svc.decision_function(features).reshape(len(features), -1)
-
-
-def _fit_calibrator(svc: SVC, features, labels, sample_weight) -> LogisticRegression:
-    """Multinomial logistic regression from the SVC's decision values to class probabilities."""
-    calibrator = LogisticRegression(max_iter=1000)
-    calibrator.fit(_decision_matrix(svc, features), labels, sample_weight=sample_weight)
-    if not np.array_equal(calibrator.classes_, svc.classes_):
-        raise ValueError("the calibration images miss a class: every class needs at least two training images")
-    return calibrator
-
-
-def _calibrated_predict(svc: SVC, calibrator: LogisticRegression, features) -> np.ndarray:
-    return calibrator.classes_[np.argmax(calibrator.predict_proba(_decision_matrix(svc, features)), axis=1)]
-
-
 def _fit_and_score(svm_data, calibration_data, validation_data, C, gamma, cache_size):
     """One grid point: SVC on svm_data, its calibration, and the calibrated accuracy on validation_data
     (the accuracy of the model as it would predict). Each *_data is (features, labels[, sample_weight])."""
-    svc = _fit_svc(*svm_data, C=C, gamma=gamma, cache_size=cache_size)
-    calibrator = _fit_calibrator(svc, *calibration_data)
-    features, labels = validation_data
-    accuracy = float(np.mean(_calibrated_predict(svc, calibrator, features) == labels))
-    return svc, calibrator, accuracy
+    return calibrate_and_score(_fit_svc(*svm_data, C=C, gamma=gamma, cache_size=cache_size), calibration_data,
+                               validation_data)
 
 
 class HogSVMClassifier(SklearnImageClassifier):
@@ -241,7 +220,7 @@ class HogSVMClassifier(SklearnImageClassifier):
         check_is_fitted(self, "calibrator_")
         features = self._hog(check_images(X))
         with threadpool_limits(1):
-            return self.calibrator_.predict_proba(_decision_matrix(self.svc_, self._reduce(features)))
+            return self.calibrator_.predict_proba(decision_matrix(self.svc_, self._reduce(features)))
 
     def stage_timings(self) -> dict | None:
         """Seconds of each stage of the last fit (HOG, scaling and PCA, the grid, the final fit)."""

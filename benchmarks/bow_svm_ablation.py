@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fer_bench.baselines.bow_svm import make_bow_svm, pyramid_histograms, pyramid_regions
+from fer_bench.baselines.bow_svm import make_bow_svm
 from fer_bench.baselines.dense_descriptors import dense_descriptors, descriptor_centres
+from fer_bench.baselines.spatial_pyramid import pyramid_histograms, pyramid_regions
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from conftest import one_line_error, run_cli
-from fer_bench.baselines.bow_svm import BowSVMClassifier, make_bow_svm, pyramid_histograms, pyramid_regions
+from fer_bench.baselines.bow_svm import BowSVMClassifier, make_bow_svm
 from fer_bench.baselines.dense_descriptors import (
     DESCRIPTORS,
     dense_descriptors,
@@ -16,6 +16,7 @@ from fer_bench.baselines.dense_descriptors import (
     descriptor_length,
 )
 from fer_bench.baselines.fisher_vectors import fisher_vector_length, fisher_vectors
+from fer_bench.baselines.spatial_pyramid import pyramid_histograms, pyramid_regions
 
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.run import run_grid
