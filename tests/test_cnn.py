@@ -367,7 +367,7 @@ def test_verbose_auto_writes_one_line_per_epoch_on_a_terminal_too(data, capfd, m
 
 
 def test_augmentation_is_a_seeded_mirror_and_small_warp():
-    from fer_bench.models.cnn_training import make_augmenter
+    from fer_bench.models.cnn_input import make_augmenter
 
     images, _ = stripe_images(16, seed=3)
     batch = images[..., None].astype("float32")
@@ -394,7 +394,7 @@ def test_augmentation_is_a_seeded_mirror_and_small_warp():
 
 
 def test_random_crop_is_an_exact_window_that_varies_with_the_seed():
-    from fer_bench.models.cnn_training import make_augmenter
+    from fer_bench.models.cnn_input import make_augmenter
 
     images, _ = stripe_images(32, seed=5)
     batch = images[..., None].astype("float32")
@@ -413,7 +413,7 @@ def test_random_crop_is_an_exact_window_that_varies_with_the_seed():
 
 
 def test_random_erasing_replaces_one_rectangle_in_about_half_the_images():
-    from fer_bench.models.cnn_training import make_augmenter
+    from fer_bench.models.cnn_input import make_augmenter
 
     batch = np.full((200, 48, 48, 1), 128.0, dtype="float32")
     erase = make_augmenter(False, 0, 0, 0, erasing=0.5, erasing_area=(0.05, 0.2))
@@ -444,7 +444,8 @@ def test_training_batches_depend_on_epoch_and_batch_and_nothing_else(data):
     np.testing.assert_array_equal(first_batches(3)[1], epoch3[1])  # the same epoch, the same batches
     assert not np.array_equal(first_batches(4)[0], epoch3[0])
     # The same images in another batch of the same epoch get another crop and erasing: the keys differ.
-    from fer_bench.models.cnn_training import derive_seed, make_augmenter
+    from fer_bench.models.cnn_input import make_augmenter
+    from fer_bench.models.cnn_training import derive_seed
 
     augment = make_augmenter(True, 0, 10, 0.1, crop_size=44, erasing=0.5)
     key = derive_seed(0, 3, 1 << 20)

@@ -14,8 +14,8 @@ from fer_bench.errors import FerBenchError  # noqa: E402
 from fer_bench.measure import forward_flops  # noqa: E402
 from fer_bench.models import make_model  # noqa: E402
 from fer_bench.models.cnn_fast import FAST_PARAMS, QUICK_FAST_PARAMS  # noqa: E402
+from fer_bench.models.cnn_input import make_augmenter  # noqa: E402
 from fer_bench.models.cnn_network import whitening_filters  # noqa: E402
-from fer_bench.models.cnn_training import make_augmenter  # noqa: E402
 from fer_bench.models.keras_layers import DiracHeNormal, LinearOneCycle  # noqa: E402
 
 

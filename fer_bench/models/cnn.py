@@ -26,8 +26,9 @@ Design:
   better) are restored at the end, then the test views are chosen for them; early stopping (`patience`)
   and, with schedule="plateau", the learning rate reductions are driven by it too. Without validation_data
   the fixed number of epochs is trained (with ema, the average of the last epoch is kept).
-* Where the parts live: the architecture in cnn_network.py; augmentation, input pipelines, the optimiser and
-  its schedule, weight averaging, checkpointing and determinism in cnn_training.py; the parameters' rules in
+* Where the parts live: the architecture in cnn_network.py; augmentation and the input pipelines in
+  cnn_input.py; the optimiser and its schedule, weight averaging, checkpointing and determinism in
+  cnn_training.py; the parameters' rules in
   cnn_params.py; the test-time views and their choice in cnn_views.py; the epoch-selection state in
   cnn_selection.py; saving and loading in cnn_persistence.py; cnn_fast's recipe in cnn_fast.py; this module is
   the estimator that ties them together (fit, predict, capabilities).
@@ -47,6 +48,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from fer_bench.data.dataset import check_images
 from fer_bench.models.base import ImageClassifier
+from fer_bench.models.cnn_input import (  # noqa: F401  (ERASING_ASPECT is part of cnn's API)
+    ERASING_ASPECT,
+    as_model_input,
+    make_augmenter,
+    training_dataset,
+    validation_dataset,
+)
 from fer_bench.models.cnn_network import (  # noqa: F401
     HEADS,
     LAST_CONV_LAYER,
@@ -66,14 +74,11 @@ from fer_bench.models.cnn_selection import (
 )
 from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are part of cnn's API)
     CHECKPOINT_FORMAT,
-    ERASING_ASPECT,
     IMAGE_SIZE,
     PREDICT_BATCH,
-    PREFETCH_BATCHES,
     STATE_FILE,
     Checkpoint,
     accuracy_of,
-    as_model_input,
     averaged_weights,
     compile_network,
     cpu_has_native_bfloat16,
@@ -81,12 +86,8 @@ from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are 
     derive_seed,
     jsonable,
     keep_trained_weights_at_fit_end,
-    make_augmenter,
     overwrite_with_average,
-    pipeline_options,
-    pipeline_threads,
     recompute_batchnorm_statistics,
-    validation_dataset,
 )
 from fer_bench.models.cnn_views import centre_crop, choose_test_views, mean_softmax
 
@@ -524,30 +525,12 @@ class CNNClassifier(ImageClassifier):
             variable.assign(np.array([derive_seed(self.seed, epoch, i), 0], dtype=variable.dtype))
 
     def _training_dataset(self, X, y_index, weights, n_classes: int, epoch: int):
-        import tensorflow as tf
-
-        order = np.random.default_rng([int(self.seed), epoch]).permutation(len(X))
         augment = make_augmenter(self.flip, self.shift, self.rotation, self.zoom, crop_size=self.crop_size,
-                                  erasing=self.erasing, erasing_area=self.erasing_area,
-                                  output_size=self._epoch_input_size(epoch))
-        epoch_seed = derive_seed(self.seed, epoch, 1 << 20)
-        # alternating flips: a random half of the images mirrored in even epochs, the other half in odd ones
-        first_mirror = np.random.default_rng([int(self.seed), 0xF1]).integers(0, 2, len(X))
-        mirror = np.where((first_mirror + epoch) % 2 == 1, -1.0, 1.0).astype(np.float32)
-
-        def prepare(index, batch):
-            images, labels, batch_weights, batch_mirror = batch
-            images = tf.cast(images, tf.float32)[..., None]
-            if augment is not None:
-                seed = tf.stack([tf.constant(epoch_seed, tf.int64), index])
-                images = augment(images, seed, batch_mirror if self.flip == "alternate" else None)
-            return images, tf.one_hot(labels, n_classes), batch_weights
-
-        return (tf.data.Dataset.from_tensor_slices((X[order], y_index[order].astype(np.int32), weights[order],
-                                                    mirror[order]))
-                .batch(int(self.batch_size)).enumerate()
-                .map(prepare, num_parallel_calls=pipeline_threads(), deterministic=True)
-                .prefetch(PREFETCH_BATCHES).with_options(pipeline_options()))
+                                 erasing=self.erasing, erasing_area=self.erasing_area,
+                                 output_size=self._epoch_input_size(epoch))
+        return training_dataset(X, y_index, weights, n_classes, epoch, seed=int(self.seed),
+                                batch_size=int(self.batch_size), augment=augment,
+                                alternate_flips=self.flip == "alternate")
 
     def _batchnorm_batches(self, X, y_index, weights, n_classes: int, epoch: int):
         """The first BN_RECOMPUTE_IMAGES images of the epoch's training batches (augmented as trained): what the
