@@ -260,14 +260,14 @@ def test_eta_uses_each_models_own_cell_time():
 def test_summary_lists_what_each_cell_chose_on_publictest(finished_run, models):
     summary = (finished_run / "summary.md").read_text()
     section = summary.split("## What each model chose on PublicTest", 1)[1].split("\n## ", 1)[0]
-    rows = {tuple(cells[:3]): cells[3:] for cells in
-            ([c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
-             if line.startswith("| ") and not line.startswith("| task"))}
-    assert len(rows) == len(TASKS) * len(models)
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| ")]
+    header, rows = table[0], {cells[0]: cells for cells in table[1:]}
+    assert header == ["model", "seeds", *TASKS] and set(rows) == set(models)  # a row per model, a column per task
     for path in _cells(finished_run):
         cell = read_cell(path)
         selected = cell.params["selected"]
-        chosen, accuracy = rows[(cell.task, cell.model, str(cell.seed))]
+        assert rows[cell.model][1] == str(cell.seed)
+        chosen, accuracy = rows[cell.model][header.index(cell.task)].split(" · ")
         if cell.model == "logreg":
             assert chosen == f"C {selected['C']:g}"
             assert accuracy == f"{100 * selected['validation_accuracy']:.1f}"

@@ -453,8 +453,8 @@ def stored_validation_accuracy(params: dict):
 
 
 def selection_markdown(ctx) -> str | None:
-    """One line per task and model: the hyper-parameters, epoch and test-time views its seeds chose on
-    PublicTest, and their PublicTest accuracy (PrivateTest played no part); a model that chose nothing is left
+    """One line per model, one column per task: the hyper-parameters, epoch and test-time views its seeds chose
+    on PublicTest, and their PublicTest accuracy (PrivateTest played no part); a model that chose nothing is left
     out, and seeds that chose alike are said once."""
     recorded = {key for cell in ctx.inputs.cells for key in ((cell.params or {}).get("selected") or {})}
     legend = ("Gamma scale s means gamma = s / (n_features × feature variance), scikit-learn's \"scale\" times s; "
@@ -466,17 +466,30 @@ def selection_markdown(ctx) -> str | None:
         legend += ("; test views v: the CNN's probabilities averaged over v views of each face (1: the centre "
                    "crop; 2: and its mirror image; 10: the centre and the four corner crops, and their mirror "
                    "images), the number chosen on PublicTest")
-    lines = [legend + ". Per seed, in seed order, separated by /; said once when every seed chose alike.", "",
-             "| task | model | seeds | chosen on PublicTest | PublicTest accuracy (%) |", "|---|---|---|---|---|"]
+    chosen = {}  # (task, model) -> "choice · accuracy", its seeds
     for (task, model), cells in cells_by_model(ctx.inputs.cells).items():
         choices = [_selection_text((cell.params or {}).get("selected") or {}) for cell in cells]
         accuracies = [stored_validation_accuracy(cell.params or {}) for cell in cells]
         if not any(choices) and all(a is None for a in accuracies):
             continue
         accuracy_texts = [pct(a) if a is not None else "–" for a in accuracies]
-        lines.append(f"| {task} | {model} | {_seed_list_text(ctx.inputs, task, model)} | "
-                     f"{_once_or_each(choices) or '–'} | {_once_or_each(accuracy_texts)} |")
-    return "\n".join(lines) if len(lines) > 4 else None
+        chosen[(task, model)] = (f"{_once_or_each(choices) or '–'} · {_once_or_each(accuracy_texts)}",
+                                 ", ".join(str(cell.seed) for cell in cells))
+    if not chosen:
+        return None
+    tasks = list(dict.fromkeys(task for task, _ in chosen))
+    models = list(dict.fromkeys(model for _, model in chosen))
+    lines = [legend + ". Each cell: what the model chose on PublicTest · its PublicTest accuracy in %; per seed, in "
+             "seed order, separated by /, said once when every seed chose alike.", "",
+             "| " + " | ".join(["model", "seeds", *tasks]) + " |", "|" + "---|" * (2 + len(tasks))]
+    for model in models:
+        seed_lists = list(dict.fromkeys(seeds for (_, m), (_, seeds) in chosen.items() if m == model))
+        cells = []
+        for task in tasks:
+            text, seeds = chosen.get((task, model), ("–", None))
+            cells.append(f"(seeds {seeds}) {text}" if len(seed_lists) > 1 and seeds else text)
+        lines.append("| " + " | ".join([model, seed_lists[0] if len(seed_lists) == 1 else "by task", *cells]) + " |")
+    return "\n".join(lines)
 
 
 def _once_or_each(texts: list[str]) -> str:
