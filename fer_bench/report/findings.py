@@ -13,15 +13,14 @@ import numpy as np
 
 from fer_bench.models import NETWORK, PRETRAINED, model_family
 from fer_bench.provenance import machine_label
+from fer_bench.report.comparisons import gain_text, top_rates
 from fer_bench.report.markdown import (
     confidence_text,
-    gain_text,
     joined,
     metric_rows_by_model,
     pct,
     signed_points,
     spread,
-    top_rates,
 )
 from fer_bench.report.robustness_section import robustness_sentence
 from fer_bench.report.seeds import distinct_rows, is_ensemble, several_seeds

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from fer_bench import outline
 from fer_bench.figures import FigureOutput, section_markdown
 from fer_bench.outline import Section
-from fer_bench.report import findings, markdown
+from fer_bench.report import comparisons, findings, markdown
 from fer_bench.report.audit import audit_markdown
 from fer_bench.report.inputs import ReportInputs
 from fer_bench.report.robustness_section import robustness_markdown
@@ -62,9 +62,9 @@ SECTION_MARKDOWN: Mapping[Section, Callable[[SectionContext], str | None]] = Map
     outline.FINDINGS: findings.findings_markdown,
     outline.ALL_METRICS: markdown.all_metrics_markdown,
     outline.PROVENANCE: markdown.provenance_markdown,
-    outline.PER_CLASS: markdown.per_class_markdown,
-    outline.SIGNIFICANCE: markdown.significance_markdown,
-    outline.CONFUSIONS: markdown.confusions_markdown,
+    outline.PER_CLASS: comparisons.per_class_markdown,
+    outline.SIGNIFICANCE: comparisons.significance_markdown,
+    outline.CONFUSIONS: comparisons.confusions_markdown,
     outline.SELECTION: _selection,  # the table, then the training curves
     outline.ROBUSTNESS: robustness_markdown,  # the tables, then the accuracy-against-severity figures
     outline.TIMING: timing_section,  # the table, then the timing figure
