@@ -124,8 +124,10 @@ def compute_cell(dataset: Dataset, task_name: str, model_name: str, seed: int, d
     atomic_write(directory / "params.json", dumps_json(stored_params(model)))
     save_model(model, directory / "model")
     # Serving cost (single-image latency, size on disk, memory) and, for Keras, FLOP/s against the matmul peak.
+    counted = timings["train_flops"] / fit_seconds / 1e9 if flops is not None and fit_seconds > 0 else None
     timings.update(timing_measurements(model, data.tests["PrivateTest"][0], directory / "model",
-                                       train_images_per_s=timings["train_images_per_s"], peaks=peaks))
+                                       train_images_per_s=timings["train_images_per_s"],
+                                       counted_train_gflops=counted, peaks=peaks))
     # the report's robustness section: the same faces corrupted every way, predicted as the clean ones are
     if robustness:
         stored = write_cell_robustness(model, data.tests, directory, task.n_classes,

@@ -219,16 +219,18 @@ def compute_dtype(model) -> str:
 
 
 
-def cnn_training_gflops(model, images_per_s: float, *, peak_gflops: float | None = None) -> dict:
+def cnn_training_gflops(model, images_per_s: float, *, peak_gflops: float | None = None,
+                        counted_gflops: float | None = None) -> dict:
     """Achieved training arithmetic rate of a Keras model trained at `images_per_s`.
 
     forward_flops_per_image (see forward_flops), train_flops_per_image = 3 x forward (forward + backward),
-    train_gflops = train FLOPs per image x images/s / 1e9 and, with `peak_gflops` (see matmul_peak),
-    fraction_of_peak = train_gflops / peak_gflops."""
+    train_gflops = `counted_gflops` when the fit counted its training FLOPs (their total over its seconds:
+    progressive resizing trains on smaller images part of the time), else train FLOPs per image x images/s / 1e9,
+    and, with `peak_gflops` (see matmul_peak), fraction_of_peak = train_gflops / peak_gflops."""
     forward = forward_flops(model)
     train_flops = TRAINING_FLOPS_PER_FORWARD * forward
-    result = {"forward_flops_per_image": forward, "train_flops_per_image": train_flops,
-              "train_gflops": train_flops * float(images_per_s) / 1e9}
+    rate = counted_gflops if counted_gflops is not None else train_flops * float(images_per_s) / 1e9
+    result = {"forward_flops_per_image": forward, "train_flops_per_image": train_flops, "train_gflops": rate}
     if peak_gflops:
         result["fraction_of_peak"] = result["train_gflops"] / peak_gflops
     return result
@@ -241,7 +243,8 @@ def thread_info() -> dict:
 
 
 def timing_measurements(model, X_test, model_dir, *, train_images_per_s: float | None = None,
-                        n_latency: int = 100, warmup: int = 10, peaks: MatmulPeaks | None = None) -> dict:
+                        counted_train_gflops: float | None = None, n_latency: int = 100, warmup: int = 10,
+                        peaks: MatmulPeaks | None = None) -> dict:
     """Extra timings.json keys for a fitted cell: latency on X_test (PrivateTest), size, peak memory, threads and,
     for a Keras model, FLOPs per image, the matmul peak and (given train_images_per_s) the achieved training
     GFLOP/s and fraction of the peak. Batch throughput is not re-measured (compute_cell times predict_proba itself).
@@ -257,7 +260,8 @@ def timing_measurements(model, X_test, model_dir, *, train_images_per_s: float |
         peak = (peaks or MatmulPeaks()).get(backend=backend, dtype=dtype)
         result.update(matmul_peak_gflops=peak["gflops"], matmul_backend=peak["backend"], matmul_dtype=peak["dtype"])
         if train_images_per_s:
-            result.update(cnn_training_gflops(model, train_images_per_s, peak_gflops=peak["gflops"]))
+            result.update(cnn_training_gflops(model, train_images_per_s, peak_gflops=peak["gflops"],
+                                              counted_gflops=counted_train_gflops))
         else:
             forward = forward_flops(model)
             result.update(forward_flops_per_image=forward,

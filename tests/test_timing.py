@@ -130,6 +130,9 @@ def test_cnn_training_gflops_is_three_forward_passes_times_throughput():
     assert result["train_gflops"] == pytest.approx(3 * TINY_FORWARD_FLOPS * 2500 / 1e9)
     assert result["fraction_of_peak"] == pytest.approx(result["train_gflops"] / 0.5)
     assert "fraction_of_peak" not in measure.cnn_training_gflops(network, 2500.0)
+    # a fit that counted its FLOPs (progressive resizing: smaller images part of the time) gives its own rate
+    counted = measure.cnn_training_gflops(network, 2500.0, peak_gflops=0.5, counted_gflops=0.2)
+    assert counted["train_gflops"] == 0.2 and counted["fraction_of_peak"] == pytest.approx(0.4)
 
 
 def test_compute_dtype_follows_the_layers_doing_the_arithmetic():
@@ -317,6 +320,19 @@ def test_timing_csv_columns_and_values(tmp_path):
     assert old["accuracy"] == "0.750000"
 
 
+def test_the_rate_of_a_counted_fit_and_the_fraction_of_the_machines_highest_peak(tmp_path):
+    """A fit that counted its FLOPs trains at their total over its seconds (progressive resizing trains smaller
+    images part of the time: full-size FLOPs x images/s would overstate it); the fraction is of the highest peak
+    measured on that machine and dtype (a cell that measured it while the machine was shared read it low)."""
+    counted = _cell("7class", "cnn_fast", 0, {**CNN_TIMINGS, "train_flops": 12.05e12, "matmul_peak_gflops": 55.0})
+    full = _cell("5class", "cnn", 0, CNN_TIMINGS)  # peak 110 on the same machine
+    rows = timing.timing_rows(ReportInputs(out=tmp_path, cells=[counted, full], settings=Settings()), [])
+    assert rows[0]["train_gflops"] == pytest.approx(12.05e12 / 120.5 / 1e9)  # not 704702976 x 250 / 1e9
+    assert rows[0]["fraction_of_peak"] == pytest.approx(rows[0]["train_gflops"] / 110.0)
+    assert rows[1]["fraction_of_peak"] == pytest.approx(704702976 * 250.0 / 1e9 / 110.0)
+    assert rows[0]["matmul_peak_gflops"] == 55.0  # the cell's own measurement is kept as it was
+
+
 def test_training_tflop_is_the_recorded_count_else_derived_from_the_epochs(tmp_path):
     """train_tflop: the cell's own train_flops; for a network's cell stored before that was recorded, its FLOPs
     per training image x training images x epochs run (params.json); empty for a model without counted FLOPs."""
@@ -376,6 +392,6 @@ def test_timing_section_warns_when_cells_were_timed_on_machines_of_different_spe
         return values
 
     same_speed = timing.timing_markdown([row("7class", 1000.0), row("5class", 1100.0)], "PrivateTest")
-    assert "different speed" not in same_speed
+    assert "different speed" not in same_speed and "M1 1100.0 GFLOP/s (bfloat16)" in same_speed  # the highest
     mixed = timing.timing_markdown([row("7class", 1015.0), row("5class", 417.0)], "PrivateTest")
-    assert "different speed" in mixed and "2.4×" in mixed
+    assert "M1's cells measured bfloat16 peaks of different speed** (417.0–1015.0 GFLOP/s, 2.4×)" in mixed

@@ -44,15 +44,19 @@ for that cell (e.g. GFLOP/s for models that are not Keras networks, or cells run
     model_bytes              bytes on disk of the saved model folder (runs/.../model/)
     peak_rss_mb              peak resident memory of the process that ran the cell, up to the end of that cell
                              (ru_maxrss, MiB; includes the data set and cells run before it) (1 decimal)
-    train_gflops             CNN only: 3 x forward FLOPs per image (Conv/Dense multiply-adds x 2) x
-                             train_images_per_s / 1e9; train_images_per_s includes each epoch's PublicTest
-                             evaluation and the first epoch's tracing, so this is a lower bound of the
-                             steady training rate (`pytest benchmarks` measures that one) (3 decimals)
+    train_gflops             CNN only: the counted training FLOPs of the fit (train_flops) / fit_seconds / 1e9,
+                             for cells stored before fits counted them 3 x forward FLOPs per image (Conv/Dense
+                             multiply-adds x 2) x train_images_per_s / 1e9 (the same for a fixed input size);
+                             the fit's time includes each epoch's PublicTest evaluation and the first epoch's
+                             tracing, so this is a lower bound of the steady training rate (`pytest
+                             benchmarks` measures that one) (3 decimals)
     matmul_peak_gflops       CNN only: the machine's measured matmul rate in the CNN's compute dtype (2048x2048,
                              fastest call, TensorFlow when installed, NumPy otherwise), measured once per process
                              and dtype (3 decimals)
     matmul_dtype             that compute dtype: float32, or bfloat16 under mixed precision
-    fraction_of_peak         train_gflops / matmul_peak_gflops (4 decimals)
+    fraction_of_peak         train_gflops / the machine's peak: the highest matmul_peak_gflops of the folder's
+                             cells on the same machine and dtype (one measured while the machine was shared
+                             reads low) (4 decimals)
     threads                  thread settings of the process, `key=value` pairs joined by `;` (unset ones omitted)
     accuracy                 PrivateTest accuracy of the cell (from metrics.csv, subset all) (6 decimals)
     machine                  where the cell ran: CPU, cores and widest instruction set (AVX2, AVX-512,
@@ -101,7 +105,12 @@ def timing_rows(inputs, metric_rows: list[dict]) -> list[dict]:
         t = cell.timings
         train_rate = _number(t.get("train_images_per_s"))
         train_gflops = _number(t.get("train_gflops"))
-        if train_gflops is None and _number(t.get("train_flops_per_image")) and train_rate:
+        train_flops, fit_seconds = _number(t.get("train_flops")), _number(t.get("fit_seconds"))
+        if train_flops is not None and fit_seconds:
+            # the counted FLOPs of the whole fit: with progressive resizing part of it trains on smaller images,
+            # so full-size FLOPs per image x images/s (what cells recorded) would overstate the rate
+            train_gflops = train_flops / fit_seconds / 1e9
+        elif train_gflops is None and _number(t.get("train_flops_per_image")) and train_rate:
             train_gflops = t["train_flops_per_image"] * train_rate / 1e9
         peak = _number(t.get("matmul_peak_gflops"))
         rows.append({
@@ -116,7 +125,7 @@ def timing_rows(inputs, metric_rows: list[dict]) -> list[dict]:
             "peak_rss_mb": _number(t.get("peak_rss_mb")), "train_gflops": train_gflops,
             "matmul_peak_gflops": peak,
             "matmul_dtype": t.get("matmul_dtype") if peak is not None else None,
-            "fraction_of_peak": train_gflops / peak if train_gflops is not None and peak else None,
+            "fraction_of_peak": None,  # against the machine's peak, below
             "threads": _threads_text(t.get("threads", cell.manifest.threads)),
             "accuracy": _number(accuracy.get((cell.task, cell.model, cell.seed))),
             "machine": machine_label(cell.manifest.machine) if cell.manifest.machine is not None else None,
@@ -125,6 +134,18 @@ def timing_rows(inputs, metric_rows: list[dict]) -> list[dict]:
             **_fit_load(t.get("load_average_fit"), (cell.manifest.machine or {}).get("cores")),
             "train_tflop": _training_tflop(t, cell.params),
         })
+    # The machine's peak: the highest measured on it in the compute dtype. Each cell measures the peak once (a
+    # few seconds), so a measurement while the machine was shared with other work reads low (half the peak was
+    # seen), and a rate against it would read near 100%.
+    peaks = {}
+    for row in rows:
+        if row["matmul_peak_gflops"] is not None:
+            key = (row["machine"], row["matmul_dtype"])
+            peaks[key] = max(peaks.get(key, 0.0), row["matmul_peak_gflops"])
+    for row in rows:
+        peak = peaks.get((row["machine"], row["matmul_dtype"]))
+        if row["train_gflops"] is not None and peak:
+            row["fraction_of_peak"] = row["train_gflops"] / peak
     return rows
 
 
@@ -299,23 +320,29 @@ def timing_markdown(rows: list[dict], split: str, figure_parts: list[str] | None
     several = any(len(group) > 1 for group in grouped.values())
     lines = _table_head(split, several)
     lines += [_table_line(task, model, machine, group, several) for (task, model, machine), group in grouped.items()]
-    peaks = sorted({(r["matmul_peak_gflops"], r["matmul_dtype"] or "float32") for r in rows
-                    if r["matmul_peak_gflops"] is not None})
+    measured_peaks = defaultdict(list)  # (machine, dtype) -> every cell's measured peak
+    for r in rows:
+        if r["matmul_peak_gflops"] is not None:
+            measured_peaks[(r["machine"], r["matmul_dtype"] or "float32")].append(r["matmul_peak_gflops"])
+    peaks = {key: max(values) for key, values in measured_peaks.items()}
     threads = sorted({r["threads"] for r in rows if r["threads"]})
     notes = ["Machines: " + "; ".join(f"{label} {name}" for name, label in machines.items()) + "."]
     if any(r.get("fit_shared") for r in rows):
         notes.append("†: a seed's fit ran while the machine's load average exceeded its cores (shared with other "
                      "work), so its time is inflated (`fit_load_average` in `timing.csv`).")
     if peaks:
-        notes.append("Measured matmul peak (2048×2048, fastest call, in the CNN's compute dtype): "
-                     + ", ".join(f"{gflops:.1f} GFLOP/s ({dtype})" for gflops, dtype in peaks) + ".")
-    for dtype in sorted({dtype for _, dtype in peaks}):
-        rates = [gflops for gflops, d in peaks if d == dtype]
-        if max(rates) > PEAK_SPREAD_WARNING * min(rates):
-            # cells resumed or rerun on another day may land on a host of the same name but another speed
-            notes.append(f"**The cells were timed on machines of different speed** (measured {dtype} peaks differ "
-                         f"{max(rates) / min(rates):.1f}×): compare times across rows with care; the % of peak "
-                         "column is comparable.")
+        notes.append("Matmul peak (2048×2048, fastest call, in the CNN's compute dtype), the highest its cells "
+                     "measured on each machine, which the % of peak divides by: "
+                     + ", ".join(f"{machines[machine or 'not recorded']} {gflops:.1f} GFLOP/s ({dtype})"
+                                 for (machine, dtype), gflops in peaks.items()) + ".")
+    for (machine, dtype), measured in measured_peaks.items():
+        if max(measured) > PEAK_SPREAD_WARNING * min(measured):
+            # a peak measured while the machine was shared reads low; cells resumed or rerun on another day may
+            # also land on a host of the same name but another speed
+            notes.append(f"**{machines[machine or 'not recorded']}'s cells measured {dtype} peaks of different speed** "
+                         f"({min(measured):.1f}–{max(measured):.1f} GFLOP/s, {max(measured) / min(measured):.1f}×): "
+                         "a machine shared with other work reads low, a host of the same name may be slower; "
+                         "compare times across rows with care.")
     if threads:
         notes.append("Thread settings: " + "; ".join(f"`{t}`" for t in threads) + ".")
     notes.append("Peak RSS is the process's maximum resident memory up to the end of the cell (it includes the "
