@@ -454,14 +454,18 @@ def make_executor(*, workers: int | None = None, scheduler: str | None = None):
     return SerialExecutor()
 
 
+def interrupted(finished_labels) -> Interrupted:
+    """The error of a grid stopped by Ctrl-C: the cells it finished (none before any cell ran) and how to resume."""
+    done = ", ".join(finished_labels) if finished_labels else "none"
+    return Interrupted(f"interrupted; cells finished in this run: {done}; run the same command again to resume")
+
+
 def run_jobs(executor, jobs: list[CellJob], compute: CellFunction, dataset, out: Path, progress) -> GridReport:
     """Run the jobs, each computed by `compute`; Ctrl-C cancels them and names the cells that finished."""
     try:
         report = executor.run(jobs, compute, dataset, out, progress)
     except KeyboardInterrupt:
-        done = ", ".join(progress.finished_labels) if progress.finished_labels else "none"
-        raise Interrupted(f"interrupted; cells finished in this run: {done}; "
-                          "run the same command again to resume") from None
+        raise interrupted(progress.finished_labels) from None
     except OSError as exc:
         raise FerBenchError(f"cannot write results under {out}: {exc.strerror or exc}") from None
     finally:

@@ -23,7 +23,15 @@ from fer_bench.cell import compute_cell
 from fer_bench.data.dataset import Dataset
 from fer_bench.data.reference import DatasetReference
 from fer_bench.errors import FerBenchError
-from fer_bench.executors import DASK_MISSING, Cell, CellJob, job_plugins, make_executor, run_jobs
+from fer_bench.executors import (
+    DASK_MISSING,
+    Cell,
+    CellJob,
+    interrupted,
+    job_plugins,
+    make_executor,
+    run_jobs,
+)
 from fer_bench.models import (
     available_models,
     get_factory_spec,
@@ -159,8 +167,8 @@ def _resource_problems(todo, dataset: Dataset, *, quick: bool) -> dict[tuple[str
     models' check_resources(n_train) hook (first line of its ValueError), for the cells about to run here."""
     problems, models = {}, {}
     for task_name, model_name in dict.fromkeys((task, model) for task, model, _ in todo):
-        if model_name not in models:
-            models[model_name] = make_model(model_name, seed=0, quick=quick)
+        if model_name not in models:  # asked about its resources only: no TensorFlow start-up for that
+            models[model_name] = make_model(model_name, seed=0, quick=quick, load_tensorflow=False)
         check = interface_method(models[model_name], Hook.CHECK_RESOURCES)
         if check is None:
             continue
@@ -244,7 +252,10 @@ def run_grid(*, data=None, tasks=None, models=None, seeds=(0,), out=None, force=
         cells = list(itertools.product(task_names, model_names, seeds))
         todo = _cells_to_run(out, cells, force=force, quick=quick)
         if scheduler is None:  # cells run on this machine (a cluster's workers are other machines)
-            fitting = _leave_out_what_does_not_fit(todo, dataset, quick=quick, named=models is not None)
+            try:
+                fitting = _leave_out_what_does_not_fit(todo, dataset, quick=quick, named=models is not None)
+            except KeyboardInterrupt:
+                raise interrupted([]) from None
             cells = [cell for cell in cells if cell in fitting or cell not in todo]
             todo = fitting
         print(f"{len(cells)} cells in {out}: {len(cells) - len(todo)} already finished, {len(todo)} to run")

@@ -182,15 +182,16 @@ def _factory(name: str) -> Callable:
     return model_spec(name).load_factory()
 
 
-def make_model(name: str, *, seed: int = 0, quick: bool = False, **params):
+def make_model(name: str, *, seed: int = 0, quick: bool = False, load_tensorflow: bool = True, **params):
     """A new estimator of a registered model, or of a variant "name[param=value,...]" (see variant_name), with
-    its parameters on top of the factory's."""
+    its parameters on top of the factory's. A model that needs TensorFlow gets it imported first (quietly), unless
+    `load_tensorflow` is False (an estimator only asked about its parameters or resources, never fitted)."""
     missing = missing_requirements(name)
     if missing:
         raise FerBenchError(f"model {name!r} needs {', '.join(missing)}, which is not installed "
                             f"({install_hint(missing)})")
     base, variant_params = parse_variant(name)
-    if "tensorflow" in requirements(base):
+    if load_tensorflow and "tensorflow" in requirements(base):
         from fer_bench.tensorflow_import import import_tensorflow
 
         import_tensorflow()  # without TensorFlow's start-up lines on stderr
