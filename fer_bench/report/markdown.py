@@ -111,7 +111,7 @@ def seeds_note(cells, settings) -> str:
     return (f"**{how_many}** per task and model (seeds {seeds}). *± seed sd*: mean ± standard deviation over the "
             f"seeds (n − 1); *images' {confidence_text(settings)} CI*: percentile bootstrap over the test images "
             "(the mean of the seeds' bounds); *n, identical*: a model whose seeds gave identical predictions, shown "
-            "once; the seed ensembles: after the findings.")
+            "once.")
 
 
 def _interval_text(rows: list[dict], metric: Metric) -> str:
