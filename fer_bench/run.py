@@ -165,16 +165,17 @@ def _runnable_models(models, model_names: list[str]) -> tuple[list[str], dict]:
 def _resource_problems(todo, dataset: Dataset, *, quick: bool) -> dict[tuple[str, str], str]:
     """(task, model) -> why fitting it on the task's training images would not fit this machine, from the
     models' check_resources(n_train) hook (first line of its ValueError), for the cells about to run here."""
-    problems, models = {}, {}
+    problems, models, n_train = {}, {}, {}
     for task_name, model_name in dict.fromkeys((task, model) for task, model, _ in todo):
         if model_name not in models:  # asked about its resources only: no TensorFlow start-up for that
             models[model_name] = make_model(model_name, seed=0, quick=quick, load_tensorflow=False)
         check = interface_method(models[model_name], Hook.CHECK_RESOURCES)
         if check is None:
             continue
-        n_train = len(prepare_task_data(dataset, get_task(task_name), seed=0).y_train)
+        if task_name not in n_train:  # the task's training set once, whichever models ask
+            n_train[task_name] = len(prepare_task_data(dataset, get_task(task_name), seed=0).y_train)
         try:
-            check(n_train)
+            check(n_train[task_name])
         except ValueError as exc:
             problems[(task_name, model_name)] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return problems

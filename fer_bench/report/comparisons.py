@@ -13,16 +13,17 @@ from fer_bench.report.markdown import confidence_text, pct, signed_points, sprea
 from fer_bench.report.seeds import distinct_rows, mean_and_std, several_seeds
 
 
-def rival_label(inputs, task: str, model: str) -> str:
-    """How a compared model takes part in the CNN-vs-classic answer: "classic" or "peer"."""
-    return "classic" if model in inputs.classic_rivals(task) else "peer"
-
-
 def _compared(inputs, tasks) -> list[str]:
     """The models compared with the reference in any of `tasks`: the classic ones first, then the peers."""
     classic = [m for t in tasks for m in inputs.classic_rivals(t)]
     peers = [m for t in tasks for m in inputs.peers(t)]
     return list(dict.fromkeys([*classic, *peers]))
+
+
+def _rival_headers(inputs, tasks, compared: list[str], prefix: str) -> list[str]:
+    """The column headings of the compared models, "(peer)" marking the ones that are not classic."""
+    peers = {m for t in tasks for m in inputs.peers(t)}
+    return [f"{prefix}{m}" + (" (peer)" if m in peers else "") for m in compared]
 
 
 def _gain_cell(row: dict | None) -> str:
@@ -45,7 +46,6 @@ def per_class_markdown(ctx) -> str:
     ref_header = f"{references[0]} recall %" if len(references) == 1 else "reference recall %"
     compared = _compared(inputs, tasks)
     gains = {(r["task"], r["model_b"], r["class"]): r for r in ctx.tables.class_gain_rows}
-    peer_columns = {m for t in tasks for m in inputs.peers(t)}
     over_seeds = several_seeds(inputs.cells)
     lines = [f"The reference model's recall per class in % ({split}"
              + ("; mean ± seed sd where its seeds differ" if over_seeds else "")
@@ -58,7 +58,7 @@ def per_class_markdown(ctx) -> str:
              "first; a *peer* is not classic. Every model's precision, recall and F1: `per_class.csv`; the gains: "
              "`class_gains.csv`.", "",
              "| " + " | ".join(["task", "class", "support", ref_header,
-                                *(f"− {m}" + (" (peer)" if m in peer_columns else "") for m in compared)]) + " |",
+                                *_rival_headers(inputs, tasks, compared, "− ")]) + " |",
              "|" + "---|" * (4 + len(compared))]
     for task in tasks:
         ref = inputs.reference(task)
@@ -105,7 +105,6 @@ def significance_markdown(ctx) -> str:
     groups = _significance_groups(rows)
     tasks = list(dict.fromkeys(task for task, _, _ in groups))
     compared = [m for m in _compared(inputs, tasks) if any(b == m for _, _, b in groups)]
-    peers = {m for t in tasks for m in inputs.peers(t)}
     lines = [f"Exact McNemar test of the reference model (A) against each other model (B, a column) on the same "
              f"{split} images, one test per seed; p adjusted by Holm's method over the task's comparisons (all of "
              "A's tests of that task and seed). Each cell: A − B in accuracy points"
@@ -113,8 +112,8 @@ def significance_markdown(ctx) -> str:
              "have the test is significant (Holm), adjusted p < 0.05; in how many A is more accurate; the largest "
              f"adjusted p. Every test, with its seed, raw p and the {inputs.settings.selection_split} split's: "
              "`significance.csv`.", "",
-             "| " + " | ".join(["task", "A", *(f"A − {m}" + (" (peer)" if m in peers else "") for m in compared)])
-             + " |", "|" + "---|" * (2 + len(compared))]
+             "| " + " | ".join(["task", "A", *_rival_headers(inputs, tasks, compared, "A − ")]) + " |",
+             "|" + "---|" * (2 + len(compared))]
     for task, model_a in dict.fromkeys((task, a) for task, a, _ in groups):
         cells = [_significance_cell(groups.get((task, model_a, m))) for m in compared]
         lines.append("| " + " | ".join([task, model_a, *cells]) + " |")
