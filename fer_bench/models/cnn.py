@@ -39,8 +39,6 @@ docs/cnn-recipe.md.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 
 import numpy as np
@@ -63,7 +61,12 @@ from fer_bench.models.cnn_network import (  # noqa: F401
     set_whitening,
     whitening_filters,
 )
-from fer_bench.models.cnn_params import OPTIMIZERS, SCHEDULES, check_cnn_parameters  # noqa: F401
+from fer_bench.models.cnn_params import (  # noqa: F401
+    OPTIMIZERS,
+    SCHEDULES,
+    check_cnn_parameters,
+    checked_sample_weight,
+)
 from fer_bench.models.cnn_persistence import KERAS_FILE, load_cnn, save_cnn
 from fer_bench.models.cnn_selection import (
     PLATEAU_FACTOR,
@@ -88,6 +91,7 @@ from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are 
     keep_trained_weights_at_fit_end,
     overwrite_with_average,
     recompute_batchnorm_statistics,
+    training_fingerprint,
 )
 from fer_bench.models.cnn_views import centre_crop, choose_test_views, mean_softmax
 
@@ -262,7 +266,7 @@ class CNNClassifier(ImageClassifier):
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"need at least 2 classes to train, got {self.classes_.tolist()}")
-        weights = self._check_sample_weight(sample_weight, len(X))
+        weights = checked_sample_weight(sample_weight, len(X))
         validation = None
         if validation_data is not None:
             X_val, y_val = validation_data
@@ -276,7 +280,7 @@ class CNNClassifier(ImageClassifier):
 
     def _start_or_resume(self, X, y_index, weights, validation, n_classes: int):
         """(model, state, best weights so far, checkpoint or None): a new network, or the checkpoint's."""
-        fingerprint = self._training_fingerprint(X, y_index, weights, validation)
+        fingerprint = training_fingerprint(self.get_params(), (X, y_index, weights, *(validation or ())))
         checkpoint = Checkpoint(self.checkpoint_dir, fingerprint) if self.checkpoint_dir else None
         state = checkpoint.load_state() if checkpoint else None
         if state is None:
@@ -465,15 +469,6 @@ class CNNClassifier(ImageClassifier):
     def _check_params(self):
         check_cnn_parameters(self.get_params(), input_size=self._input_size())
 
-    @staticmethod
-    def _check_sample_weight(sample_weight, n):
-        if sample_weight is None:
-            return np.ones(n, dtype=np.float32)
-        weights = np.asarray(sample_weight, dtype=np.float32)
-        if weights.shape != (n,) or not np.all(np.isfinite(weights)) or weights.min() < 0:
-            raise ValueError(f"sample_weight must be {n} finite non-negative numbers, got shape {weights.shape}")
-        return weights
-
     def _keras_verbosity(self) -> int:
         return 2 if self.verbose == "auto" else int(self.verbose)
 
@@ -537,16 +532,6 @@ class CNNClassifier(ImageClassifier):
         averaged weights' BatchNorm statistics are recomputed on."""
         batches = int(np.ceil(min(BN_RECOMPUTE_IMAGES, len(X)) / int(self.batch_size)))
         return self._training_dataset(X, y_index, weights, n_classes, epoch).take(batches)
-
-    def _training_fingerprint(self, X, y_index, weights, validation) -> str:
-        """What a checkpoint must match to be resumed: the data and every parameter that shapes training."""
-        h = hashlib.sha256()
-        for array in (X, y_index, weights, *(validation or ())):
-            h.update(np.ascontiguousarray(array).tobytes())
-        params = {k: v for k, v in self.get_params().items()
-                  if k not in ("checkpoint_dir", "callbacks", "verbose", "test_views")}
-        h.update(json.dumps(jsonable(params), sort_keys=True).encode())
-        return h.hexdigest()[:16]
 
 
 __all__ = ["CNNClassifier", "QUICK_PARAMS", "make_cnn"]

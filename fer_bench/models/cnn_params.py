@@ -1,5 +1,6 @@
 """The CNN's parameters checked before training (fer_bench.models.cnn): every rule a value must keep, and the
-choices of the optimiser and schedule, each broken rule one FerBenchError naming the parameter."""
+choices of the optimiser and schedule, each broken rule one FerBenchError naming the parameter; and fit's
+sample weights."""
 
 from __future__ import annotations
 
@@ -67,3 +68,13 @@ def check_cnn_parameters(params: dict, *, input_size: int) -> None:
     for name in ("epochs", "batch_size"):
         if int(getattr(p, name)) < 1:
             raise FerBenchError(f"cnn: {name} must be >= 1, got {getattr(p, name)}")
+
+
+def checked_sample_weight(sample_weight, n: int) -> np.ndarray:
+    """fit's sample weights as n float32 (all ones when None); ValueError unless n finite non-negative numbers."""
+    if sample_weight is None:
+        return np.ones(n, dtype=np.float32)
+    weights = np.asarray(sample_weight, dtype=np.float32)
+    if weights.shape != (n,) or not np.all(np.isfinite(weights)) or weights.min() < 0:
+        raise ValueError(f"sample_weight must be {n} finite non-negative numbers, got shape {weights.shape}")
+    return weights

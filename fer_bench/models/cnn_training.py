@@ -19,6 +19,7 @@ complete files). TensorFlow and Keras are imported inside the functions that nee
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -154,6 +155,17 @@ def compile_network(model, *, optimizer: str, learning_rate: float, weight_decay
                                       **average)
     model.compile(optimizer=chosen, loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")], jit_compile=jit_compile)
+
+
+def training_fingerprint(params: dict, arrays) -> str:
+    """What a checkpoint must match to be resumed: the training data (`arrays`: images, labels, weights and the
+    validation data) and every parameter (CNNClassifier.get_params()) that shapes training."""
+    h = hashlib.sha256()
+    for array in arrays:
+        h.update(np.ascontiguousarray(array).tobytes())
+    shaping = {k: v for k, v in params.items() if k not in ("checkpoint_dir", "callbacks", "verbose", "test_views")}
+    h.update(json.dumps(jsonable(shaping), sort_keys=True).encode())
+    return h.hexdigest()[:16]
 
 
 def jsonable(value):
