@@ -56,8 +56,10 @@ FULL_TRAINING_IMAGES = 28_709
 def epoch_flops_ratio(size: int, full: int, n_classes: int) -> float:
     """Training FLOPs per image of cnn_fast's network at size x size over those at full x full, counted as its
     fit counts them (the network of its own parameters, built at each size)."""
+    from fer_bench.models.cnn_epochs import train_flops_per_image
+
     model = make_model("cnn_fast", seed=0)
-    return model._train_flops_per_image(n_classes, size) / model._train_flops_per_image(n_classes, full)
+    return train_flops_per_image(model, n_classes, size) / train_flops_per_image(model, n_classes, full)
 
 
 def equal_compute_epochs(epochs: int, n_classes: int) -> int:

@@ -14,6 +14,7 @@ import keras  # noqa: E402
 from fer_bench.errors import FerBenchError  # noqa: E402
 from fer_bench.models import make_model  # noqa: E402
 from fer_bench.models.cnn import QUICK_PARAMS, CNNClassifier, make_cnn  # noqa: E402
+from fer_bench.models.cnn_epochs import EpochTrainer  # noqa: E402
 from fer_bench.models.cnn_training import averaged_weights  # noqa: E402
 from fer_bench.models.keras_layers import FusedBatchNormalization  # noqa: E402
 
@@ -436,8 +437,10 @@ def test_training_batches_depend_on_epoch_and_batch_and_nothing_else(data):
     model = CNNClassifier(**TINY)
     y_index, weights = np.searchsorted(LABELS, y), np.ones(len(y), dtype=np.float32)
 
+    trainer = EpochTrainer(model, X, y_index, weights, None, 3)
+
     def first_batches(epoch):
-        return [images.numpy() for images, _, _ in model._training_dataset(X, y_index, weights, 3, epoch).take(2)]
+        return [images.numpy() for images, _, _ in trainer.training_dataset(epoch).take(2)]
 
     epoch3 = first_batches(3)
     assert epoch3[0].shape == (32, 44, 44, 1)

@@ -13,6 +13,7 @@ from test_cnn import stripe_images  # noqa: E402
 from fer_bench.errors import FerBenchError  # noqa: E402
 from fer_bench.measure import forward_flops  # noqa: E402
 from fer_bench.models import make_model  # noqa: E402
+from fer_bench.models.cnn_epochs import EpochTrainer  # noqa: E402
 from fer_bench.models.cnn_fast import FAST_PARAMS, QUICK_FAST_PARAMS  # noqa: E402
 from fer_bench.models.cnn_input import make_augmenter  # noqa: E402
 from fer_bench.models.cnn_network import whitening_filters  # noqa: E402
@@ -55,8 +56,10 @@ def test_training_batches_mirror_every_image_in_every_other_epoch():
                        batch_size=16)
     weights = np.ones(len(X), np.float32)
 
+    trainer = EpochTrainer(model, X, y, weights, None, 3)
+
     def mirrored(epoch):
-        images = np.concatenate([b[0].numpy()[..., 0] for b in model._training_dataset(X, y, weights, 3, epoch)])
+        images = np.concatenate([b[0].numpy()[..., 0] for b in trainer.training_dataset(epoch)])
         order = np.random.default_rng([0, epoch]).permutation(len(X))
         flags = np.zeros(len(X), bool)
         for image, index in zip(images, order, strict=True):

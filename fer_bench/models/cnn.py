@@ -27,11 +27,11 @@ Design:
   and, with schedule="plateau", the learning rate reductions are driven by it too. Without validation_data
   the fixed number of epochs is trained (with ema, the average of the last epoch is kept).
 * Where the parts live: the architecture in cnn_network.py; augmentation and the input pipelines in
-  cnn_input.py; the optimiser and its schedule, weight averaging, checkpointing and determinism in
-  cnn_training.py; the parameters' rules in
-  cnn_params.py; the test-time views and their choice in cnn_views.py; the epoch-selection state in
-  cnn_selection.py; saving and loading in cnn_persistence.py; cnn_fast's recipe in cnn_fast.py; this module is
-  the estimator that ties them together (fit, predict, capabilities).
+  cnn_input.py; the epoch loop (start or resume, train an epoch, select, checkpoint) in cnn_epochs.py; the
+  optimiser and its schedule, weight averaging, checkpointing and determinism in cnn_training.py; the
+  parameters' rules in cnn_params.py; the test-time views and their choice in cnn_views.py; the
+  epoch-selection state in cnn_selection.py; saving and loading in cnn_persistence.py; cnn_fast's recipe in
+  cnn_fast.py; this module is the estimator (its parameters, fit, predict, capabilities).
 
 Throughput measurements of earlier versions (dtype, determinism, XLA, batch size, widths, BatchNorm): see
 docs/cnn-recipe.md.
@@ -39,28 +39,14 @@ docs/cnn-recipe.md.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from fer_bench.data.dataset import check_images
 from fer_bench.models.base import ImageClassifier
-from fer_bench.models.cnn_input import (  # noqa: F401  (ERASING_ASPECT is part of cnn's API)
-    ERASING_ASPECT,
-    as_model_input,
-    make_augmenter,
-    training_dataset,
-    validation_dataset,
-)
-from fer_bench.models.cnn_network import (  # noqa: F401
-    HEADS,
-    LAST_CONV_LAYER,
-    LOGITS_LAYER,
-    build_network,
-    set_whitening,
-    whitening_filters,
-)
+from fer_bench.models.cnn_epochs import BN_RECOMPUTE_IMAGES, EpochTrainer  # noqa: F401
+from fer_bench.models.cnn_input import ERASING_ASPECT, as_model_input  # noqa: F401  (part of cnn's API)
+from fer_bench.models.cnn_network import HEADS, LAST_CONV_LAYER, LOGITS_LAYER, build_network  # noqa: F401
 from fer_bench.models.cnn_params import (  # noqa: F401
     OPTIMIZERS,
     SCHEDULES,
@@ -68,37 +54,16 @@ from fer_bench.models.cnn_params import (  # noqa: F401
     checked_sample_weight,
 )
 from fer_bench.models.cnn_persistence import KERAS_FILE, load_cnn, save_cnn
-from fer_bench.models.cnn_selection import (
-    PLATEAU_FACTOR,
-    improved_now,
-    new_training_state,
-    selection_summary,
-    update_selection,
-)
+from fer_bench.models.cnn_selection import selection_summary
 from fer_bench.models.cnn_training import (  # noqa: F401  (IMAGE_SIZE etc. are part of cnn's API)
     CHECKPOINT_FORMAT,
     IMAGE_SIZE,
     PREDICT_BATCH,
     STATE_FILE,
-    Checkpoint,
-    accuracy_of,
-    averaged_weights,
-    compile_network,
     cpu_has_native_bfloat16,
-    current_learning_rate,
-    derive_seed,
     jsonable,
-    keep_trained_weights_at_fit_end,
-    overwrite_with_average,
-    recompute_batchnorm_statistics,
-    training_fingerprint,
 )
-from fer_bench.models.cnn_views import centre_crop, choose_test_views, mean_softmax
-
-# The moving average of the weights gets BatchNorm statistics of its own from this many training images (the
-# epoch's first augmented batches): ~2.5% of an epoch's arithmetic on FER-2013; a check on an epoch-4
-# checkpoint read 39.5% PublicTest with 2,048 crops against 17.2% with the trained weights' statistics.
-BN_RECOMPUTE_IMAGES = 2048
+from fer_bench.models.cnn_views import choose_test_views, mean_softmax
 
 # quick=True: a small net and few epochs: 17 CPU-seconds for the 7-class synthetic task (2,800 images), 0.72
 # PublicTest accuracy. Its receptive field is too small for global average pooling to keep where a feature
@@ -217,35 +182,11 @@ class CNNClassifier(ImageClassifier):
 
     def fit(self, X, y, sample_weight=None, validation_data=None):
         """Train for `epochs` (resuming a checkpoint in checkpoint_dir), keep the epoch (and weights, trained or
-        averaged) with the best single-view validation accuracy, then choose the test-time views on it."""
+        averaged) with the best single-view validation accuracy, then choose the test-time views on it
+        (the epoch loop: cnn_epochs.EpochTrainer)."""
         X, y_index, weights, validation = self._validated_inputs(X, y, sample_weight, validation_data)
         self._seed_everything()
-        n_classes = len(self.classes_)
-        model, state, best_weights, checkpoint = self._start_or_resume(X, y_index, weights, validation, n_classes)
-        keep_trained_weights_at_fit_end(model)
-        # Epochs are compared on one view, the centre crop (the full face without crops): cheap every epoch.
-        validation_view = (centre_crop(validation[0], self._input_size()), validation[1]) if validation else None
-        validation_ds = validation_dataset(*validation_view, n_classes) if validation else None
-
-        while not state["finished"] and state["epoch"] < self.epochs:
-            candidates = self._train_epoch(model, state, X, y_index, weights, n_classes, validation, validation_ds)
-            improved = self._select(model, state, candidates) if validation is not None else False
-            if improved:
-                _, _, candidate_weights = improved
-                best_weights = candidate_weights if candidate_weights is not None else model.get_weights()
-            state["finished"] = state["epoch"] >= self.epochs or state["stopped_early"]
-            if checkpoint:
-                checkpoint.save(model, state, best_weights if improved_now(state) else None)
-
-        if best_weights is not None:
-            model.set_weights(best_weights)
-        if self.progressive:
-            model = self._fixed_size_copy(model, n_classes)  # predicts, saves and counts FLOPs at crop_size
-        elif self.ema and validation is None and state["epoch"] > 0:
-            # without validation data the last epoch's average is kept, with statistics of its own
-            overwrite_with_average(model)
-            recompute_batchnorm_statistics(model, self._batchnorm_batches(X, y_index, weights, n_classes,
-                                                                          state["epoch"] - 1))
+        model, state = EpochTrainer(self, X, y_index, weights, validation, len(self.classes_)).train()
         self.keras_model_ = model
         self.last_conv_layer_name_ = LAST_CONV_LAYER
         self.history_ = state["history"]
@@ -277,80 +218,6 @@ class CNNClassifier(ImageClassifier):
                                  f"in training: {unknown.tolist()}")
             validation = (X_val, np.searchsorted(self.classes_, y_val))
         return X, np.searchsorted(self.classes_, y), weights, validation
-
-    def _start_or_resume(self, X, y_index, weights, validation, n_classes: int):
-        """(model, state, best weights so far, checkpoint or None): a new network, or the checkpoint's."""
-        fingerprint = training_fingerprint(self.get_params(), (X, y_index, weights, *(validation or ())))
-        checkpoint = Checkpoint(self.checkpoint_dir, fingerprint) if self.checkpoint_dir else None
-        state = checkpoint.load_state() if checkpoint else None
-        if state is None:
-            model = self._build_network(n_classes)
-            if self.whitening:
-                set_whitening(model, whitening_filters(X, self.whitening, self.seed))
-            self._compile(model, int(np.ceil(len(X) / self.batch_size)))
-            return model, new_training_state(), None, checkpoint
-        model = checkpoint.load_model(state)
-        best_weights = checkpoint.load_best_weights(state, model)
-        if not state["finished"]:
-            state["resumed_from_epoch"] = state["epoch"]
-        return model, state, best_weights, checkpoint
-
-    def _fixed_size_copy(self, model, n_classes: int):
-        """The network trained at several input sizes as one at crop_size (same weights), uncompiled: what
-        predicts, is saved and has its FLOPs counted."""
-        fixed = build_network(n_classes, **self._network_options(), input_size=self._input_size())
-        fixed.set_weights(model.get_weights())
-        return fixed
-
-    def _epoch_input_size(self, epoch: int) -> int:
-        """The side of the training images in `epoch`: progressive's smaller size in its first epochs."""
-        if self.progressive:
-            size, fraction = self.progressive
-            if epoch < round(float(fraction) * int(self.epochs)):
-                return int(size)
-        return self._input_size()
-
-    def _train_epoch(self, model, state, X, y_index, weights, n_classes: int, validation, validation_ds) -> list:
-        """One epoch of training; its record goes into state["history"]. Returns the selection candidates:
-        (kind, validation accuracy, weights or None for the model's current ones), the trained weights first,
-        then (with ema) their moving average."""
-        import keras
-
-        epoch = state["epoch"]
-        self._reseed_layers(model, epoch)
-        train_ds = self._training_dataset(X, y_index, weights, n_classes, epoch)
-        start = time.perf_counter()
-        # epochs=self.epochs and a stop after this one, so Keras' progress line reads "Epoch k/epochs".
-        stop_after_epoch = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: setattr(model, "stop_training", True))
-        result = model.fit(train_ds, validation_data=validation_ds, initial_epoch=epoch, epochs=self.epochs,
-                           verbose=self._keras_verbosity(), callbacks=[*(self.callbacks or []), stop_after_epoch],
-                           shuffle=False)
-        logs = {k: float(v[-1]) for k, v in result.history.items()}
-        record = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
-                  "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy")}
-        candidates = [("trained", record["val_accuracy"], None)]
-        if self.ema and validation is not None:
-            with averaged_weights(model, self._batchnorm_batches(X, y_index, weights, n_classes, epoch)):
-                record["ema_val_accuracy"] = accuracy_of(self._network_proba(
-                    as_model_input(validation[0]), 1, model), validation[1])
-                ema_weights = model.get_weights()
-            candidates.append(("ema", record["ema_val_accuracy"], ema_weights))
-        seconds = time.perf_counter() - start
-        record.update(lr=current_learning_rate(model), seconds=seconds,
-                      images_per_s=len(X) / seconds if seconds > 0 else None,
-                      train_flops=len(X) * self._train_flops_per_image(n_classes, self._epoch_input_size(epoch)))
-        state["history"].append(record)
-        state["epoch"] = epoch + 1
-        return candidates
-
-    def _select(self, model, state, candidates):
-        """cnn_selection.update_selection, and the plateau schedule's rate reduction it calls for. Returns the
-        candidate when it improved on the best so far."""
-        improved, reduce_rate = update_selection(state, candidates, plateau=self.schedule == "plateau",
-                                                 patience=self.patience)
-        if reduce_rate:
-            model.optimizer.learning_rate = current_learning_rate(model) * PLATEAU_FACTOR
-        return improved
 
     def _record_selection(self, model, state, validation, n_train: int) -> None:
         """selected_params_: the kept epoch and weights, the test-time views chosen on the validation data, and
@@ -491,47 +358,10 @@ class CNNClassifier(ImageClassifier):
                     seed=self.seed, bfloat16=self._uses_bfloat16(), batchnorm_scale=bool(self.batchnorm_scale),
                     dirac_init=bool(self.dirac_init), whitening=int(self.whitening))
 
-    def _train_flops_per_image(self, n_classes: int, size: int) -> int:
-        """Forward and backward FLOPs of one size x size training image (3 x the forward pass), counted on the
-        network built at that size (cached: building one takes a fraction of a second)."""
-        from fer_bench.models.flops import TRAINING_FLOPS_PER_FORWARD, forward_flops
-
-        cache = self.__dict__.setdefault("_flops_by_size", {})
-        if size not in cache:
-            cache[size] = TRAINING_FLOPS_PER_FORWARD * forward_flops(
-                build_network(n_classes, **self._network_options(), input_size=size))
-        return cache[size]
-
     def _uses_bfloat16(self) -> bool:
         if self.mixed_precision == "auto":
             return cpu_has_native_bfloat16()
         return bool(self.mixed_precision)
-
-    def _compile(self, model, steps_per_epoch: int):
-        compile_network(model, optimizer=self.optimizer, learning_rate=self.learning_rate,
-                        weight_decay=self.weight_decay, schedule=self.schedule, warmup_epochs=self.warmup_epochs,
-                        total_steps=int(self.epochs) * steps_per_epoch, steps_per_epoch=steps_per_epoch,
-                        ema=self.ema, label_smoothing=self.label_smoothing, jit_compile=bool(self.jit_compile))
-
-    def _reseed_layers(self, model, epoch: int):
-        """Set every random layer's generator from (seed, epoch), so an epoch's dropout does not depend on
-        earlier epochs (the generators' state is not part of a saved model)."""
-        for i, variable in enumerate(v for v in model.variables if "seed_generator_state" in v.path):
-            variable.assign(np.array([derive_seed(self.seed, epoch, i), 0], dtype=variable.dtype))
-
-    def _training_dataset(self, X, y_index, weights, n_classes: int, epoch: int):
-        augment = make_augmenter(self.flip, self.shift, self.rotation, self.zoom, crop_size=self.crop_size,
-                                 erasing=self.erasing, erasing_area=self.erasing_area,
-                                 output_size=self._epoch_input_size(epoch))
-        return training_dataset(X, y_index, weights, n_classes, epoch, seed=int(self.seed),
-                                batch_size=int(self.batch_size), augment=augment,
-                                alternate_flips=self.flip == "alternate")
-
-    def _batchnorm_batches(self, X, y_index, weights, n_classes: int, epoch: int):
-        """The first BN_RECOMPUTE_IMAGES images of the epoch's training batches (augmented as trained): what the
-        averaged weights' BatchNorm statistics are recomputed on."""
-        batches = int(np.ceil(min(BN_RECOMPUTE_IMAGES, len(X)) / int(self.batch_size)))
-        return self._training_dataset(X, y_index, weights, n_classes, epoch).take(batches)
 
 
 __all__ = ["CNNClassifier", "QUICK_PARAMS", "make_cnn"]
