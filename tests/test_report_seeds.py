@@ -131,7 +131,10 @@ def test_headline_shows_seed_sd_and_the_images_interval_in_separate_columns(repo
     assert line[4] == mean_interval_text(rows, "accuracy")
     assert line[6] == mean_interval_text(rows, "f1_macro")
     fits = [float(r["fit_seconds"]) for r in per_seed(report, task, model)]
-    assert line[9] == spread_text(fits, scale=1) + " s"  # every seed's fit, identical predictions or not
+    # every seed's fit, identical predictions or not; † when one shared the CPUs (what ran beside the tests)
+    shared = any(r["fit_shared"] == "1" for r in csv_rows(report, "timing.csv")
+                 if r["task"] == task and r["model"] == model)
+    assert line[9] == spread_text(fits, scale=1) + " s" + (" †" if shared else "")
     assert full_line[:3] == line[:3]  # the second table: the same rows, keyed the same way
 
 
@@ -448,3 +451,37 @@ def test_the_cost_finding_marks_a_fit_that_shared_the_cpus(grid, tmp_path):
     assert "logreg" in cost.split("min †")[0].rsplit(",", 1)[-1] and cost.count("†") == 2
     assert "shared the CPUs" in cost
 
+
+
+def test_headline_fit_times_mark_shared_fits_and_seeds_on_different_machines(grid, tmp_path):
+    """The headline's fit time, a mean over seeds, says when a seed's fit shared the CPUs (†) and when the seeds
+    ran on different machines (‡), and the note under the table says what the marks mean."""
+    import json
+
+    from conftest import rerecord
+
+    out = copy_grid(grid, tmp_path / "marks")
+    for timings_file in sorted(out.glob("runs/*/*/seed*/timings.json")):
+        cell = timings_file.parent
+        timings = json.loads(timings_file.read_text())
+        shared = cell.parent.name == "logreg" and cell.parent.parent.name == "5class" and cell.name == "seed1"
+        timings["load_average_fit"] = [64.0, 64.0] if shared else [0.0, 0.0]
+        timings_file.write_text(json.dumps(timings))
+        rerecord(cell)
+    manifest_file = out / "runs" / "binary" / "hog_svm" / "seed2" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["machine"] = {**manifest["machine"], "cpu": "Another CPU"}
+    manifest_file.write_text(json.dumps(manifest))
+
+    report = build_report(out)
+    headline = next(s.markdown for s in report.sections if s.title.startswith("Headline"))
+    fit_times = {(line[0], line[1]): line[-1] for line in
+                 ([c.strip() for c in row.strip("|").split("|")] for row in headline.splitlines()
+                  if row.startswith("| ") and not row.startswith("| task"))}
+    marked = {key: text for key, text in fit_times.items() if text.endswith(("†", "‡"))}
+    assert set(marked) == {("5class", "logreg"), ("binary", "hog_svm")}
+    assert marked[("5class", "logreg")].endswith(" s †") and marked[("binary", "hog_svm")].endswith(" s ‡")
+    assert "Fit time †: a seed's fit shared the CPUs with other work; ‡: seeds fitted on different machines" in headline
+    unmarked = build_report(copy_grid(grid, tmp_path / "plain"))
+    plain = next(s.markdown for s in unmarked.sections if s.title.startswith("Headline"))
+    assert "‡" not in plain  # one machine

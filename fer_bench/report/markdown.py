@@ -23,6 +23,7 @@ from fer_bench.report.seeds import (
     mean_and_std,
     several_seeds,
 )
+from fer_bench.report.timing import MIXED_MACHINES_MARK, SHARED_FIT_MARK, fit_time_marks
 
 
 def pct(x: float) -> str:
@@ -94,12 +95,12 @@ def deterministic_text(n_seeds: int) -> str:
     return f"{n_seeds}, identical"
 
 
-def _fit_text(rows: list[dict]) -> str:
-    """Fit time: mean ± std over seeds."""
+def _fit_text(rows: list[dict], marks: str = "") -> str:
+    """Fit time: mean ± std over seeds, then its marks (timing.fit_time_marks)."""
     values = [r["fit_seconds"] for r in rows]
     if any(v is None for v in values):
         return "–"
-    return f"{spread(values, _one_decimal)} s"
+    return f"{spread(values, _one_decimal)} s" + (f" {marks}" if marks else "")
 
 
 def seeds_note(cells, settings) -> str:
@@ -124,7 +125,7 @@ def _interval_text(rows: list[dict], metric: Metric) -> str:
 
 
 def _headline_cells(task: str, model: str, rows: list[dict], public_rows: list[dict], metrics: list[Metric],
-                    several: bool, deterministic: bool) -> list[str]:
+                    several: bool, deterministic: bool, fit_marks: str = "") -> list[str]:
     shown = distinct_rows(rows, deterministic)
     if not several:
         values = [metric_text(shown, metric, with_count=False) for metric in metrics]
@@ -135,7 +136,7 @@ def _headline_cells(task: str, model: str, rows: list[dict], public_rows: list[d
                           else metric.format(shown[0][metric.name]))
             if metric.interval:
                 values.append(_interval_text(shown, metric))
-    values += [spread(r["accuracy"] for r in distinct_rows(public_rows, deterministic)), _fit_text(rows)]
+    values += [spread(r["accuracy"] for r in distinct_rows(public_rows, deterministic)), _fit_text(rows, fit_marks)]
     return [task, model, *([_seeds_cell(rows, deterministic)] if several else []), *values]
 
 
@@ -181,8 +182,9 @@ def headline_table(inputs, metric_rows: list[dict]) -> tuple[list[str], list[lis
     metrics = brief_metrics() if several else headline_metrics()
     private = metric_rows_by_model(metric_rows, inputs.settings.headline_split)
     public = metric_rows_by_model(metric_rows, inputs.settings.selection_split)
+    marks = {key: fit_time_marks(cells) for key, cells in cells_by_model(inputs.cells).items()}
     rows = [_headline_cells(task, model, rows, public[(task, model)], metrics, several,
-                            inputs.is_deterministic(task, model))
+                            inputs.is_deterministic(task, model), marks.get((task, model), ""))
             for (task, model), rows in private.items() if not is_ensemble(rows[0])]
     return _headline_columns(inputs.settings, metrics, several), rows
 
@@ -196,11 +198,12 @@ def headline_markdown(ctx) -> str:
     """The brief headline table, then what its spreads and intervals are, the floors and the models' notes."""
     split = ctx.inputs.settings.headline_split
     private = metric_rows_by_model(ctx.tables.metric_rows, split)
-    lines = _table_markdown(*headline_table(ctx.inputs, ctx.tables.metric_rows))
+    columns, rows = headline_table(ctx.inputs, ctx.tables.metric_rows)
+    lines = _table_markdown(columns, rows)
     floor_text = "; ".join(
         f"{r['task']}: majority ({r['majority_class']}) {pct(r['majority_accuracy'])}%, chance "
         f"{pct(r['chance_accuracy'])}%" for r in ctx.tables.floor_rows if r["split"] == split)
-    floors = f"Floors on {split}: {floor_text}."
+    floors = f"Floors on {split}: {floor_text}." + _fit_marks_note(row[-1] for row in rows)
     # one paragraph: the notes under the headline table keep the findings on the first screen
     lines += ["", (seeds_note(ctx.inputs.cells, ctx.inputs.settings) + " " + floors
                    if several_seeds(ctx.inputs.cells) else floors)]
@@ -208,6 +211,15 @@ def headline_markdown(ctx) -> str:
     if notes:
         lines += ["", " ".join(notes)]  # one paragraph, one line
     return "\n".join(lines)
+
+
+def _fit_marks_note(fit_cells) -> str:
+    """What the fit-time marks in the headline mean, for those that appear."""
+    fit_cells = list(fit_cells)
+    notes = [f"{mark}: {text}" for mark, text in ((SHARED_FIT_MARK, "a seed's fit shared the CPUs with other work"),
+                                                  (MIXED_MACHINES_MARK, "seeds fitted on different machines"))
+             if any(mark in cell for cell in fit_cells)]
+    return f" Fit time {'; '.join(notes)} (per machine: timing section)." if notes else ""
 
 
 def _value_cells(rows: list[dict], metrics: list[Metric]) -> list[str]:

@@ -12,6 +12,8 @@ from fer_bench.provenance import machine_label
 from fer_bench.report.seeds import mean_and_std
 from fer_bench.report.tables import csv_text
 
+#: fit times marked: a seed's fit shared the CPUs with other work; the seeds' fits ran on different machines
+SHARED_FIT_MARK, MIXED_MACHINES_MARK = "†", "‡"
 #: measured matmul peaks of one dtype further apart than this factor mean the cells ran on machines of
 #: different speed, which the timing section then says
 PEAK_SPREAD_WARNING = 1.25
@@ -162,6 +164,16 @@ def _training_tflop(timings: dict, params: dict) -> float | None:
     return flops / 1e12
 
 
+def fit_time_marks(cells) -> str:
+    """The marks of one (task, model)'s fit time over its seeds' cells: † when a seed's fit shared the machine
+    with other work (its load average above the cores: the time is inflated), ‡ when the seeds ran on different
+    machines (the mean mixes them: the timing table has a row per machine)."""
+    shared = any(_fit_load(cell.timings.get("load_average_fit"), (cell.manifest.machine or {}).get("cores"))
+                 ["fit_shared"] for cell in cells)
+    machines = {machine_label(cell.manifest.machine) for cell in cells if cell.manifest.machine is not None}
+    return (SHARED_FIT_MARK if shared else "") + (MIXED_MACHINES_MARK if len(machines) > 1 else "")
+
+
 def _fit_load(loads, cores) -> dict:
     """The higher recorded load average around the fit, and whether it exceeded the machine's cores."""
     loads = [value for value in (loads or []) if value is not None]
@@ -270,7 +282,8 @@ def _accuracy_text(group: list[dict]) -> str:
 
 def _fit_time_text(group: list[dict]) -> str:
     """Fit seconds over seeds, marked † when a seed's fit shared the machine with other work."""
-    return _spread(group, "fit_seconds", 1) + (" †" if any(r.get("fit_shared") for r in group) else "")
+    return _spread(group, "fit_seconds", 1) + (f" {SHARED_FIT_MARK}" if any(r.get("fit_shared") for r in group)
+                                               else "")
 
 
 def _table_line(task: str, model: str, machine: str, group: list[dict], several: bool) -> str:
