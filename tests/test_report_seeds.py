@@ -482,6 +482,16 @@ def test_headline_fit_times_mark_shared_fits_and_seeds_on_different_machines(gri
     assert set(marked) == {("5class", "logreg"), ("binary", "hog_svm")}
     assert marked[("5class", "logreg")].endswith(" s †") and marked[("binary", "hog_svm")].endswith(" s ‡")
     assert "Fit time †: a seed's fit shared the CPUs with other work; ‡: seeds fitted on different machines" in headline
+    tex_rows = {tuple(line.split(" & ")[:2]): line for line in report.files["summary.tex"].splitlines()
+                if line.endswith("\\\\") and " & " in line and not line.startswith("Task")}
+    assert tex_rows[("binary", "hog\\_svm")].endswith("$^\\ddagger$ \\\\")
+    assert tex_rows[("binary", "hog\\_svm (seed ensemble, 3)")].endswith("$^\\ddagger$ \\\\")  # the same fits
+    assert tex_rows[("5class", "logreg")].endswith("$^\\dagger$ \\\\")
+    ensemble = ("5class", "logreg (seed ensemble, 3)")  # none when logreg's seeds are identical
+    assert {key for key, line in tex_rows.items() if "$^" in line} == {
+        ("binary", "hog\\_svm"), ("binary", "hog\\_svm (seed ensemble, 3)"), ("5class", "logreg"),
+        *([ensemble] if ensemble in tex_rows else [])}
+    assert "$^\\ddagger$seeds fitted on different machines" in report.files["summary.tex"]
     unmarked = build_report(copy_grid(grid, tmp_path / "plain"))
     plain = next(s.markdown for s in unmarked.sections if s.title.startswith("Headline"))
     assert "‡" not in plain  # one machine

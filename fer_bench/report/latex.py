@@ -6,7 +6,13 @@ import numpy as np
 
 from fer_bench.metrics import Metric, brief_metrics
 from fer_bench.report.markdown import confidence_text, joined, metric_rows_by_model, metric_text
-from fer_bench.report.seeds import distinct_rows, several_seeds
+from fer_bench.report.seeds import cells_by_model, distinct_rows, ensemble_of, several_seeds
+from fer_bench.report.timing import MIXED_MACHINES_MARK, SHARED_FIT_MARK, fit_time_marks
+
+#: the fit-time marks of summary.md as LaTeX superscripts
+LATEX_MARKS = {SHARED_FIT_MARK: r"$^\dagger$", MIXED_MACHINES_MARK: r"$^\ddagger$"}
+MARK_NOTES = {SHARED_FIT_MARK: r"$^\dagger$a seed's fit shared the CPUs with other work",
+              MIXED_MACHINES_MARK: r"$^\ddagger$seeds fitted on different machines"}
 
 #: characters LaTeX treats as commands, in a user's data set, task or model name (hog_svm has one)
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -46,10 +52,19 @@ def latex_headline(inputs, metric_rows: list[dict]) -> str:
              rf"\begin{{tabular}}{{ll{'r' * (len(metrics) + 1)}}}", r"\toprule",
              " & ".join(["Task", "Model", *(latex_escape(_capitalised(m.short_label)) for m in metrics), "Fit (s)"])
              + r" \\", r"\midrule"]
+    fit_marks = {key: fit_time_marks(cells) for key, cells in cells_by_model(inputs.cells).items()}
+    used = set()
     for (task, model), rows in private.items():
         shown = distinct_rows(rows, inputs.is_deterministic(task, model))  # identical seeds: one value, no "± 0"
+        ensemble = ensemble_of(rows[0])
+        marks = fit_marks.get((task, ensemble.model if ensemble else model), "")  # an ensemble: its seeds' fits
+        used.update(marks)
         cells = [latex_escape(task), latex_escape(model), *(latex_cell(shown, metric) for metric in metrics),
-                 f"{np.mean([r['fit_seconds'] for r in rows]):.1f}"]
+                 f"{np.mean([r['fit_seconds'] for r in rows]):.1f}" + "".join(LATEX_MARKS[m] for m in marks)]
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if used:
+        lines.append(r"\par\smallskip{\footnotesize Fit: " + "; ".join(MARK_NOTES[m] for m in MARK_NOTES if m in used)
+                     + ".}")
+    lines += [r"\end{table}", ""]
     return "\n".join(lines)
