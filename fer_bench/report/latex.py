@@ -7,12 +7,10 @@ import numpy as np
 from fer_bench.metrics import Metric, brief_metrics
 from fer_bench.report.markdown import confidence_text, joined, metric_rows_by_model, metric_text
 from fer_bench.report.seeds import cells_by_model, distinct_rows, ensemble_of, several_seeds
-from fer_bench.report.timing import MIXED_MACHINES_MARK, SHARED_FIT_MARK, fit_time_marks
+from fer_bench.report.timing import FIT_MARK_MEANINGS, MIXED_MACHINES_MARK, SHARED_FIT_MARK, fit_time_marks
 
 #: the fit-time marks of summary.md as LaTeX superscripts
 LATEX_MARKS = {SHARED_FIT_MARK: r"$^\dagger$", MIXED_MACHINES_MARK: r"$^\ddagger$"}
-MARK_NOTES = {SHARED_FIT_MARK: r"$^\dagger$a seed's fit shared the CPUs with other work",
-              MIXED_MACHINES_MARK: r"$^\ddagger$seeds fitted on different machines"}
 
 #: characters LaTeX treats as commands, in a user's data set, task or model name (hog_svm has one)
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -64,7 +62,7 @@ def latex_headline(inputs, metric_rows: list[dict]) -> str:
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if used:
-        lines.append(r"\par\smallskip{\footnotesize Fit: " + "; ".join(MARK_NOTES[m] for m in MARK_NOTES if m in used)
-                     + ".}")
+        lines.append(r"\par\smallskip{\footnotesize Fit: " + "; ".join(
+            LATEX_MARKS[mark] + latex_escape(text) for mark, text in FIT_MARK_MEANINGS.items() if mark in used) + ".}")
     lines += [r"\end{table}", ""]
     return "\n".join(lines)

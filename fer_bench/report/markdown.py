@@ -23,7 +23,7 @@ from fer_bench.report.seeds import (
     mean_and_std,
     several_seeds,
 )
-from fer_bench.report.timing import MIXED_MACHINES_MARK, SHARED_FIT_MARK, fit_time_marks
+from fer_bench.report.timing import FIT_MARK_MEANINGS, fit_time_marks
 
 
 def pct(x: float) -> str:
@@ -216,9 +216,7 @@ def headline_markdown(ctx) -> str:
 def _fit_marks_note(fit_cells) -> str:
     """What the fit-time marks in the headline mean, for those that appear."""
     fit_cells = list(fit_cells)
-    notes = [f"{mark}: {text}" for mark, text in ((SHARED_FIT_MARK, "a seed's fit shared the CPUs with other work"),
-                                                  (MIXED_MACHINES_MARK, "seeds fitted on different machines"))
-             if any(mark in cell for cell in fit_cells)]
+    notes = [f"{mark}: {text}" for mark, text in FIT_MARK_MEANINGS.items() if any(mark in cell for cell in fit_cells)]
     return f" Fit time {'; '.join(notes)} (per machine: timing section)." if notes else ""
 
 

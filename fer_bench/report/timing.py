@@ -14,6 +14,8 @@ from fer_bench.report.tables import csv_text
 
 #: fit times marked: a seed's fit shared the CPUs with other work; the seeds' fits ran on different machines
 SHARED_FIT_MARK, MIXED_MACHINES_MARK = "†", "‡"
+FIT_MARK_MEANINGS = {SHARED_FIT_MARK: "a seed's fit shared the CPUs with other work",
+                     MIXED_MACHINES_MARK: "seeds fitted on different machines"}
 #: measured matmul peaks of one dtype further apart than this factor mean the cells ran on machines of
 #: different speed, which the timing section then says
 PEAK_SPREAD_WARNING = 1.25
