@@ -119,7 +119,7 @@ def test_a_brief_metric_shows_in_headline_latex_and_compare(grid):
         inputs, tables = report_tables(grid)
         headline = headline_markdown(SimpleNamespace(inputs=inputs, tables=tables))
         full = all_metrics_markdown(SimpleNamespace(inputs=inputs, tables=tables))
-        tex = latex_headline(inputs, tables.metric_rows)
+        tex = latex_headline(inputs, tables)
         comparison = compare_folders(grid, grid)
         columns = record_columns()
         (record,) = [r for r in comparison_records(comparison, View()) if r["task"] == "binary"]
@@ -159,4 +159,4 @@ def test_confidence_level_setting_narrows_the_intervals_and_says_so(grid):
         assert b["accuracy_ci_high"] - b["accuracy_ci_low"] <= a["accuracy_ci_high"] - a["accuracy_ci_low"]
     headline = headline_markdown(SimpleNamespace(inputs=inputs, tables=narrow))
     assert "accuracy % [50% CI]" in headline
-    assert "50\\% bootstrap CI" in latex_headline(inputs, narrow.metric_rows)
+    assert "50\\% bootstrap CI" in latex_headline(inputs, narrow)

@@ -96,7 +96,7 @@ def build_report(out, *, dataset: Dataset | None = None, settings: Settings | No
     report = Report(inputs, tables, files={**tables.files, **figures.files}, sections=sections,
                     kept_figures=set(figures.kept))
     report.files["summary.md"] = summary
-    report.files["summary.tex"] = latex_headline(inputs, tables.metric_rows)
+    report.files["summary.tex"] = latex_headline(inputs, tables)
     report.files["index.html"] = index_html(inputs, tables, sections, list(report.files))
     return report
 
@@ -108,7 +108,7 @@ TERMINAL_COLUMNS = ("task", "model", "seeds", "accuracy", "macro-F1", "fit time"
 def headline_text(report: Report) -> str:
     """The headline table as plain aligned text (its task, model, seeds, accuracy, macro-F1 and fit-time
     columns), for the end of `fer-bench run`."""
-    columns, rows = headline_table(report.inputs, report.metric_rows)
+    columns, rows = headline_table(report.inputs, report.tables)
     keep = [k for k, column in enumerate(columns) if column.startswith(TERMINAL_COLUMNS)]
     table = [[columns[k] for k in keep], *[[row[k] for k in keep] for row in rows]]
     widths = [max(len(line[k]) for line in table) for k in range(len(keep))]

@@ -6,7 +6,7 @@ import numpy as np
 
 from fer_bench.metrics import Metric, brief_metrics
 from fer_bench.report.markdown import confidence_text, joined, metric_rows_by_model, metric_text
-from fer_bench.report.seeds import cells_by_model, distinct_rows, ensemble_of, several_seeds
+from fer_bench.report.seeds import distinct_rows, ensemble_of, several_seeds
 from fer_bench.report.timing import FIT_MARK_MEANINGS, MIXED_MACHINES_MARK, SHARED_FIT_MARK, fit_time_marks
 
 #: the fit-time marks of summary.md as LaTeX superscripts
@@ -34,9 +34,9 @@ def latex_cell(rows: list[dict], metric: Metric) -> str:
     return metric.format(np.mean([r[metric.name] for r in rows]))
 
 
-def latex_headline(inputs, metric_rows: list[dict]) -> str:
+def latex_headline(inputs, tables) -> str:
     split = inputs.settings.headline_split
-    private = metric_rows_by_model(metric_rows, split)
+    private = metric_rows_by_model(tables.metric_rows, split)
     metrics = brief_metrics()
     level = latex_escape(confidence_text(inputs.settings))
     how = (rf"{level} bootstrap CI for one seed, a deterministic model (its seeds identical) or a seed ensemble (the "
@@ -50,7 +50,7 @@ def latex_headline(inputs, metric_rows: list[dict]) -> str:
              rf"\begin{{tabular}}{{ll{'r' * (len(metrics) + 1)}}}", r"\toprule",
              " & ".join(["Task", "Model", *(latex_escape(_capitalised(m.short_label)) for m in metrics), "Fit (s)"])
              + r" \\", r"\midrule"]
-    fit_marks = {key: fit_time_marks(cells) for key, cells in cells_by_model(inputs.cells).items()}
+    fit_marks = fit_time_marks(tables.timing_rows)
     used = set()
     for (task, model), rows in private.items():
         shown = distinct_rows(rows, inputs.is_deterministic(task, model))  # identical seeds: one value, no "± 0"

@@ -171,7 +171,7 @@ def _model_notes(models) -> list[str]:
     return notes
 
 
-def headline_table(inputs, metric_rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+def headline_table(inputs, tables) -> tuple[list[str], list[list[str]]]:
     """The headline table as text cells: (columns, one row per trained (task, model) of the headline split).
 
     With several seeds: the brief metrics, the table summary.md and index.html open with and `fer-bench run`
@@ -180,9 +180,9 @@ def headline_table(inputs, metric_rows: list[dict]) -> tuple[list[str], list[lis
     fits: one column per metric)."""
     several = several_seeds(inputs.cells)
     metrics = brief_metrics() if several else headline_metrics()
-    private = metric_rows_by_model(metric_rows, inputs.settings.headline_split)
-    public = metric_rows_by_model(metric_rows, inputs.settings.selection_split)
-    marks = {key: fit_time_marks(cells) for key, cells in cells_by_model(inputs.cells).items()}
+    private = metric_rows_by_model(tables.metric_rows, inputs.settings.headline_split)
+    public = metric_rows_by_model(tables.metric_rows, inputs.settings.selection_split)
+    marks = fit_time_marks(tables.timing_rows)
     rows = [_headline_cells(task, model, rows, public[(task, model)], metrics, several,
                             inputs.is_deterministic(task, model), marks.get((task, model), ""))
             for (task, model), rows in private.items() if not is_ensemble(rows[0])]
@@ -198,7 +198,7 @@ def headline_markdown(ctx) -> str:
     """The brief headline table, then what its spreads and intervals are, the floors and the models' notes."""
     split = ctx.inputs.settings.headline_split
     private = metric_rows_by_model(ctx.tables.metric_rows, split)
-    columns, rows = headline_table(ctx.inputs, ctx.tables.metric_rows)
+    columns, rows = headline_table(ctx.inputs, ctx.tables)
     lines = _table_markdown(columns, rows)
     floor_text = "; ".join(
         f"{r['task']}: majority ({r['majority_class']}) {pct(r['majority_accuracy'])}%, chance "

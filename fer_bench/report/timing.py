@@ -166,14 +166,13 @@ def _training_tflop(timings: dict, params: dict) -> float | None:
     return flops / 1e12
 
 
-def fit_time_marks(cells) -> str:
-    """The marks of one (task, model)'s fit time over its seeds' cells: † when a seed's fit shared the machine
-    with other work (its load average above the cores: the time is inflated), ‡ when the seeds ran on different
-    machines (the mean mixes them: the timing table has a row per machine)."""
-    shared = any(_fit_load(cell.timings.get("load_average_fit"), (cell.manifest.machine or {}).get("cores"))
-                 ["fit_shared"] for cell in cells)
-    machines = {machine_label(cell.manifest.machine) for cell in cells if cell.manifest.machine is not None}
-    return (SHARED_FIT_MARK if shared else "") + (MIXED_MACHINES_MARK if len(machines) > 1 else "")
+def fit_time_marks(timing_rows: list[dict]) -> dict[tuple[str, str], str]:
+    """(task, model) -> the marks of its fit time over the seeds, from the timing rows: † when a seed's fit shared
+    the machine with other work (fit_shared: the time is inflated), ‡ when the seeds ran on different machines (a
+    mean mixes them: the timing table has a row per machine)."""
+    return {key: (SHARED_FIT_MARK if any(r.get("fit_shared") for r in rows) else "")
+            + (MIXED_MACHINES_MARK if len({r["machine"] for r in rows if r["machine"] is not None}) > 1 else "")
+            for key, rows in grouped_rows(timing_rows).items()}
 
 
 def _fit_load(loads, cores) -> dict:
