@@ -32,7 +32,7 @@ from fer_bench.models.cnn_training import (
     recompute_batchnorm_statistics,
     training_fingerprint,
 )
-from fer_bench.models.cnn_views import centre_crop, mean_softmax
+from fer_bench.models.cnn_views import centre_crop
 
 # The moving average of the weights gets BatchNorm statistics of its own from this many training images (the
 # epoch's first augmented batches): ~2.5% of an epoch's arithmetic on FER-2013; a check on an epoch-4
@@ -130,8 +130,8 @@ class EpochTrainer:
         candidates = [("trained", record["val_accuracy"], None)]
         if est.ema and validation is not None:
             with averaged_weights(model, self.batchnorm_batches(epoch)):
-                record["ema_val_accuracy"] = accuracy_of(mean_softmax(
-                    model, as_model_input(validation[0]), est._input_size(), 1, self.n_classes), validation[1])
+                record["ema_val_accuracy"] = accuracy_of(est._network_proba(as_model_input(validation[0]), 1, model),
+                                                         validation[1])
                 ema_weights = model.get_weights()
             candidates.append(("ema", record["ema_val_accuracy"], ema_weights))
         seconds = time.perf_counter() - start
